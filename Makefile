@@ -1,0 +1,55 @@
+# tokenguard: every target sets itself up (creates .venv and installs) on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test lint typecheck pytest demo demo-sdk lab bench soak fuzz clean
+
+help:
+	@echo "make demo   - start the local identity lab and walk the managed-identity flow"
+	@echo "make test   - ruff, mypy --strict and pytest"
+	@echo "make lab    - run the local identity lab in the foreground"
+	@echo "make bench  - benchmark suite (tables in bench/results/)"
+	@echo "make soak   - bounded soak test on loopback"
+	@echo "make fuzz   - long property-based fuzz run"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=95
+
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+lab: $(STAMP)
+	$(BIN)/python -m examples.lab
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz
+
+clean:
+	rm -rf $(VENV) .lab .mypy_cache .pytest_cache .ruff_cache .coverage

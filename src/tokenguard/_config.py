@@ -1,0 +1,187 @@
+"""Configuration: one frozen :class:`Issuer` per trusted token issuer.
+
+Every limit has a named default; nonsense is rejected when the object is built,
+not when the first token arrives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "DEFAULT_ALGORITHMS",
+    "DEFAULT_FETCH_TIMEOUT",
+    "DEFAULT_KEYS_TTL",
+    "DEFAULT_LEEWAY",
+    "DEFAULT_MAX_JWKS_BYTES",
+    "DEFAULT_MAX_KEYS",
+    "DEFAULT_MAX_STALE",
+    "DEFAULT_MAX_TTL",
+    "DEFAULT_MIN_TTL",
+    "DEFAULT_REFRESH_COOLDOWN",
+    "TENANT_PLACEHOLDER",
+    "Issuer",
+    "is_loopback_host",
+]
+
+TENANT_PLACEHOLDER: Final = "{tenantid}"
+DEFAULT_ALGORITHMS: Final = ("RS256",)
+ASYMMETRIC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+_SYMMETRIC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
+DEFAULT_LEEWAY: Final = 60
+DEFAULT_MIN_TTL: Final = 300.0
+DEFAULT_MAX_TTL: Final = 86_400.0
+DEFAULT_KEYS_TTL: Final = 3_600.0
+DEFAULT_REFRESH_COOLDOWN: Final = 30.0
+DEFAULT_MAX_STALE: Final = 86_400.0
+DEFAULT_FETCH_TIMEOUT: Final = 5.0
+DEFAULT_MAX_JWKS_BYTES: Final = 512 * 1024
+DEFAULT_MAX_KEYS: Final = 100
+DEFAULT_ERROR_BACKOFF: Final = 5.0
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, what: str) -> str:
+    """Accept https URLs, and http only for loopback hosts."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"{what} must be an absolute URL")
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return url
+    raise ValueError(f"{what} must use https (http is allowed only for loopback hosts)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Issuer:
+    """A trusted issuer: whose tokens are accepted, for which audiences, with which keys.
+
+    ``issuer`` is compared to the token's ``iss`` as an exact string. It may contain
+    ``{tenantid}`` (Entra multi-tenant metadata does): the token's ``tid`` claim fills
+    it, and ``tenants`` (if given) limits which tenants are accepted.
+    """
+
+    issuer: str
+    audiences: tuple[str, ...]
+    discovery_url: str | None = None
+    jwks_uri: str | None = None
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    tenants: frozenset[str] | None = None
+    #: Accepted header ``typ`` values (case-insensitive, ``application/`` optional).
+    #: ``None`` skips the check; use ``("at+jwt",)`` for RFC 9068 servers.
+    token_types: tuple[str, ...] | None = None
+    required_claims: tuple[str, ...] = ()
+    leeway: int = DEFAULT_LEEWAY
+    min_cache_ttl: float = DEFAULT_MIN_TTL
+    max_cache_ttl: float = DEFAULT_MAX_TTL
+    default_cache_ttl: float = DEFAULT_KEYS_TTL
+    refresh_cooldown: float = DEFAULT_REFRESH_COOLDOWN
+    max_stale: float = DEFAULT_MAX_STALE
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
+    max_jwks_bytes: int = DEFAULT_MAX_JWKS_BYTES
+    max_keys: int = DEFAULT_MAX_KEYS
+    error_backoff: float = DEFAULT_ERROR_BACKOFF
+    #: Lower-cased ``tenants`` for comparisons; derived, not an argument.
+    _tenants_folded: frozenset[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        audiences: object = self.audiences
+        if isinstance(audiences, str):  # a lone string is one audience, not its letters
+            set_(self, "audiences", (audiences,))
+        else:
+            set_(self, "audiences", tuple(self.audiences))
+        set_(self, "algorithms", tuple(self.algorithms))
+        if self.token_types is not None:
+            set_(self, "token_types", tuple(_fold_typ(t) for t in self.token_types))
+        if self.tenants is not None:
+            set_(self, "tenants", frozenset(self.tenants))
+        set_(self, "required_claims", tuple(self.required_claims))
+        set_(
+            self,
+            "_tenants_folded",
+            None if self.tenants is None else frozenset(t.lower() for t in self.tenants),
+        )
+        self._validate()
+
+    def _validate(self) -> None:
+        if not self.issuer:
+            raise ValueError("issuer must not be empty")
+        if self.issuer.count(TENANT_PLACEHOLDER) > 1:
+            raise ValueError("issuer may contain {tenantid} at most once")
+        if self.tenants is not None and not self.is_template:
+            raise ValueError("tenants is only meaningful with a {tenantid} issuer template")
+        if not self.audiences or not all(isinstance(a, str) and a for a in self.audiences):
+            raise ValueError("audiences must be a non-empty list of non-empty strings")
+        if (self.discovery_url is None) == (self.jwks_uri is None):
+            raise ValueError("give exactly one of discovery_url or jwks_uri")
+        if self.discovery_url is not None:
+            check_url(self.discovery_url, "discovery_url")
+        if self.jwks_uri is not None:
+            check_url(self.jwks_uri, "jwks_uri")
+        _check_algorithms(self.algorithms)
+        if self.leeway < 0:
+            raise ValueError("leeway must not be negative")
+        for name in ("min_cache_ttl", "max_cache_ttl", "default_cache_ttl", "fetch_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("refresh_cooldown", "max_stale", "error_backoff"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.min_cache_ttl > self.max_cache_ttl:
+            raise ValueError("min_cache_ttl must not exceed max_cache_ttl")
+        if self.max_jwks_bytes < 1024 or self.max_keys < 1:
+            raise ValueError("max_jwks_bytes must be at least 1024 and max_keys at least 1")
+
+    @property
+    def is_template(self) -> bool:
+        """True when the issuer contains ``{tenantid}``."""
+        return TENANT_PLACEHOLDER in self.issuer
+
+    @property
+    def key_source(self) -> str:
+        """The URL keys come from (discovery document or JWKS)."""
+        return self.discovery_url or self.jwks_uri or ""
+
+    def tenant_allowed(self, tenant: str) -> bool:
+        """Whether a tenant id passes the ``tenants`` allow-list."""
+        folded = self._tenants_folded
+        return folded is None or tenant.lower() in folded
+
+
+def _fold_typ(value: str) -> str:
+    value = value.lower()
+    return value[len("application/") :] if value.startswith("application/") else value
+
+
+def _check_algorithms(algorithms: Iterable[str]) -> None:
+    algs = list(algorithms)
+    if not algs:
+        raise ValueError("algorithms must not be empty")
+    for alg in algs:
+        if alg.lower() == "none":
+            raise ValueError("the 'none' algorithm is never allowed")
+        if alg in _SYMMETRIC_ALGORITHMS:
+            raise ValueError(
+                f"{alg} is symmetric; tokenguard verifies issuer tokens with public keys only"
+            )
+        if alg not in ASYMMETRIC_ALGORITHMS:
+            raise ValueError(f"unsupported algorithm {alg!r}")

@@ -1,0 +1,135 @@
+"""Bounded HTTP GETs of issuer metadata: https only (http for loopback), a total
+deadline, a body size cap, no content decoding, and redirects only to the same
+origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ._config import check_url
+
+__all__ = ["FetchError", "FetchResult", "fetch_json", "lifetime_from_headers"]
+
+MAX_REDIRECTS: Final = 3
+_MAX_AGE: Final = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE)
+_NO_CACHE: Final = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\b", re.IGNORECASE)
+
+
+class FetchError(Exception):
+    """A metadata fetch failed; the message is safe to log (no bodies)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """A fetched JSON document, or ``document is None`` for 304 Not Modified."""
+
+    document: Any
+    etag: str | None
+    lifetime: float | None
+
+
+def lifetime_from_headers(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Cache lifetime in seconds from ``Cache-Control`` or ``Expires``; ``None`` if absent."""
+    cache_control = headers.get("cache-control", "")
+    if _NO_CACHE.search(cache_control):
+        return 0.0
+    match = _MAX_AGE.search(cache_control)
+    if match:
+        return float(match.group(1))
+    expires = headers.get("expires")
+    if expires:
+        try:
+            when = email.utils.parsedate_to_datetime(expires)
+        except (TypeError, ValueError):
+            return 0.0  # RFC 9111: an invalid Expires means already expired
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return None
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+def _strict_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def _get_once(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], max_bytes: int
+) -> tuple[httpx.Response, bytes]:
+    async with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise FetchError(f"refusing content-encoding {encoding[:20]!r}")
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            raise FetchError(f"body larger than {max_bytes} bytes")
+        body = bytearray()
+        # Content-Encoding is refused above, so these bytes are the raw body.
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise FetchError(f"body larger than {max_bytes} bytes")
+        return response, bytes(body)
+
+
+async def fetch_json(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    timeout: float,
+    max_bytes: int,
+    etag: str | None = None,
+) -> FetchResult:
+    """GET a JSON document within ``timeout`` seconds in total; raise :class:`FetchError`."""
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    if etag:
+        headers["If-None-Match"] = etag
+    try:
+        async with asyncio.timeout(timeout):
+            for _ in range(MAX_REDIRECTS + 1):
+                response, body = await _get_once(client, url, headers, max_bytes)
+                if response.status_code not in (301, 302, 303, 307, 308):
+                    break
+                target = urljoin(url, response.headers.get("location", ""))
+                if not _same_origin(url, target):
+                    raise FetchError("redirect to another origin refused")
+                url = check_url(target, "redirect target")
+            else:
+                raise FetchError("too many redirects")
+    except TimeoutError as exc:
+        raise FetchError(f"no complete answer within {timeout:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError(f"HTTP error: {type(exc).__name__}") from exc
+    except ValueError as exc:  # a redirect target that check_url refused
+        raise FetchError(str(exc)) from exc
+    lifetime = lifetime_from_headers(response.headers)
+    new_etag = response.headers.get("etag")
+    if response.status_code == 304 and etag:
+        return FetchResult(None, new_etag or etag, lifetime)
+    if response.status_code != 200:
+        raise FetchError(f"status {response.status_code}")
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_strict_constant)
+    except (ValueError, RecursionError) as exc:
+        raise FetchError("body is not JSON") from exc
+    if not isinstance(document, dict):
+        raise FetchError("body is not a JSON object")
+    return FetchResult(document, new_etag, lifetime)
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """A whole, positive ``Retry-After`` value."""
+    return max(1, math.ceil(seconds))

@@ -1,0 +1,135 @@
+"""Who is calling: the :class:`Identity` built from verified claims, and its Starlette user."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from starlette.authentication import BaseUser
+
+__all__ = ["Identity", "IdentityKind", "TokenGuardUser", "identity_from_claims"]
+
+IdentityKind = Literal["managed_identity", "app", "user"]
+
+_EMPTY: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """The calling identity, built from the claims of a verified token.
+
+    ``kind`` is ``"managed_identity"`` for an app-only token carrying ``xms_mirid``,
+    ``"app"`` for other app-only tokens (``idtyp == "app"``, or no ``scp`` and
+    ``oid == sub`` when ``idtyp`` is absent), and ``"user"`` otherwise.
+    """
+
+    kind: IdentityKind
+    object_id: str | None
+    tenant_id: str | None
+    app_id: str | None
+    subject: str | None
+    issuer: str
+    audience: str
+    mi_resource_id: str | None
+    roles: frozenset[str] = _EMPTY
+    scopes: frozenset[str] = _EMPTY
+    expires_at: int = 0
+    not_before: int | None = None
+    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    @property
+    def display_name(self) -> str:
+        """A short human label: the managed identity's resource name, else the object id."""
+        if self.mi_resource_id:
+            return self.mi_resource_id.rstrip("/").rsplit("/", 1)[-1]
+        return self.object_id or self.app_id or self.subject or ""
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        """Roles and scopes together, as Starlette's ``AuthCredentials.scopes``."""
+        return self.roles | self.scopes
+
+
+def _text(value: object) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _strings(values: list[Any]) -> frozenset[str]:
+    try:
+        found = frozenset(values)
+    except TypeError:  # an unhashable member: keep the strings only
+        return frozenset(v for v in values if type(v) is str)
+    if all(type(v) is str for v in found):
+        return found
+    return frozenset(v for v in found if type(v) is str)
+
+
+def identity_from_claims(claims: dict[str, Any], *, audience: str) -> Identity:
+    """Build an :class:`Identity` from already verified claims (this runs per new token)."""
+    get = claims.get
+    oid = _text(get("oid"))
+    sub = _text(get("sub"))
+    scp = get("scp")
+    # ``scp`` is one space-separated string; ``roles`` a JSON array whose names may hold spaces.
+    if type(scp) is str:
+        scopes = frozenset(scp.split())
+    else:
+        scopes = _strings(scp) if type(scp) is list else _EMPTY
+    roles_claim = get("roles")
+    if type(roles_claim) is list:
+        roles = _strings(roles_claim)
+    else:
+        roles = frozenset((roles_claim,)) if type(roles_claim) is str else _EMPTY
+    idtyp = get("idtyp")
+    app_only = (
+        idtyp == "app" if idtyp is not None else (not scopes and oid is not None and oid == sub)
+    )
+    mirid = _text(get("xms_mirid"))
+    kind: IdentityKind = ("managed_identity" if mirid else "app") if app_only else "user"
+    nbf = get("nbf")
+    return Identity(
+        kind=kind,
+        object_id=oid,
+        tenant_id=_text(get("tid")),
+        app_id=_text(get("appid")) or _text(get("azp")),
+        subject=sub,
+        issuer=claims["iss"],
+        audience=audience,
+        mi_resource_id=mirid,
+        roles=roles,
+        scopes=scopes,
+        expires_at=int(claims["exp"]),
+        not_before=int(nbf) if nbf is not None else None,
+        claims=MappingProxyType(claims),
+    )
+
+
+class TokenGuardUser(BaseUser):
+    """Starlette ``request.user`` for a verified caller; ``.identity`` is the :class:`Identity`."""
+
+    __slots__ = ("_identity",)
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+
+    @property
+    def identity(self) -> Identity:  # type: ignore[override]
+        """The verified :class:`Identity` (Starlette's ``BaseUser.identity`` is a plain id)."""
+        return self._identity
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.identity.display_name
+
+    @property
+    def identity_id(self) -> str:
+        return self.identity.object_id or self.identity.subject or ""
+
+    def __repr__(self) -> str:
+        return f"TokenGuardUser({self.identity.kind}, {self.identity_id!r})"

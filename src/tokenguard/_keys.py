@@ -1,0 +1,217 @@
+"""Public keys from JWKs, each bound to the algorithms its type allows, and the
+signature check itself.
+
+Key hygiene: only ``use == "sig"`` (or absent) keys with a string ``kid``; RSA keys
+under 2048 bits, keys with private parts and unsupported types are skipped one by
+one without failing the whole set. An RSA key verifies RS*/PS*, an EC key only the
+ES algorithm of its curve, an Ed25519 key only EdDSA; a JWK ``alg`` narrows further.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.exceptions import InvalidKeyError
+
+__all__ = ["MIN_RSA_BITS", "VerificationKey", "load_jwks"]
+
+logger = logging.getLogger("tokenguard")
+
+MIN_RSA_BITS: Final = 2048
+MAX_KID_LENGTH: Final = 256
+_PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_RSA_ALGS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_CURVE_ALG: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+_HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+_PKCS1: Final = padding.PKCS1v15()
+
+Verifier = Callable[[bytes, bytes], None]
+
+
+class VerificationKey:
+    """One usable public key from a key set.
+
+    ``alive`` turns false when a refresh drops the key, which also invalidates every
+    cached token it verified.
+    """
+
+    __slots__ = ("_verifiers", "algorithms", "alive", "kid", "kty", "public_key")
+
+    def __init__(self, kid: str, kty: str, public_key: Any, algorithms: frozenset[str]) -> None:
+        self.kid = kid
+        self.kty = kty
+        self.public_key = public_key
+        self.algorithms = algorithms
+        self.alive = True
+        self._verifiers: dict[str, Verifier] = {
+            alg: _make_verifier(public_key, alg) for alg in algorithms
+        }
+
+    def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
+        """True when ``signature`` is valid for ``signing_input`` under ``alg``."""
+        verifier = self._verifiers.get(alg)
+        if verifier is None:
+            return False
+        try:
+            verifier(signature, signing_input)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def same_key(self, other: VerificationKey) -> bool:
+        """Whether two entries hold the same public key with the same binding."""
+        return (
+            self.kty == other.kty
+            and self.algorithms == other.algorithms
+            and _public_numbers(self.public_key) == _public_numbers(other.public_key)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"VerificationKey(kid={self.kid!r}, kty={self.kty!r}, algs={sorted(self.algorithms)})"
+        )
+
+
+def _public_numbers(key: Any) -> Any:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key.public_bytes_raw()
+    return key.public_numbers()
+
+
+def _make_verifier(key: Any, alg: str) -> Verifier:
+    if alg == "EdDSA":
+        return key.verify  # type: ignore[no-any-return]
+    hash_cls = _HASHES[alg[2:]]
+    if alg.startswith("RS"):
+        h = hash_cls()
+
+        def verify_rsa(signature: bytes, data: bytes) -> None:
+            key.verify(signature, data, _PKCS1, h)
+
+        return verify_rsa
+    if alg.startswith("PS"):
+        h = hash_cls()
+        pss = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=h.digest_size)
+
+        def verify_pss(signature: bytes, data: bytes) -> None:
+            key.verify(signature, data, pss, h)
+
+        return verify_pss
+    # ES*: JOSE signatures are raw r || s of exactly twice the curve size (RFC 7518 3.4).
+    size = (key.curve.key_size + 7) // 8
+    ecdsa = ec.ECDSA(hash_cls())
+
+    def verify_ec(signature: bytes, data: bytes) -> None:
+        if len(signature) != 2 * size:
+            raise InvalidSignature
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        key.verify(encode_dss_signature(r, s), data, ecdsa)
+
+    return verify_ec
+
+
+def _skip(kid: object, why: str) -> None:
+    logger.warning("skipping JWK", extra={"kid": str(kid)[:64], "why": why})
+
+
+def _load_one(jwk: dict[str, Any], allowed: frozenset[str]) -> VerificationKey | None:
+    kid = jwk.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+        _skip(kid, "no usable kid")
+        return None
+    use = jwk.get("use")
+    if use is not None and use != "sig":
+        _skip(kid, "use is not sig")
+        return None
+    ops = jwk.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        _skip(kid, "key_ops lacks verify")
+        return None
+    if _PRIVATE_MEMBERS & jwk.keys():
+        _skip(kid, "private or symmetric key material")
+        return None
+    kty = jwk.get("kty")
+    text = json.dumps(jwk)
+    key: Any
+    try:
+        if kty == "RSA":
+            key = RSAAlgorithm.from_jwk(text)
+            if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+                _skip(kid, "RSA key under 2048 bits")
+                return None
+            algs = _RSA_ALGS
+        elif kty == "EC":
+            key = ECAlgorithm.from_jwk(text)
+            if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _CURVE_ALG:
+                _skip(kid, "unsupported curve")
+                return None
+            algs = frozenset({_CURVE_ALG[key.curve.name]})
+        elif kty == "OKP":
+            key = OKPAlgorithm.from_jwk(text)
+            if not isinstance(key, ed25519.Ed25519PublicKey):
+                _skip(kid, "unsupported OKP curve")
+                return None
+            algs = frozenset({"EdDSA"})
+        else:
+            _skip(kid, "unsupported key type")
+            return None
+    except (InvalidKeyError, ValueError, TypeError, KeyError) as exc:
+        _skip(kid, f"unreadable key: {type(exc).__name__}")
+        return None
+    jwk_alg = jwk.get("alg")
+    if jwk_alg is not None:
+        algs = algs & {jwk_alg} if isinstance(jwk_alg, str) else frozenset()
+    algs = algs & allowed
+    if not algs:
+        _skip(kid, "no allowed algorithm fits this key")
+        return None
+    return VerificationKey(kid, str(kty), key, algs)
+
+
+def load_jwks(
+    document: object, allowed: frozenset[str], max_keys: int
+) -> dict[str, VerificationKey]:
+    """Turn a JWKS document into usable keys by ``kid``.
+
+    Raises ``ValueError`` when the document as a whole is unusable (wrong shape, too
+    many keys, or not one usable key), so that it never replaces a good set.
+    """
+    if not isinstance(document, dict):
+        raise ValueError("JWKS is not a JSON object")
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        raise ValueError("JWKS 'keys' is not a list")
+    if len(entries) > max_keys:
+        raise ValueError(f"JWKS has {len(entries)} keys, more than the limit of {max_keys}")
+    keys: dict[str, VerificationKey] = {}
+    ambiguous: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        key = _load_one(entry, allowed)
+        if key is None:
+            continue
+        if key.kid in keys:
+            # Two different keys under one kid would make the kid ambiguous: drop both.
+            _skip(key.kid, "duplicate kid")
+            ambiguous.add(key.kid)
+            continue
+        keys[key.kid] = key
+    for kid in ambiguous:
+        del keys[kid]
+    if not keys:
+        raise ValueError("JWKS has no usable signing key")
+    return keys

@@ -1,0 +1,297 @@
+"""One issuer's signing keys: OIDC discovery + JWKS, cached and refreshed.
+
+- Requests with a known ``kid`` never wait: :meth:`KeySet.get` is synchronous and a
+  refresh due soon runs in the background.
+- Concurrent misses share one fetch (single flight).
+- An unknown ``kid`` triggers at most one refresh per ``refresh_cooldown``; unknown
+  kids are remembered for that long.
+- A failed refresh keeps the last good keys for ``max_stale`` past their lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+
+from ._config import Issuer, check_url
+from ._errors import InvalidToken, KeysUnavailable
+from ._fetch import FetchError, fetch_json, retry_after_seconds
+from ._keys import VerificationKey, load_jwks
+
+__all__ = ["FetchObserver", "KeySet", "KeySetStatus"]
+
+logger = logging.getLogger("tokenguard")
+
+MAX_REMEMBERED_UNKNOWN: Final = 4096
+#: Refresh this long before the cache lifetime ends (at most a tenth of the lifetime).
+REFRESH_AHEAD: Final = 300.0
+
+FetchObserver = Callable[[str, str, str], None]
+"""Called as ``observer(issuer, document, outcome)``; document is ``discovery`` or ``jwks``,
+outcome ``ok``, ``not_modified`` or ``error``."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySetStatus:
+    """A snapshot of one issuer's key set, for readiness checks and metrics."""
+
+    issuer: str
+    loaded: bool
+    usable: bool
+    stale: bool
+    key_count: int
+    kids: tuple[str, ...]
+    age: float | None
+    since_success: float | None
+    last_error: str | None
+
+
+class KeySet:
+    """The cached keys of one issuer; shared by the validator's requests."""
+
+    def __init__(
+        self,
+        issuer: Issuer,
+        client: Callable[[], httpx.AsyncClient],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        observer: FetchObserver | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self._client = client
+        self._clock = clock
+        self._observer = observer
+        self._allowed = frozenset(issuer.algorithms)
+        self._keys: dict[str, VerificationKey] = {}
+        self._jwks_uri: str | None = issuer.jwks_uri
+        self._discovery_expires = 0.0
+        self._etag: str | None = None
+        self._fetched_at: float | None = None
+        self._expires = 0.0
+        self._usable_until = 0.0
+        self._refresh_at = float("inf")
+        self._last_attempt = -float("inf")
+        self._retry_at = -float("inf")
+        self._last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._unknown: dict[str, float] = {}
+
+    # -- hot path ---------------------------------------------------------------
+
+    def get(self, kid: str) -> VerificationKey | None:
+        """The usable key for ``kid``, without waiting; may start a background refresh."""
+        now = self._clock()
+        if now >= self._refresh_at and self._task is None:
+            self._start_refresh(now)
+        key = self._keys.get(kid)
+        if key is not None and now < self._usable_until:
+            return key
+        return None
+
+    # -- slow path --------------------------------------------------------------
+
+    async def resolve(self, kid: str) -> VerificationKey:
+        """Find ``kid`` after :meth:`get` missed: load, refresh or refuse.
+
+        Raises ``InvalidToken(reason="unknown_key")`` or :class:`KeysUnavailable`.
+        """
+        now = self._clock()
+        usable = now < self._usable_until
+        if not usable:
+            # Nothing usable: every request needs the fetch, shared.
+            if self._task is None and now < self._retry_at:
+                raise self._unavailable(now)
+            await self._shared_refresh(now)
+        elif self._unknown.get(kid, -1.0) > now:
+            raise InvalidToken("unknown key id (remembered)", reason="unknown_key")
+        elif self._task is not None:
+            await asyncio.shield(self._task)
+        elif now - self._last_attempt >= self.issuer.refresh_cooldown:
+            await self._shared_refresh(now)
+        now = self._clock()
+        key = self._keys.get(kid)
+        if now < self._usable_until:
+            if key is not None:
+                return key
+            self._remember_unknown(kid, now)
+            raise InvalidToken("unknown key id", reason="unknown_key")
+        raise self._unavailable(now)
+
+    async def load(self) -> None:
+        """Fetch keys now (warm-up); raise :class:`KeysUnavailable` if none are usable."""
+        await self._shared_refresh(self._clock())
+        if self._clock() >= self._usable_until:
+            raise self._unavailable(self._clock())
+
+    def _unavailable(self, now: float) -> KeysUnavailable:
+        wait = self._retry_at - now if self._retry_at > now else self.issuer.error_backoff
+        return KeysUnavailable(
+            f"keys of {self.issuer.issuer} unavailable: {self._last_error or 'not loaded'}",
+            retry_after=retry_after_seconds(wait),
+        )
+
+    def _remember_unknown(self, kid: str, now: float) -> None:
+        if len(self._unknown) >= MAX_REMEMBERED_UNKNOWN:
+            self._unknown = {k: t for k, t in self._unknown.items() if t > now}
+            if len(self._unknown) >= MAX_REMEMBERED_UNKNOWN:
+                self._unknown.clear()
+        self._unknown[kid] = now + self.issuer.refresh_cooldown
+
+    # -- refresh ----------------------------------------------------------------
+
+    def _start_refresh(self, now: float) -> asyncio.Task[None]:
+        if self._task is None:
+            self._last_attempt = now
+            self._task = asyncio.get_running_loop().create_task(self._refresh())
+        return self._task
+
+    async def _shared_refresh(self, now: float) -> None:
+        # shield: a cancelled request must not cancel the fetch others wait on.
+        await asyncio.shield(self._start_refresh(now))
+
+    async def _refresh(self) -> None:
+        try:
+            await self._fetch()
+        except FetchError as exc:
+            self._record_failure(str(exc))
+        except Exception as exc:  # a bug or an unexpected client error must not kill the task
+            logger.exception("unexpected error while fetching keys")
+            self._record_failure(type(exc).__name__)
+        finally:
+            self._task = None
+
+    def _record_failure(self, why: str) -> None:
+        now = self._clock()
+        self._last_error = why
+        self._retry_at = now + self.issuer.error_backoff
+        self._refresh_at = self._retry_at  # keep retrying in the background
+        if self._keys and now < self._usable_until:
+            logger.warning(
+                "key refresh failed; serving last good keys",
+                extra={"issuer": self.issuer.issuer, "error": why},
+            )
+        else:
+            logger.error(
+                "key fetch failed; no usable keys",
+                extra={"issuer": self.issuer.issuer, "error": why},
+            )
+
+    def _notify(self, document: str, outcome: str) -> None:
+        if self._observer is not None:
+            self._observer(self.issuer.issuer, document, outcome)
+
+    def _clamp(self, lifetime: float | None) -> float:
+        issuer = self.issuer
+        ttl = issuer.default_cache_ttl if lifetime is None else lifetime
+        return min(max(ttl, issuer.min_cache_ttl), issuer.max_cache_ttl)
+
+    async def _fetch(self) -> None:
+        issuer = self.issuer
+        client = self._client()
+        if issuer.discovery_url is not None and (
+            self._jwks_uri is None or self._clock() >= self._discovery_expires
+        ):
+            try:
+                result = await fetch_json(
+                    client,
+                    issuer.discovery_url,
+                    timeout=issuer.fetch_timeout,
+                    max_bytes=issuer.max_jwks_bytes,
+                )
+                self._jwks_uri = self._read_discovery(result.document)
+            except FetchError as exc:
+                self._notify("discovery", "error")
+                if self._jwks_uri is None:
+                    raise
+                # The JWKS location rarely moves: keep using the last one we were told.
+                logger.warning(
+                    "discovery refresh failed; using the last jwks_uri",
+                    extra={"issuer": issuer.issuer, "error": str(exc)},
+                )
+                self._discovery_expires = self._clock() + issuer.error_backoff
+            else:
+                self._notify("discovery", "ok")
+                self._discovery_expires = self._clock() + self._clamp(result.lifetime)
+        assert self._jwks_uri is not None
+        try:
+            result = await fetch_json(
+                client,
+                self._jwks_uri,
+                timeout=issuer.fetch_timeout,
+                max_bytes=issuer.max_jwks_bytes,
+                etag=self._etag if self._keys else None,
+            )
+            if result.document is None:
+                self._notify("jwks", "not_modified")
+            else:
+                try:
+                    keys = load_jwks(result.document, self._allowed, issuer.max_keys)
+                except ValueError as exc:
+                    raise FetchError(str(exc)) from exc
+                self._install(keys)
+                self._notify("jwks", "ok")
+        except FetchError:
+            self._notify("jwks", "error")
+            raise
+        now = self._clock()
+        ttl = self._clamp(result.lifetime)
+        self._etag = result.etag
+        self._fetched_at = now
+        self._expires = now + ttl
+        self._usable_until = self._expires + issuer.max_stale
+        self._refresh_at = self._expires - min(REFRESH_AHEAD, ttl / 10)
+        self._retry_at = -float("inf")
+        self._last_error = None
+
+    def _read_discovery(self, document: object) -> str:
+        if not isinstance(document, dict):
+            raise FetchError("discovery document is not a JSON object")
+        if document.get("issuer") != self.issuer.issuer:
+            raise FetchError("discovery document names another issuer")
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise FetchError("discovery document has no jwks_uri")
+        try:
+            return check_url(jwks_uri, "jwks_uri")
+        except ValueError as exc:
+            raise FetchError(str(exc)) from exc
+
+    def _install(self, keys: dict[str, VerificationKey]) -> None:
+        old = self._keys
+        for kid, key in keys.items():
+            previous = old.get(kid)
+            if previous is not None and previous.same_key(key):
+                keys[kid] = previous  # keep the object: its cached tokens stay valid
+        for kid, key in old.items():
+            if keys.get(kid) is not key:
+                key.alive = False  # dropped or replaced: its cached tokens die with it
+        self._keys = keys
+        self._unknown = {k: t for k, t in self._unknown.items() if k not in keys}
+        logger.info(
+            "keys loaded",
+            extra={"issuer": self.issuer.issuer, "kids": sorted(keys)},
+        )
+
+    # -- status -----------------------------------------------------------------
+
+    def status(self) -> KeySetStatus:
+        """A snapshot for readiness checks and metrics."""
+        now = self._clock()
+        fetched = self._fetched_at
+        return KeySetStatus(
+            issuer=self.issuer.issuer,
+            loaded=bool(self._keys),
+            usable=bool(self._keys) and now < self._usable_until,
+            stale=bool(self._keys) and now >= self._expires,
+            key_count=len(self._keys),
+            kids=tuple(sorted(self._keys)),
+            age=None if fetched is None else now - fetched,
+            since_success=None if fetched is None else now - fetched,
+            last_error=self._last_error,
+        )

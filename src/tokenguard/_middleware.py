@@ -1,0 +1,217 @@
+"""Pure ASGI middleware: bearer token in, identity (or an RFC 6750 answer) out."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Final
+from urllib.parse import parse_qsl
+
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement
+from ._errors import (
+    InvalidRequest,
+    InvalidToken,
+    KeysUnavailable,
+    MissingToken,
+    TokenGuardError,
+)
+from ._identity import TokenGuardUser
+from ._responses import DEFAULT_REALM, error_headers, error_response
+from ._validator import TokenValidator
+
+__all__ = ["ErrorRenderer", "TokenGuardMiddleware"]
+
+logger = logging.getLogger("tokenguard")
+
+ErrorRenderer = Callable[
+    [HTTPConnection, TokenGuardError, dict[str, str]], Response | Awaitable[Response]
+]
+"""``renderer(conn, error, headers)``: build your own error response; include ``headers``."""
+
+_WS_POLICY_VIOLATION: Final = 1008
+_WS_TRY_AGAIN_LATER: Final = 1013
+_SCHEME_LEN: Final = len(b"bearer ")
+
+
+class TokenGuardMiddleware:
+    """Authenticate every HTTP and WebSocket request with a bearer token.
+
+    On success the scope carries ``tokenguard.identity`` (the :class:`Identity`),
+    ``user`` (a :class:`TokenGuardUser`) and ``auth`` (roles and scopes as Starlette
+    ``AuthCredentials``). Failures are answered per RFC 6750 before the app runs.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        validator: TokenValidator,
+        exclude_paths: Iterable[str] = (),
+        allow_anonymous: bool = False,
+        require: Requirement | None = None,
+        realm: str | None = DEFAULT_REALM,
+        challenge_params: Mapping[str, str] | None = None,
+        allow_query_token: bool = False,
+        on_error: ErrorRenderer | None = None,
+        warm_up: bool = True,
+        close_validator: bool = True,
+    ) -> None:
+        self.app = app
+        self.validator = validator
+        excluded = list(exclude_paths)
+        self._exclude_exact = frozenset(p for p in excluded if not p.endswith("*"))
+        self._exclude_prefixes = tuple(p[:-1] for p in excluded if p.endswith("*"))
+        self.allow_anonymous = allow_anonymous
+        self.require = require
+        self.realm = realm
+        self.challenge_params = dict(challenge_params or {})
+        self._challenge = (realm, self.challenge_params)
+        self.allow_query_token = allow_query_token
+        self.on_error = on_error
+        self.warm_up = warm_up
+        self.close_validator = close_validator
+        # Authorization headers longer than this cannot hold an acceptable token.
+        self._max_header = validator.max_token_bytes + _SCHEME_LEN + 16
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                await self.app(scope, self._lifespan_receive(receive), send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path in self._exclude_exact or (
+            self._exclude_prefixes and path.startswith(self._exclude_prefixes)
+        ):
+            await self.app(scope, receive, send)
+            return
+        scope[CHALLENGE_SCOPE_KEY] = self._challenge
+        try:
+            token = self._token_from(scope)
+            if token is None:
+                if self.allow_anonymous:
+                    scope["user"] = UnauthenticatedUser()
+                    scope["auth"] = AuthCredentials()
+                    await self.app(scope, receive, send)
+                    return
+                raise MissingToken
+            validator = self.validator
+            identity = validator.cached(token)
+            if identity is None:
+                identity = await validator.validate(token)
+            if self.require is not None:
+                self.require.check(identity)
+        except TokenGuardError as exc:
+            await self._reject(exc, scope, receive, send)
+            return
+        scope[IDENTITY_SCOPE_KEY] = identity
+        scope["user"] = TokenGuardUser(identity)
+        scope["auth"] = AuthCredentials(list(identity.permissions))
+        await self.app(scope, receive, send)
+
+    # -- request parsing --------------------------------------------------------
+
+    def _token_from(self, scope: Scope) -> str | None:
+        value: bytes | None = None
+        for name, header in scope["headers"]:
+            if name == b"authorization":
+                if value is not None:
+                    raise InvalidRequest(reason="multiple_authorization")
+                value = header
+        query_token = self._query_token(scope)
+        if value is None:
+            if query_token is None:
+                return None
+            if not self.allow_query_token:
+                raise InvalidRequest(reason="query_token_not_allowed")
+            return query_token
+        if len(value) > self._max_header:
+            raise InvalidToken(reason="token_too_large")
+        scheme, _, credentials = value.partition(b" ")
+        if scheme.lower() != b"bearer":
+            # Another scheme (Basic, Negotiate...) is no bearer credential at all.
+            return None if query_token is None else self._query_only(query_token)
+        if query_token is not None:
+            raise InvalidRequest(reason="multiple_methods")
+        credentials = credentials.strip(b" ")
+        if not credentials:
+            raise InvalidRequest(reason="empty_token")
+        return credentials.decode("latin-1")
+
+    def _query_only(self, token: str) -> str:
+        if not self.allow_query_token:
+            raise InvalidRequest(reason="query_token_not_allowed")
+        return token
+
+    @staticmethod
+    def _query_token(scope: Scope) -> str | None:
+        query: bytes = scope.get("query_string", b"")
+        if b"access_token" not in query:
+            return None
+        values = [
+            v
+            for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            if k == "access_token"
+        ]
+        if not values:
+            return None
+        if len(values) > 1:
+            raise InvalidRequest(reason="multiple_methods")
+        if not values[0]:
+            raise InvalidRequest(reason="empty_token")
+        return values[0]
+
+    # -- answers ----------------------------------------------------------------
+
+    async def _reject(
+        self, exc: TokenGuardError, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if not isinstance(exc, InvalidToken | KeysUnavailable):
+            # The validator logs token rejections; log the request-level ones here.
+            logger.info("request rejected", extra={"reason": exc.reason, "status": exc.status_code})
+        if self.on_error is not None:
+            conn = HTTPConnection(scope, receive)
+            result = self.on_error(conn, exc, error_headers(exc, self.realm, self.challenge_params))
+            response = await result if inspect.isawaitable(result) else result
+        else:
+            response = error_response(exc, self.realm, self.challenge_params)
+        if scope["type"] == "websocket":
+            await self._reject_websocket(exc, response, scope, receive, send)
+        else:
+            await response(scope, receive, send)
+
+    @staticmethod
+    async def _reject_websocket(
+        exc: TokenGuardError, response: Response, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if "websocket.http.response" in scope.get("extensions", {}):
+            # The server can send an HTTP answer instead of the upgrade: use it.
+            await response(scope, receive, send)
+            return
+        code = _WS_TRY_AGAIN_LATER if isinstance(exc, KeysUnavailable) else _WS_POLICY_VIOLATION
+        await send({"type": "websocket.close", "code": code, "reason": exc.description})
+
+    # -- lifespan ---------------------------------------------------------------
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and self.warm_up:
+                try:
+                    await self.validator.warm_up()
+                except KeysUnavailable:
+                    # Start anyway: requests get 503 until keys arrive; readiness tells.
+                    logger.warning("keys could not be loaded at startup")
+            elif message["type"] == "lifespan.shutdown" and self.close_validator:
+                await self.validator.aclose()
+            return message
+
+        return wrapped

@@ -1,0 +1,366 @@
+"""Token validation: structure -> issuer -> key -> signature -> claims -> identity.
+
+Algorithms, issuers, audiences and keys come from configuration; nothing in the
+token chooses them. ``jku``, ``x5u``, ``jwk`` and ``x5c`` header members are never
+used as key sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Final, Protocol
+
+import httpx
+
+from ._cache import DEFAULT_CACHE_SIZE, TokenCache
+from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
+from ._errors import InvalidToken, TokenGuardError
+from ._identity import Identity, identity_from_claims
+from ._keys import MAX_KID_LENGTH
+from ._keyset import KeySet, KeySetStatus
+from ._token import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_json_object, split_token
+
+__all__ = ["TokenValidator", "ValidationObserver", "fingerprint"]
+
+logger = logging.getLogger("tokenguard")
+
+_TENANT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: Header members that would change how the JWS is processed; we implement none.
+_UNSUPPORTED_HEADER: Final = frozenset({"crit", "b64", "zip", "enc"})
+#: Claims only OpenID Connect ID tokens carry; an ID token is not an access token.
+_ID_TOKEN_CLAIMS: Final = ("nonce", "at_hash", "c_hash")
+#: Parsed JWS headers of verified tokens, by their base64url text (issuers reuse a few).
+_MAX_KNOWN_HEADERS: Final = 64
+
+
+class ValidationObserver(Protocol):
+    """Receives one call per validation and per key fetch (see ``tokenguard.metrics``)."""
+
+    def validation(
+        self, outcome: str, reason: str | None, issuer: str | None, seconds: float, cached: bool
+    ) -> None:
+        """``outcome`` is ``"valid"`` or ``"invalid"``; ``reason`` is the error reason."""
+
+    def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
+        """A discovery or JWKS fetch ended with ``ok``, ``not_modified`` or ``error``."""
+
+
+def fingerprint(token: str) -> str:
+    """A short, irreversible token fingerprint that is safe to log."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def _loggable(value: str) -> str:
+    """A header value fit for a log line: short, printable ASCII only."""
+    return value[:64].encode("unicode_escape").decode("ascii")
+
+
+def _is_number(value: object) -> bool:
+    return type(value) is int or type(value) is float
+
+
+class _IssuerState:
+    """An issuer's configuration with its key set and precomputed lookups."""
+
+    __slots__ = ("audiences", "config", "keys", "template_parts", "token_types")
+
+    def __init__(self, config: Issuer, keys: KeySet) -> None:
+        self.config = config
+        self.keys = keys
+        self.audiences = frozenset(config.audiences)
+        self.token_types = None if config.token_types is None else frozenset(config.token_types)
+        if config.is_template:
+            prefix, _, suffix = config.issuer.partition(TENANT_PLACEHOLDER)
+            self.template_parts: tuple[str, str] | None = (prefix, suffix)
+        else:
+            self.template_parts = None
+
+
+class TokenValidator:
+    """Validates bearer tokens against trusted issuers; owns their key caches.
+
+    ``http_client`` is used for discovery and JWKS fetches; when omitted the validator
+    creates one and :meth:`aclose` closes it. ``clock`` gives token time (wall-clock
+    seconds) and ``monotonic`` cache time; tests inject both.
+    """
+
+    def __init__(
+        self,
+        issuers: Iterable[Issuer],
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        reject_id_tokens: bool = True,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        observer: ValidationObserver | None = None,
+    ) -> None:
+        configs = list(issuers)
+        if not configs:
+            raise ValueError("at least one Issuer is required")
+        if len({c.issuer for c in configs}) != len(configs):
+            raise ValueError("each issuer may be configured once")
+        if max_token_bytes < 256:
+            raise ValueError("max_token_bytes must be at least 256")
+        self._own_client = http_client is None
+        self._http_client = http_client
+        self._clock = clock
+        self._observer = observer
+        self.max_token_bytes = max_token_bytes
+        self.reject_id_tokens = reject_id_tokens
+        self.cache = TokenCache(cache_size)
+        self._headers: dict[bytes, tuple[dict[str, Any], str, str]] = {}
+        fetch_observer = observer.key_fetch if observer is not None else None
+        states = [
+            _IssuerState(c, KeySet(c, self._client, clock=monotonic, observer=fetch_observer))
+            for c in configs
+        ]
+        self._exact = {s.config.issuer: s for s in states if s.template_parts is None}
+        self._templates = [s for s in states if s.template_parts is not None]
+        self._states = states
+
+    @property
+    def issuers(self) -> tuple[Issuer, ...]:
+        """The configured issuers."""
+        return tuple(s.config for s in self._states)
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http_client is None:
+            timeout = max(s.config.fetch_timeout for s in self._states)
+            self._http_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout), follow_redirects=False
+            )
+        return self._http_client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this validator created it."""
+        if self._own_client and self._http_client is not None:
+            await self._http_client.aclose()
+            self._http_client = None
+
+    async def __aenter__(self) -> TokenValidator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- public API -------------------------------------------------------------
+
+    def cached(self, token: str) -> Identity | None:
+        """The identity of an already verified token, or ``None``; never raises or waits."""
+        if len(token) > self.max_token_bytes:
+            return None
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        identity = self.cache.get(digest, self._clock())
+        if identity is not None and self._observer is not None:
+            self._observer.validation("valid", None, identity.issuer, 0.0, True)
+        return identity
+
+    async def validate(self, token: str) -> Identity:
+        """Verify ``token`` and return the caller's :class:`Identity`.
+
+        Raises :class:`InvalidToken` (401), or :class:`KeysUnavailable` (503) when the
+        issuer's keys cannot be had.
+        """
+        if len(token) > self.max_token_bytes:
+            raise self._rejected(
+                InvalidToken("token exceeds the size limit", reason="token_too_large"), token
+            )
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        now = self._clock()
+        identity = self.cache.get(digest, now)
+        if identity is not None:
+            if self._observer is not None:
+                self._observer.validation("valid", None, identity.issuer, 0.0, True)
+            return identity
+        observer = self._observer
+        if observer is None:
+            try:
+                return await self._verify(token, digest, now)
+            except TokenGuardError as exc:
+                raise self._rejected(exc, token) from None
+        started = time.perf_counter()
+        try:
+            identity = await self._verify(token, digest, now)
+        except TokenGuardError as exc:
+            seconds = time.perf_counter() - started
+            observer.validation("invalid", exc.reason, exc.issuer, seconds, False)
+            raise self._rejected(exc, token) from None
+        observer.validation("valid", None, identity.issuer, time.perf_counter() - started, False)
+        return identity
+
+    def _rejected(self, exc: TokenGuardError, token: str) -> TokenGuardError:
+        exc.fingerprint = fingerprint(token)
+        logger.info(
+            "token rejected",
+            extra={
+                "reason": exc.reason,
+                "issuer": exc.issuer,
+                "kid": exc.kid,
+                "fingerprint": exc.fingerprint,
+            },
+        )
+        return exc
+
+    async def warm_up(self) -> None:
+        """Load every issuer's keys now; raise :class:`KeysUnavailable` if any cannot be had."""
+        for state in self._states:
+            await state.keys.load()
+
+    def status(self) -> list[KeySetStatus]:
+        """Key-set snapshots, one per issuer."""
+        return [s.keys.status() for s in self._states]
+
+    def is_ready(self, max_stale: float | None = None) -> bool:
+        """True when every issuer has usable keys (fetched within ``max_stale`` if given)."""
+        for status in self.status():
+            if not status.usable:
+                return False
+            if max_stale is not None and (status.age is None or status.age > max_stale):
+                return False
+        return True
+
+    # -- the pipeline -----------------------------------------------------------
+
+    async def _verify(self, token: str, digest: bytes, now: float) -> Identity:
+        h64, p64, s64 = split_token(token, self.max_token_bytes)
+        known = self._headers.get(h64)
+        if known is None:
+            header = parse_json_object(b64url_decode(h64))
+            alg, kid = self._check_header(header)
+        else:
+            header, alg, kid = known
+        claims = parse_json_object(b64url_decode(p64))
+        signature = b64url_decode(s64)
+        state = self._select_issuer(claims)
+        issuer = state.config
+        try:
+            if alg not in issuer.algorithms:
+                raise InvalidToken("algorithm not allowed", reason="algorithm_not_allowed")
+            if state.token_types is not None:
+                typ = header.get("typ")
+                if not isinstance(typ, str) or _fold_typ(typ) not in state.token_types:
+                    raise InvalidToken("token type not accepted", reason="wrong_type")
+            key = state.keys.get(kid)
+            if key is None:
+                key = await state.keys.resolve(kid)
+            if alg not in key.algorithms:
+                raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
+            if not key.verify(alg, token[: len(h64) + len(p64) + 1].encode("ascii"), signature):
+                raise InvalidToken("signature does not verify", reason="bad_signature")
+            audience = self._check_claims(state, claims, now)
+        except TokenGuardError as exc:
+            exc.issuer = issuer.issuer
+            exc.kid = _loggable(kid)
+            raise
+        if known is None and len(self._headers) < _MAX_KNOWN_HEADERS:
+            # Only headers of tokens that verified are remembered: no one can fill this.
+            self._headers[h64] = (header, alg, kid)
+        identity = identity_from_claims(claims, audience=audience)
+        leeway = issuer.leeway
+        nbf = claims.get("nbf")
+        self.cache.put(
+            digest,
+            identity,
+            key,
+            claims["exp"] + leeway,
+            (nbf - leeway) if nbf is not None else -float("inf"),
+        )
+        return identity
+
+    def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
+        alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise InvalidToken("alg missing", reason="malformed")
+        kid = header.get("kid")
+        for name in _UNSUPPORTED_HEADER:
+            if name in header:
+                reason = "unsupported_critical" if name == "crit" else "malformed"
+                raise InvalidToken(f"unsupported header member {name}", reason=reason)
+        if kid is None:
+            raise InvalidToken("kid missing", reason="unknown_key")
+        if not isinstance(kid, str):
+            raise InvalidToken("kid is not a string", reason="malformed")
+        if not kid or len(kid) > MAX_KID_LENGTH:
+            raise InvalidToken("kid out of bounds", reason="unknown_key")
+        return alg, kid
+
+    def _select_issuer(self, claims: dict[str, Any]) -> _IssuerState:
+        iss = claims.get("iss")
+        if not isinstance(iss, str):
+            raise InvalidToken(
+                "iss missing", reason="missing_claim" if iss is None else "malformed"
+            )
+        state = self._exact.get(iss)
+        if state is not None:
+            return state
+        tid = claims.get("tid")
+        for state in self._templates:
+            prefix, suffix = state.template_parts  # type: ignore[misc]
+            if not (isinstance(tid, str) and _TENANT_ID.fullmatch(tid)):
+                continue
+            if iss == prefix + tid + suffix:
+                if not state.config.tenant_allowed(tid):
+                    raise InvalidToken("tenant not allowed", reason="wrong_tenant")
+                return state
+        raise InvalidToken("issuer not accepted", reason="wrong_issuer")
+
+    def _check_claims(self, state: _IssuerState, claims: dict[str, Any], now: float) -> str:
+        leeway = state.config.leeway
+        exp = claims.get("exp")
+        if exp is None:
+            raise InvalidToken("exp missing", reason="missing_claim")
+        if not _is_number(exp):
+            raise InvalidToken("exp is not a number", reason="invalid_claim")
+        if exp + leeway <= now:
+            raise InvalidToken("token expired", reason="expired")
+        nbf = claims.get("nbf")
+        if nbf is not None:
+            if not _is_number(nbf):
+                raise InvalidToken("nbf is not a number", reason="invalid_claim")
+            if nbf - leeway > now:
+                raise InvalidToken("token not yet valid", reason="not_yet_valid")
+        iat = claims.get("iat")
+        if iat is not None:
+            if not _is_number(iat):
+                raise InvalidToken("iat is not a number", reason="invalid_claim")
+            if iat - leeway > now:
+                raise InvalidToken("token issued in the future", reason="issued_in_future")
+        audience = self._match_audience(state, claims.get("aud"))
+        for name in state.config.required_claims:
+            if name not in claims:
+                raise InvalidToken("required claim missing", reason="missing_claim")
+        if self.reject_id_tokens:
+            for name in _ID_TOKEN_CLAIMS:
+                if name in claims:
+                    raise InvalidToken("an ID token is not an access token", reason="wrong_type")
+        return audience
+
+    @staticmethod
+    def _match_audience(state: _IssuerState, aud: object) -> str:
+        if aud is None:
+            raise InvalidToken("aud missing", reason="missing_claim")
+        if isinstance(aud, str):
+            if aud in state.audiences:
+                return aud
+        elif isinstance(aud, list):
+            for value in aud:
+                if not isinstance(value, str):
+                    raise InvalidToken("aud has a non-string member", reason="invalid_claim")
+            for value in aud:
+                if value in state.audiences:
+                    return str(value)
+        else:
+            raise InvalidToken("aud is not a string or list", reason="invalid_claim")
+        raise InvalidToken("audience not accepted", reason="wrong_audience")
