@@ -1,0 +1,65 @@
+"""Role assignments like Azure RBAC: principal (object id) -> role -> scope.
+
+Scopes are paths; an assignment covers its scope and everything below it, as in
+Azure (an assignment on the storage account covers each container):
+
+    /keyvault                       the toy Key Vault
+    /storage                        the toy Storage account
+    /storage/containers/{name}      one container
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["RoleAssignment", "RoleAssignments"]
+
+
+@dataclass(frozen=True, slots=True)
+class RoleAssignment:
+    """One assignment: ``principal`` (object id) holds ``role`` at ``scope``."""
+
+    principal: str
+    role: str
+    scope: str
+
+
+def _covers(assigned: str, requested: str) -> bool:
+    assigned = assigned.rstrip("/") or "/"
+    requested = requested.rstrip("/") or "/"
+    return (
+        assigned == "/"
+        or requested.lower() == assigned.lower()
+        or requested.lower().startswith(assigned.lower() + "/")
+    )
+
+
+class RoleAssignments:
+    """The lab's role assignments, queried by the toy resources and the issuer."""
+
+    def __init__(self, assignments: Iterable[RoleAssignment]) -> None:
+        self.assignments = tuple(assignments)
+
+    def roles_at(self, principal: str, scope: str) -> frozenset[str]:
+        """Roles ``principal`` holds at ``scope`` (inherited from parent scopes)."""
+        principal = principal.lower()
+        return frozenset(
+            a.role
+            for a in self.assignments
+            if a.principal.lower() == principal and _covers(a.scope, scope)
+        )
+
+    def roles_under(self, principal: str, scope: str) -> frozenset[str]:
+        """Roles ``principal`` holds at ``scope`` or anywhere below it (for token claims)."""
+        principal = principal.lower()
+        return frozenset(
+            a.role
+            for a in self.assignments
+            if a.principal.lower() == principal
+            and (_covers(a.scope, scope) or _covers(scope, a.scope))
+        )
+
+    def has_any(self, principal: str, roles: Iterable[str], scope: str) -> bool:
+        """Whether ``principal`` holds at least one of ``roles`` at ``scope``."""
+        return not self.roles_at(principal, scope).isdisjoint(roles)
