@@ -22,7 +22,9 @@ from ._config import check_url
 __all__ = ["FetchError", "FetchResult", "fetch_json", "lifetime_from_headers"]
 
 MAX_REDIRECTS: Final = 3
-_MAX_AGE: Final = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE)
+_MAX_AGE: Final = re.compile(
+    r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE
+)
 _NO_CACHE: Final = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\b", re.IGNORECASE)
 
 

@@ -1,0 +1,316 @@
+"""FastAPI integration: dependencies that return the caller's :class:`Identity`.
+
+    guard = TokenGuard(validator)
+    app = FastAPI(lifespan=guard.lifespan)
+
+    @app.get("/secrets/{name}")
+    async def read(name: str, who: Identity = Security(guard.requires(roles=["Secrets.Read"]))):
+        ...
+
+Every dependency is a FastAPI security scheme (HTTP bearer, JWT), so ``/docs`` shows
+the Authorize button and a lock on each protected route. The dependencies work with
+:class:`~tokenguard.TokenGuardMiddleware` installed (they reuse the identity it
+attached) and without it (they validate the bearer token themselves through the same
+:class:`~tokenguard.TokenValidator`, given here or found on ``app.state``).
+
+Failures raise :class:`TokenGuardHTTPException` (an ``HTTPException``) carrying the
+RFC 6750 ``WWW-Authenticate`` challenge; :func:`add_error_handler` renders them with
+the same flat JSON body the middleware sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+try:
+    from fastapi import FastAPI, HTTPException
+    from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+    from fastapi.security import SecurityScopes
+    from fastapi.security.base import SecurityBase
+except ImportError:  # pragma: no cover - exercised by hiding fastapi in a test
+    raise ImportError(
+        "tokenguard.fastapi needs FastAPI: pip install 'tokenguard[fastapi]'"
+    ) from None
+from starlette.authentication import AuthCredentials
+from starlette.exceptions import WebSocketException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+
+from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement, get_identity
+from ._errors import (
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    KeysUnavailable,
+    MissingToken,
+    TokenGuardError,
+)
+from ._identity import Identity, IdentityKind, TokenGuardUser
+from ._responses import DEFAULT_REALM, error_body, error_headers
+from ._validator import TokenValidator
+from .readiness import STATE_KEY
+from .readiness import lifespan as validator_lifespan
+
+__all__ = [
+    "STATE_KEY",
+    "IdentityDependency",
+    "OptionalIdentityDependency",
+    "RequirementDependency",
+    "TokenGuard",
+    "TokenGuardHTTPException",
+    "add_error_handler",
+]
+
+logger = logging.getLogger("tokenguard")
+
+_SCHEME_LEN: Final = len("bearer ")
+_WS_POLICY_VIOLATION: Final = 1008
+_WS_TRY_AGAIN_LATER: Final = 1013
+
+
+class TokenGuardHTTPException(HTTPException):
+    """A tokenguard rejection as a FastAPI ``HTTPException``.
+
+    ``detail`` is ``{"error": ..., "error_description": ...}`` and ``headers`` carry the
+    RFC 6750 challenge (or ``Retry-After`` for 503). ``.error`` is the original error.
+    """
+
+    def __init__(self, error: TokenGuardError, headers: dict[str, str]) -> None:
+        super().__init__(status_code=error.status_code, detail=error_body(error), headers=headers)
+        self.error = error
+
+
+def add_error_handler(app: FastAPI) -> None:
+    """Render :class:`TokenGuardHTTPException` as the middleware does (flat JSON body).
+
+    Without it FastAPI's default handler nests the body under ``"detail"``; status and
+    headers are the same either way.
+    """
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TokenGuardHTTPException)
+        return JSONResponse(error_body(exc.error), status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(TokenGuardHTTPException, handle)
+
+
+class TokenGuard:
+    """FastAPI dependencies backed by one :class:`TokenValidator`.
+
+    ``validator`` may be omitted: each request then uses ``app.state.tokenguard_validator``
+    (set it yourself, or let :attr:`lifespan` of a guard that has one set it).
+    ``realm`` and ``challenge_params`` shape the ``WWW-Authenticate`` challenge when the
+    middleware is not installed (when it is, its settings win so both answer alike).
+    ``scheme_name`` and ``description`` appear in the OpenAPI security scheme.
+    """
+
+    def __init__(
+        self,
+        validator: TokenValidator | None = None,
+        *,
+        realm: str | None = DEFAULT_REALM,
+        challenge_params: Mapping[str, str] | None = None,
+        scheme_name: str = "bearer",
+        description: str | None = "Azure managed-identity or OIDC access token (JWT)",
+    ) -> None:
+        self.validator = validator
+        self.realm = realm
+        self.challenge_params = dict(challenge_params or {})
+        self.scheme_name = scheme_name
+        self.description = description
+        #: ``Depends(guard.identity)``: the verified :class:`Identity`, else 401.
+        #: ``Security(guard.identity, scopes=[...])`` also requires those roles/scopes.
+        self.identity = IdentityDependency(self)
+        #: ``Depends(guard.optional_identity)``: the :class:`Identity`, or ``None`` when
+        #: no token was sent (a bad token is still 401).
+        self.optional_identity = OptionalIdentityDependency(self)
+
+    def requires(
+        self,
+        requirement: Requirement | None = None,
+        *,
+        roles: Iterable[str] = (),
+        any_role: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        mi_resource_ids: Iterable[str] | None = None,
+        app_ids: Iterable[str] | None = None,
+        object_ids: Iterable[str] | None = None,
+        kinds: Iterable[IdentityKind] | None = None,
+    ) -> RequirementDependency:
+        """A dependency returning the :class:`Identity` if it meets the requirement, else 403.
+
+        Pass a :class:`~tokenguard.Requirement` or its keyword arguments.
+        """
+        need = requirement or Requirement(
+            roles=roles,
+            any_role=any_role,
+            scopes=scopes,
+            mi_resource_ids=mi_resource_ids,
+            app_ids=app_ids,
+            object_ids=object_ids,
+            kinds=kinds,
+        )
+        return RequirementDependency(self, need)
+
+    def lifespan(self, app: Any) -> AbstractAsyncContextManager[None]:
+        """``FastAPI(lifespan=guard.lifespan)``: warm keys at startup, close at shutdown.
+
+        Needs a guard built with a validator; also sets ``app.state.tokenguard_validator``.
+        """
+        if self.validator is None:
+            raise RuntimeError("TokenGuard.lifespan needs a guard built with a validator")
+        return validator_lifespan(self.validator)(app)
+
+    # -- the work shared by every dependency --------------------------------------
+
+    async def authenticate(self, conn: HTTPConnection) -> Identity | None:
+        """The caller's identity, ``None`` without a bearer token; raises on a bad one."""
+        identity = get_identity(conn)
+        if identity is not None:
+            return identity  # the middleware (or an earlier dependency) verified it
+        validator = self._validator(conn)
+        token = bearer_token(conn, validator.max_token_bytes)
+        if token is None:
+            return None
+        identity = validator.cached(token)
+        if identity is None:
+            identity = await validator.validate(token)
+        # Later dependencies and get_identity(request) see it, as with the middleware.
+        conn.scope[IDENTITY_SCOPE_KEY] = identity
+        conn.scope["user"] = TokenGuardUser(identity)
+        conn.scope["auth"] = AuthCredentials(list(identity.permissions))
+        return identity
+
+    def _validator(self, conn: HTTPConnection) -> TokenValidator:
+        if self.validator is not None:
+            return self.validator
+        found = getattr(conn.app.state, STATE_KEY, None)
+        if not isinstance(found, TokenValidator):
+            raise RuntimeError(
+                "TokenGuard has no validator: pass one, or set app.state.tokenguard_validator"
+            )
+        return found
+
+    def reject(self, conn: HTTPConnection, exc: TokenGuardError) -> Exception:
+        """The exception that answers ``exc`` the RFC 6750 way (HTTP or WebSocket)."""
+        if not isinstance(exc, InvalidToken | KeysUnavailable):
+            # The validator logs token rejections; log the request-level ones here.
+            logger.info("request rejected", extra={"reason": exc.reason, "status": exc.status_code})
+        if conn.scope["type"] == "websocket":
+            code = _WS_TRY_AGAIN_LATER if isinstance(exc, KeysUnavailable) else _WS_POLICY_VIOLATION
+            return WebSocketException(code=code, reason=exc.description)
+        realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (self.realm, self.challenge_params))
+        return TokenGuardHTTPException(exc, error_headers(exc, realm, params))
+
+
+def bearer_token(conn: HTTPConnection, max_token_bytes: int) -> str | None:
+    """The bearer token of a request, parsed like the middleware does.
+
+    ``None`` without bearer credentials (no header, or another scheme). Two
+    ``Authorization`` headers, an empty token or a token in the query string are
+    :class:`InvalidRequest`; an oversized header is ``InvalidToken(token_too_large)``.
+    """
+    value: bytes | None = None
+    for name, header in conn.scope["headers"]:
+        if name == b"authorization":
+            if value is not None:
+                raise InvalidRequest(reason="multiple_authorization")
+            value = header
+    in_query = _has_query_token(conn.scope.get("query_string", b""))
+    if value is None:
+        if in_query:
+            raise InvalidRequest(reason="query_token_not_allowed")
+        return None
+    if len(value) > max_token_bytes + _SCHEME_LEN + 16:
+        raise InvalidToken(reason="token_too_large")
+    scheme, _, credentials = value.partition(b" ")
+    if scheme.lower() != b"bearer":
+        if in_query:
+            raise InvalidRequest(reason="query_token_not_allowed")
+        return None
+    if in_query:
+        raise InvalidRequest(reason="multiple_methods")
+    credentials = credentials.strip(b" ")
+    if not credentials:
+        raise InvalidRequest(reason="empty_token")
+    return credentials.decode("latin-1")
+
+
+def _has_query_token(query: bytes) -> bool:
+    if b"access_token" not in query:
+        return False
+    return any(k == "access_token" for k, _ in parse_qsl(query.decode("latin-1")))
+
+
+def _check_security_scopes(identity: Identity, required: list[str]) -> None:
+    # Security(..., scopes=[...]) names permissions: app roles or delegated scopes,
+    # like Starlette's request.auth.scopes.
+    missing = frozenset(required) - identity.permissions
+    if missing:
+        reason = "missing_scope" if identity.kind == "user" else "missing_role"
+        raise InsufficientScope("missing permission", reason=reason, required=frozenset(required))
+
+
+class _GuardDependency(SecurityBase):
+    """A FastAPI security scheme (HTTP bearer) whose call runs the guard."""
+
+    def __init__(self, guard: TokenGuard) -> None:
+        self.model = HTTPBearerModel(bearerFormat="JWT", description=guard.description)
+        self.scheme_name = guard.scheme_name
+        self.guard = guard
+
+    async def _identity(self, conn: HTTPConnection, scopes: SecurityScopes) -> Identity:
+        guard = self.guard
+        try:
+            identity = await guard.authenticate(conn)
+            if identity is None:
+                raise MissingToken
+            _check_security_scopes(identity, scopes.scopes)
+            self._check(identity)
+        except TokenGuardError as exc:
+            raise guard.reject(conn, exc) from None
+        return identity
+
+    def _check(self, identity: Identity) -> None:
+        """Further conditions of a subclass; raise :class:`InsufficientScope`."""
+
+
+class IdentityDependency(_GuardDependency):
+    """Returns the verified :class:`Identity`; 401 with the challenge when absent."""
+
+    async def __call__(self, conn: HTTPConnection, security_scopes: SecurityScopes) -> Identity:
+        return await self._identity(conn, security_scopes)
+
+
+class OptionalIdentityDependency(_GuardDependency):
+    """Returns the :class:`Identity`, or ``None`` when no bearer token was sent."""
+
+    async def __call__(
+        self, conn: HTTPConnection, security_scopes: SecurityScopes
+    ) -> Identity | None:
+        guard = self.guard
+        try:
+            identity = await guard.authenticate(conn)
+            if identity is not None:
+                _check_security_scopes(identity, security_scopes.scopes)
+        except TokenGuardError as exc:
+            raise guard.reject(conn, exc) from None
+        return identity
+
+
+class RequirementDependency(_GuardDependency):
+    """Returns the :class:`Identity` when it meets a :class:`Requirement`; else 401/403."""
+
+    def __init__(self, guard: TokenGuard, requirement: Requirement) -> None:
+        super().__init__(guard)
+        self.requirement = requirement
+
+    def _check(self, identity: Identity) -> None:
+        self.requirement.check(identity)
+
+    async def __call__(self, conn: HTTPConnection, security_scopes: SecurityScopes) -> Identity:
+        return await self._identity(conn, security_scopes)

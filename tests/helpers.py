@@ -1,0 +1,52 @@
+"""Small test doubles shared by the core tests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from tokenguard.testing import LocalIssuer
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+
+
+class SwitchableIssuer:
+    """Serves a LocalIssuer through a mock transport whose behaviour tests can switch.
+
+    ``override`` (when set) answers instead of the issuer; every request is recorded.
+    """
+
+    def __init__(self, issuer: LocalIssuer) -> None:
+        self.issuer = issuer
+        self.override: Handler | None = None
+        self.requests: list[httpx.Request] = []
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.override is not None:
+            result = self.override(request)
+            if isinstance(result, httpx.Response):
+                return result
+            return await result
+        return self.issuer.handler(request)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
+
+    def count(self, suffix: str) -> int:
+        return sum(1 for r in self.requests if r.url.path.endswith(suffix))

@@ -1,0 +1,162 @@
+"""JWK loading: key hygiene and algorithm binding."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from tokenguard._keys import VerificationKey, load_jwks
+from tokenguard.testing import LocalIssuer, SigningKey, generate_key
+
+ALL = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"})
+
+
+def jwk_of(kty: str = "RSA", kid: str = "k1", **kwargs: Any) -> dict[str, Any]:
+    key = generate_key(kty, **kwargs)  # type: ignore[arg-type]
+    alg = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}[kty]
+    return SigningKey(kid, alg, key).public_jwk
+
+
+@pytest.fixture(scope="module")
+def rsa_jwk() -> dict[str, Any]:
+    return jwk_of("RSA")
+
+
+def test_rsa_key_binds_to_rsa_algorithms_only(rsa_jwk: dict[str, Any]) -> None:
+    keys = load_jwks({"keys": [rsa_jwk]}, ALL, 10)
+    assert keys["k1"].algorithms == {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+    assert keys["k1"].kty == "RSA"
+    assert "k1" in repr(keys["k1"])
+
+
+def test_ec_keys_bind_to_the_algorithm_of_their_curve() -> None:
+    p256 = jwk_of("EC", kid="p256")
+    p384 = jwk_of("EC", kid="p384", curve="P-384")
+    keys = load_jwks({"keys": [p256, p384]}, ALL, 10)
+    assert keys["p256"].algorithms == {"ES256"}
+    assert keys["p384"].algorithms == {"ES384"}
+
+
+def test_ed25519_binds_to_eddsa() -> None:
+    keys = load_jwks({"keys": [jwk_of("OKP", kid="ed")]}, ALL, 10)
+    assert keys["ed"].algorithms == {"EdDSA"}
+
+
+def test_jwk_alg_narrows_the_binding(rsa_jwk: dict[str, Any]) -> None:
+    keys = load_jwks({"keys": [{**rsa_jwk, "alg": "PS256"}]}, ALL, 10)
+    assert keys["k1"].algorithms == {"PS256"}
+
+
+def test_allowed_algorithms_narrow_the_binding(rsa_jwk: dict[str, Any]) -> None:
+    keys = load_jwks({"keys": [rsa_jwk]}, frozenset({"RS256"}), 10)
+    assert keys["k1"].algorithms == {"RS256"}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"use": "enc"}, "use is not sig"),
+        ({"kid": None}, "no usable kid"),
+        ({"kid": 7}, "no usable kid"),
+        ({"kid": "x" * 300}, "no usable kid"),
+        ({"key_ops": ["encrypt"]}, "key_ops lacks verify"),
+        ({"d": "AQAB"}, "private or symmetric key material"),
+        ({"kty": "oct", "k": "c2VjcmV0"}, "private or symmetric key material"),
+        ({"kty": "oct"}, "unsupported key type"),
+        ({"alg": "ES256"}, "no allowed algorithm fits this key"),
+        ({"alg": 5}, "no allowed algorithm fits this key"),
+        ({"n": "not-base64!"}, "unreadable key"),
+    ],
+)
+def test_bad_keys_are_skipped_one_by_one(
+    rsa_jwk: dict[str, Any], change: dict[str, Any], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = {**rsa_jwk, **change, "kid": change.get("kid", "bad")}
+    if change.get("kid", "") is None:
+        del bad["kid"]
+    good = {**rsa_jwk, "kid": "good"}
+    with caplog.at_level(logging.WARNING, logger="tokenguard"):
+        keys = load_jwks({"keys": [bad, good, "not-an-object"]}, ALL, 10)
+    assert set(keys) == {"good"}
+    assert any(getattr(r, "why", "").startswith(why) for r in caplog.records)
+
+
+def test_small_rsa_keys_are_skipped() -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    jwk = {**json.loads(RSAAlgorithm.to_jwk(small)), "kid": "small"}
+    with pytest.raises(ValueError, match="no usable signing key"):
+        load_jwks({"keys": [jwk]}, ALL, 10)
+
+
+def test_unsupported_curves_are_skipped() -> None:
+    p521 = jwk_of("EC", kid="p521", curve="P-521")
+    keys = load_jwks({"keys": [p521]}, ALL | {"ES512"}, 10)
+    assert keys["p521"].algorithms == {"ES512"}
+    with pytest.raises(ValueError):
+        load_jwks({"keys": [p521]}, ALL, 10)
+
+
+def test_duplicate_kids_drop_both(rsa_jwk: dict[str, Any]) -> None:
+    other = jwk_of("RSA", kid="k1")
+    keep = {**rsa_jwk, "kid": "k2"}
+    keys = load_jwks({"keys": [rsa_jwk, other, keep]}, ALL, 10)
+    assert set(keys) == {"k2"}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [[], "keys", {"keys": {}}, {"keys": "x"}, {"nokeys": []}, {"keys": []}, {"keys": [1, 2]}],
+)
+def test_unusable_documents_raise(document: object) -> None:
+    with pytest.raises(ValueError):
+        load_jwks(document, ALL, 10)
+
+
+def test_too_many_keys_is_refused_whole(rsa_jwk: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="more than the limit"):
+        load_jwks({"keys": [rsa_jwk] * 3}, ALL, 2)
+
+
+def test_verify_checks_algorithm_binding_and_signature(session_issuer: LocalIssuer) -> None:
+    key = load_jwks(session_issuer.jwks(), ALL, 10)[session_issuer.signing_kid]
+    token = session_issuer.mint()
+    signing_input, _, sig64 = token.rpartition(".")
+    from tokenguard._token import b64url_decode
+
+    signature = b64url_decode(sig64.encode())
+    assert key.verify("RS256", signing_input.encode(), signature)
+    assert not key.verify("RS256", signing_input.encode() + b"x", signature)
+    assert not key.verify("ES256", signing_input.encode(), signature)
+    assert not key.verify("RS256", signing_input.encode(), b"")
+
+
+@pytest.mark.parametrize("kty", ["EC", "OKP"])
+def test_ec_and_eddsa_signatures_verify(kty: str) -> None:
+    issuer = LocalIssuer(key_type=kty)  # type: ignore[arg-type]
+    key = load_jwks(issuer.jwks(), ALL, 10)[issuer.signing_kid]
+    token = issuer.mint()
+    signing_input, _, sig64 = token.rpartition(".")
+    from tokenguard._token import b64url_decode
+
+    signature = b64url_decode(sig64.encode())
+    alg = issuer.signing_key.alg
+    assert key.verify(alg, signing_input.encode(), signature)
+    assert not key.verify(alg, signing_input.encode(), signature[:-1])
+    assert not key.verify(alg, signing_input.encode(), bytes(len(signature)))
+
+
+def test_same_key_compares_public_material(rsa_jwk: dict[str, Any]) -> None:
+    a = load_jwks({"keys": [rsa_jwk]}, ALL, 10)["k1"]
+    b = load_jwks({"keys": [rsa_jwk]}, ALL, 10)["k1"]
+    c = load_jwks({"keys": [jwk_of("RSA")]}, ALL, 10)["k1"]
+    ed1 = load_jwks({"keys": [jwk_of("OKP", kid="e")]}, ALL, 10)["e"]
+    assert a.same_key(b)
+    assert not a.same_key(c)
+    assert ed1.same_key(ed1)
+    assert not a.same_key(ed1)
+    assert isinstance(a, VerificationKey)
