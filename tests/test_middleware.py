@@ -1,0 +1,456 @@
+"""The ASGI middleware: RFC 6750 answers, identity injection, websockets, lifespan."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.authentication import requires as starlette_requires
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tokenguard import (
+    Identity,
+    Requirement,
+    TokenGuardError,
+    TokenGuardMiddleware,
+    TokenGuardUser,
+    TokenValidator,
+    get_identity,
+)
+from tokenguard.testing import LocalIssuer
+
+from .helpers import SwitchableIssuer
+
+pytestmark = pytest.mark.anyio
+
+VAULT = "https://vault.azure.net"
+
+
+async def whoami(request: Request) -> JSONResponse:
+    identity = get_identity(request)
+    user = request.user
+    return JSONResponse(
+        {
+            "kind": identity.kind if identity else None,
+            "authenticated": user.is_authenticated,
+            "name": user.display_name,
+            "scopes": sorted(request.auth.scopes),
+            "same": isinstance(user, TokenGuardUser) and user.identity is identity,
+        }
+    )
+
+
+@starlette_requires("Secrets.Read")
+async def secret(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("s3cret")
+
+
+async def ws_endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    identity = get_identity(websocket)
+    await websocket.send_text(identity.kind if identity else "anonymous")
+    await websocket.close()
+
+
+def build(validator: TokenValidator, **options: Any) -> Starlette:
+    routes = [
+        Route("/whoami", whoami),
+        Route("/secret", secret),
+        Route("/healthz", lambda r: PlainTextResponse("ok")),
+        Route("/public/info", lambda r: PlainTextResponse("info")),
+        WebSocketRoute("/ws", ws_endpoint),
+    ]
+    return Starlette(
+        routes=routes, middleware=[Middleware(TokenGuardMiddleware, validator=validator, **options)]
+    )
+
+
+@pytest.fixture
+def validator(session_issuer: LocalIssuer) -> TokenValidator:
+    return session_issuer.validator(VAULT)
+
+
+@pytest.fixture
+async def client(validator: TokenValidator) -> AsyncIterator[httpx.AsyncClient]:
+    app = build(validator, exclude_paths=["/healthz", "/public/*"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_valid_token_injects_identity_user_and_scopes(
+    client: httpx.AsyncClient, session_issuer: LocalIssuer
+) -> None:
+    token = session_issuer.mint(roles=["Secrets.Read"])
+    response = await client.get("/whoami", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.json() == {
+        "kind": "managed_identity",
+        "authenticated": True,
+        "name": "tokenguard-vm",
+        "scopes": ["Secrets.Read"],
+        "same": True,
+    }
+    assert (await client.get("/secret", headers=bearer(token))).text == "s3cret"
+    other = session_issuer.mint(roles=["Other"])
+    assert (await client.get("/secret", headers=bearer(other))).status_code == 403
+
+
+async def test_no_credentials_get_a_bare_challenge(client: httpx.AsyncClient) -> None:
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Negotiate x"}):
+        response = await client.get("/whoami", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Bearer realm="tokenguard"'
+        assert response.json() == {
+            "error": "unauthenticated",
+            "error_description": "A bearer token is required",
+        }
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "description"),
+    [
+        ([("authorization", "Bearer")], "", "The bearer token is empty"),
+        ([("authorization", "Bearer    ")], "", "The bearer token is empty"),
+        (
+            [("authorization", "Bearer a"), ("authorization", "Bearer b")],
+            "",
+            "More than one Authorization header",
+        ),
+        (
+            [("authorization", "Bearer a.b.c")],
+            "access_token=a.b.c",
+            "The token was sent in more than one way",
+        ),
+        ([], "access_token=a.b.c", "Tokens in the query string are not accepted"),
+        (
+            [("authorization", "Basic x")],
+            "access_token=a.b.c",
+            "Tokens in the query string are not accepted",
+        ),
+        ([], "access_token=a&access_token=b", "The token was sent in more than one way"),
+        ([], "access_token=", "The bearer token is empty"),
+    ],
+)
+async def test_malformed_requests_get_400(
+    client: httpx.AsyncClient, headers: list[tuple[str, str]], query: str, description: str
+) -> None:
+    response = await client.get(f"/whoami?{query}", headers=headers)
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request", "error_description": description}
+    assert response.headers["www-authenticate"] == (
+        f'Bearer realm="tokenguard", error="invalid_request", error_description="{description}"'
+    )
+
+
+async def test_unrelated_query_strings_pass(
+    client: httpx.AsyncClient, session_issuer: LocalIssuer
+) -> None:
+    token = session_issuer.mint()
+    response = await client.get("/whoami?x=access_tokenish", headers=bearer(token))
+    assert response.status_code == 200
+
+
+async def test_scheme_is_case_insensitive(
+    client: httpx.AsyncClient, session_issuer: LocalIssuer
+) -> None:
+    token = session_issuer.mint()
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        response = await client.get("/whoami", headers={"Authorization": f"{scheme} {token}"})
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("make", "description"),
+    [
+        (lambda i: i.forge(), "The token signature is invalid"),
+        (lambda i: i.mint(lifetime=-3600), "The token is expired"),
+        (lambda i: i.mint("https://storage.azure.com/"), "The token audience is not accepted"),
+        (lambda i: "not-a-token", "The token is malformed"),
+        (lambda i: "x" * 17_000, "The token is too large"),
+    ],
+)
+async def test_invalid_tokens_get_401_invalid_token(
+    client: httpx.AsyncClient, session_issuer: LocalIssuer, make: Any, description: str
+) -> None:
+    token = make(session_issuer)
+    response = await client.get("/whoami", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        f'Bearer realm="tokenguard", error="invalid_token", error_description="{description}"'
+    )
+    assert response.json() == {"error": "invalid_token", "error_description": description}
+    assert token[:40] not in response.text
+
+
+async def test_oversize_authorization_header_is_refused_early(client: httpx.AsyncClient) -> None:
+    response = await client.get("/whoami", headers={"Authorization": "Bearer " + "a" * 1_000_000})
+    assert response.status_code == 401
+    assert "too large" in response.headers["www-authenticate"]
+
+
+async def test_excluded_paths_skip_authentication(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).text == "ok"
+    assert (await client.get("/public/info")).text == "info"
+    assert (await client.get("/whoami")).status_code == 401
+
+
+async def test_anonymous_mode(validator: TokenValidator, session_issuer: LocalIssuer) -> None:
+    app = build(validator, allow_anonymous=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        anonymous = await c.get("/whoami")
+        assert anonymous.json()["authenticated"] is False and anonymous.json()["kind"] is None
+        assert (await c.get("/whoami", headers=bearer(session_issuer.forge()))).status_code == 401
+        assert (await c.get("/whoami", headers=bearer(session_issuer.mint()))).json()[
+            "authenticated"
+        ]
+
+
+async def test_middleware_requirement_and_challenge_params(
+    validator: TokenValidator, session_issuer: LocalIssuer
+) -> None:
+    app = build(
+        validator,
+        require=Requirement(any_role=["Key Vault Secrets User", "Key Vault Secrets Officer"]),
+        realm=None,
+        challenge_params={"authorization": "https://login.example/tid", "resource": VAULT},
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        missing = await c.get("/whoami")
+        assert missing.headers["www-authenticate"] == (
+            f'Bearer authorization="https://login.example/tid", resource="{VAULT}"'
+        )
+        denied = await c.get("/whoami", headers=bearer(session_issuer.mint(roles=["Other"])))
+        assert denied.status_code == 403
+        assert denied.json()["error"] == "insufficient_scope"
+        assert 'error="insufficient_scope"' in denied.headers["www-authenticate"]
+        assert (
+            'scope="Key Vault Secrets Officer Key Vault Secrets User"'
+            in denied.headers["www-authenticate"]
+        )
+        ok = await c.get(
+            "/whoami", headers=bearer(session_issuer.mint(roles=["Key Vault Secrets User"]))
+        )
+        assert ok.status_code == 200
+
+
+async def test_keys_unavailable_gives_503_with_retry_after(session_issuer: LocalIssuer) -> None:
+    server = SwitchableIssuer(session_issuer)
+    server.override = lambda request: httpx.Response(503)
+    validator = TokenValidator([session_issuer.issuer_config(VAULT)], http_client=server.client())
+    app = build(validator)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/whoami", headers=bearer(session_issuer.mint()))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "www-authenticate" not in response.headers
+    assert response.json()["error"] == "temporarily_unavailable"
+
+
+async def test_custom_error_renderer(
+    validator: TokenValidator, session_issuer: LocalIssuer
+) -> None:
+    seen: list[TokenGuardError] = []
+
+    async def render(
+        conn: HTTPConnection, exc: TokenGuardError, headers: dict[str, str]
+    ) -> Response:
+        seen.append(exc)
+        return JSONResponse({"oops": exc.reason}, status_code=exc.status_code, headers=headers)
+
+    def render_sync(
+        conn: HTTPConnection, exc: TokenGuardError, headers: dict[str, str]
+    ) -> Response:
+        return PlainTextResponse(exc.reason, status_code=exc.status_code, headers=headers)
+
+    for renderer in (render, render_sync):
+        app = build(validator, on_error=renderer)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            response = await c.get("/whoami", headers=bearer(session_issuer.forge()))
+        assert response.status_code == 401
+        assert "bad_signature" in response.text
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert seen[0].reason == "bad_signature"
+
+
+def test_websocket_accepted_with_token(
+    validator: TokenValidator, session_issuer: LocalIssuer
+) -> None:
+    with TestClient(build(validator)) as client:
+        with client.websocket_connect("/ws", headers=bearer(session_issuer.mint())) as ws:
+            assert ws.receive_text() == "managed_identity"
+
+
+def test_websocket_refused_before_accept(
+    validator: TokenValidator, session_issuer: LocalIssuer
+) -> None:
+    with TestClient(build(validator)) as client:
+        for headers in ({}, bearer(session_issuer.forge())):
+            with pytest.raises(WebSocketDisconnect) as info:
+                with client.websocket_connect("/ws", headers=headers):
+                    pass  # pragma: no cover - the connection never opens
+            # TestClient offers the websocket.http.response extension: a real 401 comes back
+            assert getattr(info.value, "status_code", None) == 401
+
+
+async def test_websocket_closed_with_policy_violation_without_denial_extension(
+    validator: TokenValidator,
+) -> None:
+    middleware = TokenGuardMiddleware(build(validator), validator=validator)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await middleware(
+        {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}, receive, send
+    )
+    assert sent == [
+        {"type": "websocket.close", "code": 1008, "reason": "A bearer token is required"}
+    ]
+
+
+async def test_websocket_denial_response_when_the_server_supports_it(
+    validator: TokenValidator,
+) -> None:
+    app = build(validator)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "scheme": "ws",
+        "query_string": b"",
+        "headers": [],
+        "extensions": {"websocket.http.response": {}},
+        "asgi": {"version": "3.0"},
+        "server": ("t", 80),
+        "client": ("c", 1),
+        "subprotocols": [],
+    }
+    await app(scope, receive, send)
+    assert sent[0]["type"] == "websocket.http.response.start"
+    assert sent[0]["status"] == 401
+
+
+async def test_keys_unavailable_closes_websocket_with_try_again_later(
+    session_issuer: LocalIssuer,
+) -> None:
+    server = SwitchableIssuer(session_issuer)
+    server.override = lambda request: httpx.Response(503)
+    validator = TokenValidator([session_issuer.issuer_config(VAULT)], http_client=server.client())
+    middleware = TokenGuardMiddleware(build(validator), validator=validator)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "headers": [(b"authorization", b"Bearer " + session_issuer.mint().encode())],
+        "query_string": b"",
+    }
+    await middleware(scope, receive, send)
+    assert sent == [
+        {
+            "type": "websocket.close",
+            "code": 1013,
+            "reason": "The token signing keys are unavailable",
+        }
+    ]
+
+
+def test_lifespan_warms_keys_and_closes_the_validator(session_issuer: LocalIssuer) -> None:
+    server = SwitchableIssuer(session_issuer)
+    validator = TokenValidator([session_issuer.issuer_config(VAULT)], http_client=server.client())
+    with TestClient(build(validator)):
+        assert validator.is_ready()
+        assert server.count("/keys") == 1
+
+
+def test_lifespan_start_survives_an_issuer_outage(
+    session_issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = SwitchableIssuer(session_issuer)
+    server.override = lambda request: httpx.Response(500)
+    validator = TokenValidator([session_issuer.issuer_config(VAULT)], http_client=server.client())
+    with (
+        caplog.at_level(logging.WARNING, logger="tokenguard"),
+        TestClient(build(validator)) as client,
+    ):
+        assert not validator.is_ready()
+        assert client.get("/healthz").status_code == 401  # not excluded in this app
+    assert "keys could not be loaded at startup" in caplog.text
+
+
+async def test_other_scope_types_pass_through(validator: TokenValidator) -> None:
+    calls: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        calls.append(scope["type"])
+
+    middleware = TokenGuardMiddleware(app, validator=validator, warm_up=False)
+    await middleware({"type": "custom"}, None, None)  # type: ignore[arg-type]
+    assert calls == ["custom"]
+
+
+async def test_request_rejections_are_logged(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tokenguard"):
+        await client.get(
+            "/whoami", headers=[("authorization", "Bearer a"), ("authorization", "Bearer b")]
+        )
+    record = next(r for r in caplog.records if r.getMessage() == "request rejected")
+    assert record.reason == "multiple_authorization"  # type: ignore[attr-defined]
+
+
+async def test_cached_identity_is_reused(
+    validator: TokenValidator, session_issuer: LocalIssuer
+) -> None:
+    seen: list[Identity] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["tokenguard.identity"])
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    middleware = TokenGuardMiddleware(app, validator=validator)
+    token = session_issuer.mint()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware), base_url="http://t"
+    ) as c:
+        for _ in range(3):
+            assert (await c.get("/", headers=bearer(token))).status_code == 200
+    assert seen[0] is seen[1] is seen[2]
+    assert validator.cache.hits >= 2
+    assert json.dumps(validator.cache.hits)

@@ -1,0 +1,72 @@
+"""The public test helpers behave as documented."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tokenguard import InvalidToken
+from tokenguard.testing import LocalIssuer, encode_jws, generate_key
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_asgi_app_serves_discovery_and_jwks_with_etag() -> None:
+    issuer = LocalIssuer()
+    transport = httpx.ASGITransport(app=issuer.asgi_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://issuer") as client:
+        discovery = (
+            await client.get(f"/{issuer.tenant_id}/.well-known/openid-configuration")
+        ).json()
+        assert discovery["issuer"] == issuer.issuer
+        assert discovery["jwks_uri"] == issuer.jwks_uri
+        keys = await client.get(f"/{issuer.tenant_id}/discovery/keys")
+        jwk = keys.json()["keys"][0]
+        assert set(jwk) >= {"kty", "use", "kid", "x5t", "n", "e", "x5c"}
+        assert keys.headers["cache-control"] == "max-age=3600"
+        again = await client.get(
+            f"/{issuer.tenant_id}/discovery/keys", headers={"if-none-match": keys.headers["etag"]}
+        )
+        assert again.status_code == 304
+        assert (await client.get("/nothing")).status_code == 404
+    assert issuer.hits == {"discovery": 1, "jwks": 2}
+
+
+async def test_rotation_and_retirement() -> None:
+    issuer = LocalIssuer()
+    first = issuer.signing_kid
+    second = issuer.rotate()
+    assert issuer.signing_kid == second
+    assert {k["kid"] for k in issuer.jwks()["keys"]} == {first, second}
+    with pytest.raises(ValueError):
+        issuer.retire(second)
+    issuer.retire(first)
+    assert [k["kid"] for k in issuer.jwks()["keys"]] == [second]
+    with pytest.raises(KeyError):
+        issuer.use_key(first)
+    staged = issuer.add_key("EC", published=False)
+    assert staged not in {k["kid"] for k in issuer.jwks()["keys"]}
+
+
+async def test_minted_shapes() -> None:
+    issuer = LocalIssuer()
+    user = issuer.claims(kind="user", scopes=["a", "b"])
+    assert user["scp"] == "a b" and "idtyp" not in user and user["oid"] != user["sub"]
+    app = issuer.claims(kind="app", version="2.0")
+    assert app["idtyp"] == "app" and "xms_mirid" not in app and app["azp"]
+    mi = issuer.claims(roles=["R"])
+    assert mi["xms_mirid"] and mi["roles"] == ["R"] and mi["ver"] == "1.0"
+    assert mi["exp"] - mi["iat"] == 3600
+
+
+async def test_validator_from_issuer_and_encode_jws() -> None:
+    issuer = LocalIssuer()
+    validator = issuer.validator("https://vault.azure.net")
+    assert (await validator.validate(issuer.mint(kind="user"))).kind == "user"
+    raw = encode_jws(
+        {"alg": "RS256", "kid": issuer.signing_kid}, b"not json", issuer.signing_key.private_key
+    )
+    with pytest.raises(InvalidToken):
+        await validator.validate(raw)
+    assert generate_key("EC", curve="P-384").curve.name == "secp384r1"  # type: ignore[union-attr]
+    await validator.aclose()
