@@ -31,7 +31,8 @@ logger = logging.getLogger("tokenguard")
 
 _TENANT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: Header members that would change how the JWS is processed; we implement none.
-_UNSUPPORTED_HEADER: Final = frozenset({"crit", "b64", "zip", "enc"})
+#: A tuple, not a set: with several present the reason must not depend on hash order.
+_UNSUPPORTED_HEADER: Final = ("crit", "b64", "zip", "enc")
 #: Claims only OpenID Connect ID tokens carry; an ID token is not an access token.
 _ID_TOKEN_CLAIMS: Final = ("nonce", "at_hash", "c_hash")
 #: Parsed JWS headers of verified tokens, by their base64url text (issuers reuse a few).
