@@ -194,6 +194,7 @@ def test_other_scheme_counts_as_no_token(client: TestClient) -> None:
         ([("authorization", "Bearer ")], "/me", "The bearer token is empty"),
         ([], "/me?access_token=a.b.c", "Tokens in the query string"),
         ([("authorization", "Bearer a.b.c")], "/me?access_token=a.b.c", "more than one way"),
+        ([("authorization", "Basic dTpw")], "/me?access_token=a.b.c", "Tokens in the query"),
     ],
 )
 def test_malformed_requests_are_400(
@@ -299,6 +300,15 @@ def test_requires_accepts_a_requirement_object(validator: TokenValidator) -> Non
     guard = TokenGuard(validator)
     dependency = guard.requires(Requirement(any_role=["A", "B"]))
     assert dependency.requirement == Requirement(any_role=["A", "B"])
+
+
+def test_repeated_token_is_served_from_the_cache(
+    client: TestClient, issuer: LocalIssuer, observer: CountingObserver
+) -> None:
+    token = issuer.mint(VAULT)
+    assert client.get("/me", headers=bearer(token)).status_code == 200
+    assert client.get("/me", headers=bearer(token)).status_code == 200
+    assert observer.calls == [("valid", None, False), ("valid", None, True)]
 
 
 def test_two_dependencies_validate_once(
