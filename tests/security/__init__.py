@@ -1,0 +1,1 @@
+"""Attack catalogue: one row per attack, through the validator and the middleware (issue 7)."""
