@@ -6,6 +6,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -494,3 +495,114 @@ def test_http_exception_keeps_the_error(validator: TokenValidator) -> None:
     exc = TokenGuardHTTPException(MissingToken(), {"WWW-Authenticate": "Bearer"})
     assert exc.status_code == 401
     assert isinstance(exc.error, MissingToken)
+
+
+# -- examples/fastapi_service.py ------------------------------------------------------
+
+
+OFFICER = "Key Vault Secrets Officer"
+SECRETS_USER = "Key Vault Secrets User"
+
+
+def test_example_settings_from_env() -> None:
+    from examples.fastapi_service import LAB_TENANT, Settings
+
+    defaults = Settings.from_env({})
+    assert defaults.issuer == f"https://sts.windows.net/{LAB_TENANT}/"
+    assert defaults.discovery_url == (
+        f"http://127.0.0.1:8700/{LAB_TENANT}/.well-known/openid-configuration"
+    )
+    assert defaults.audience == VAULT
+    lab = Settings.from_env(
+        {"LAB_ISSUER": "https://i/", "LAB_DISCOVERY_URL": "http://127.0.0.1:1/d"}
+    )
+    assert (lab.issuer, lab.discovery_url) == ("https://i/", "http://127.0.0.1:1/d")
+    chosen = Settings.from_env(
+        {
+            "TOKENGUARD_ISSUER": "https://a/",
+            "TOKENGUARD_DISCOVERY_URL": "https://b/d",
+            "TOKENGUARD_AUDIENCE": "api://c",
+            "LAB_ISSUER": "https://ignored/",
+        }
+    )
+    assert chosen == Settings(issuer="https://a/", discovery_url="https://b/d", audience="api://c")
+    assert chosen.validator().issuers[0].audiences == ("api://c",)
+
+
+def test_example_service_with_local_issuer(issuer: LocalIssuer) -> None:
+    from examples.fastapi_service import create_app
+
+    from tokenguard.metrics import PrometheusObserver
+
+    observer = PrometheusObserver()
+    app = create_app(validator=issuer.validator([VAULT], observer=observer), observer=observer)
+    vm = bearer(issuer.mint(VAULT, roles=[OFFICER], mi_resource_id=MI_ID))
+    reader = bearer(issuer.mint(VAULT, roles=[SECRETS_USER]))
+    norole = bearer(issuer.mint(VAULT))
+    officer_user = bearer(issuer.mint(VAULT, kind="user", roles=[OFFICER]))
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").json()["ready"] is True
+        assert client.get("/whoami").status_code == 401
+        assert client.get("/whoami", headers=vm).json()["name"] == "reporter"
+        put = client.put("/secrets/db", json={"value": "s3cret"}, headers=vm)
+        assert put.status_code == 200
+        assert put.json() == {"name": "db", "value": "s3cret", "updated_by": "reporter"}
+        assert client.get("/secrets/db", headers=reader).json()["value"] == "s3cret"
+        assert client.get("/secrets", headers=reader).json() == ["db"]
+        assert client.get("/secrets/nope", headers=reader).status_code == 404
+        denied = client.put("/secrets/db", json={"value": "x"}, headers=reader)
+        assert denied.status_code == 403
+        assert denied.json()["error"] == "insufficient_scope"  # flat body: add_error_handler
+        assert client.get("/secrets", headers=norole).status_code == 403
+        # The write route takes managed identities only, whatever the roles.
+        assert (
+            client.put("/secrets/db", json={"value": "x"}, headers=officer_user).status_code == 403
+        )
+        metrics = client.get("/metrics").text
+        assert 'tokenguard_validations_total{outcome="valid",reason=""}' in metrics
+        schema = client.get("/openapi.json").json()
+    assert set(schema["paths"]) == {"/whoami", "/secrets", "/secrets/{name}"}
+    assert schema["paths"]["/secrets/{name}"]["put"]["security"] == [{"bearer": []}]
+
+
+@pytest.mark.lab
+@pytest.mark.anyio
+async def test_example_service_through_the_lab(tmp_path: Path) -> None:
+    """Tokens come from the lab's IMDS over loopback; keys from the lab's issuer."""
+    from examples.fastapi_service import Settings, create_app
+    from examples.lab.runner import Lab
+
+    async with Lab(tmp_path / "lab", base_port=0, log=None, services=()) as lab:
+        imds = lab.urls.imds + "/metadata/identity/oauth2/token"
+
+        async def imds_token(**selector: str) -> dict[str, str]:
+            params = {"api-version": "2018-02-01", "resource": VAULT, **selector}
+            async with httpx.AsyncClient(trust_env=False) as http:
+                response = await http.get(imds, params=params, headers={"Metadata": "true"})
+            response.raise_for_status()
+            return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+        reader_id = lab.config.identity("reader-id")
+        norole_id = lab.config.identity("norole-id")
+        vm = await imds_token()  # the VM's system-assigned identity
+        reader = await imds_token(client_id=reader_id.client_id)
+        norole = await imds_token(object_id=norole_id.object_id)
+
+        app = create_app(Settings.from_env(lab.env()))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            whoami = await client.get("/whoami", headers=vm)
+            assert whoami.status_code == 200
+            assert whoami.json()["kind"] == "managed_identity"
+            assert whoami.json()["object_id"] == lab.config.vm.identity.object_id
+            put = await client.put("/secrets/db", json={"value": "v"}, headers=vm)
+            assert put.status_code == 200
+            assert (await client.get("/secrets/db", headers=reader)).json()["value"] == "v"
+            assert (
+                await client.put("/secrets/db", json={"value": "x"}, headers=reader)
+            ).status_code == 403
+            assert (await client.get("/secrets/db", headers=norole)).status_code == 403
+            assert (await client.get("/secrets/db")).status_code == 401
+            assert (await client.get("/readyz")).status_code == 200
+        await app.state.tokenguard_validator.aclose()

@@ -1,0 +1,175 @@
+"""A small FastAPI secrets service protected by tokenguard, with per-route roles.
+
+Run it against the local identity lab::
+
+    make lab                                   # terminal 1: issuer, IMDS, toy resources
+    . .lab/env                                 # terminal 2: LAB_ISSUER, LAB_DISCOVERY_URL...
+    .venv/bin/python -m examples.fastapi_service
+    # http://127.0.0.1:8000/docs shows the Authorize button and a lock on each route
+
+Routes (roles are the lab's Key Vault roles: the lab puts them in tokens for the
+``https://vault.azure.net`` resource, the default audience here):
+
+    GET  /healthz           no token
+    GET  /readyz            no token; 200 once the issuer's keys are loaded, else 503
+    GET  /metrics           no token; Prometheus text format
+    GET  /whoami            any valid token
+    GET  /secrets           "Key Vault Secrets User" or "Key Vault Secrets Officer"
+    GET  /secrets/{name}    "Key Vault Secrets User" or "Key Vault Secrets Officer"
+    PUT  /secrets/{name}    "Key Vault Secrets Officer", managed identities only
+
+Configuration (environment): ``TOKENGUARD_ISSUER``, ``TOKENGUARD_DISCOVERY_URL``,
+``TOKENGUARD_AUDIENCE``; without them the lab's ``LAB_ISSUER``/``LAB_DISCOVERY_URL``, then
+the lab's defaults (tenant of ``examples/lab/default.toml`` on port 8700). ``PORT``
+(default 8000) is where the service listens, on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+from fastapi import Body, FastAPI, HTTPException, Security
+from pydantic import BaseModel
+
+from tokenguard import Identity, Issuer, TokenValidator
+from tokenguard.fastapi import TokenGuard, add_error_handler
+from tokenguard.metrics import PrometheusObserver, metrics_endpoint
+from tokenguard.readiness import lifespan, readiness_endpoint
+
+#: The lab's tenant and base port (``examples/lab/default.toml``, ``make lab``).
+LAB_TENANT: Final = "72f988bf-0000-4000-8000-00000000ab1e"
+LAB_PORT: Final = 8700
+VAULT: Final = "https://vault.azure.net"
+READ_ROLES: Final = ("Key Vault Secrets User", "Key Vault Secrets Officer")
+WRITE_ROLE: Final = "Key Vault Secrets Officer"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Which tokens the service accepts."""
+
+    issuer: str
+    discovery_url: str
+    audience: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Read ``TOKENGUARD_*``, falling back to the lab's variables and defaults."""
+        tenant = env.get("LAB_TENANT_ID") or LAB_TENANT
+        port = env.get("LAB_PORT") or str(LAB_PORT)
+        return cls(
+            issuer=env.get("TOKENGUARD_ISSUER")
+            or env.get("LAB_ISSUER")
+            or f"https://sts.windows.net/{tenant}/",
+            discovery_url=env.get("TOKENGUARD_DISCOVERY_URL")
+            or env.get("LAB_DISCOVERY_URL")
+            or f"http://127.0.0.1:{port}/{tenant}/.well-known/openid-configuration",
+            audience=env.get("TOKENGUARD_AUDIENCE") or VAULT,
+        )
+
+    def validator(self, observer: PrometheusObserver | None = None) -> TokenValidator:
+        """A validator trusting this issuer for this audience."""
+        issuer = Issuer(
+            issuer=self.issuer, audiences=(self.audience,), discovery_url=self.discovery_url
+        )
+        return TokenValidator([issuer], observer=observer)
+
+
+# The guard finds its validator on app.state (create_app puts it there), so these
+# dependency aliases can live at module level.
+guard = TokenGuard()
+Caller = Annotated[Identity, Security(guard.identity)]
+Reader = Annotated[Identity, Security(guard.requires(any_role=READ_ROLES))]
+Writer = Annotated[
+    Identity, Security(guard.requires(roles=[WRITE_ROLE], kinds=["managed_identity"]))
+]
+
+#: The request body of PUT /secrets/{name}: ``{"value": "..."}``.
+SecretValue = Annotated[str, Body(embed=True)]
+
+
+class Secret(BaseModel):
+    """A stored secret."""
+
+    name: str
+    value: str
+    updated_by: str
+
+
+def caller_view(identity: Identity) -> dict[str, Any]:
+    """What /whoami shows: who is calling, never the token."""
+    return {
+        "kind": identity.kind,
+        "name": identity.display_name,
+        "object_id": identity.object_id,
+        "app_id": identity.app_id,
+        "tenant_id": identity.tenant_id,
+        "mi_resource_id": identity.mi_resource_id,
+        "roles": sorted(identity.roles),
+        "expires_at": identity.expires_at,
+    }
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    validator: TokenValidator | None = None,
+    observer: PrometheusObserver | None = None,
+) -> FastAPI:
+    """The service. Tests pass their own ``validator`` (and its ``observer``)."""
+    observer = observer or PrometheusObserver()
+    if validator is None:
+        validator = (settings or Settings.from_env()).validator(observer)
+    observer.watch(validator)
+    app = FastAPI(title="tokenguard example: secrets", lifespan=lifespan(validator))
+    app.state.tokenguard_validator = validator  # also for servers that skip the lifespan
+    add_error_handler(app)
+    store: dict[str, Secret] = {}
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_api_route("/readyz", readiness_endpoint(validator), include_in_schema=False)
+    app.add_api_route("/metrics", metrics_endpoint(observer.registry), include_in_schema=False)
+
+    @app.get("/whoami")
+    async def whoami(caller: Caller) -> dict[str, Any]:
+        return caller_view(caller)
+
+    @app.get("/secrets")
+    async def list_secrets(caller: Reader) -> list[str]:
+        return sorted(store)
+
+    @app.get("/secrets/{name}")
+    async def get_secret(name: str, caller: Reader) -> Secret:
+        if name not in store:
+            raise HTTPException(404, "no such secret")
+        return store[name]
+
+    @app.put("/secrets/{name}")
+    async def put_secret(
+        name: str, value: Annotated[str, Body(embed=True)], caller: Writer
+    ) -> Secret:
+        store[name] = Secret(name=name, value=value, updated_by=caller.display_name)
+        return store[name]
+
+    return app
+
+
+def main() -> None:
+    """Serve on 127.0.0.1:$PORT (default 8000)."""
+    import uvicorn
+
+    settings = Settings.from_env()
+    print(f"accepting tokens from {settings.issuer} for {settings.audience}")
+    print(f"keys from {settings.discovery_url}")
+    port = int(os.environ.get("PORT", "8000"))
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port)
+
+
+if __name__ == "__main__":
+    main()
