@@ -121,6 +121,12 @@ def build_app(validator: TokenValidator | None, **fastapi_options: Any) -> FastA
 
 
 @pytest.fixture
+def issuer(session_issuer: LocalIssuer) -> LocalIssuer:
+    """These tests never change keys: share the session's issuer (no RSA key per test)."""
+    return session_issuer
+
+
+@pytest.fixture
 def observer() -> CountingObserver:
     return CountingObserver()
 
@@ -417,12 +423,13 @@ def test_lifespan_warms_keys_and_closes_validator(
     monkeypatch.setattr(validator, "aclose", aclose)
     # The app has no validator on its state: the guard's lifespan puts it there.
     app = build_app(None, lifespan=TokenGuard(validator).lifespan)
+    fetched = issuer.hits["jwks"]
     with TestClient(app) as client:
-        assert issuer.hits["jwks"] == 1  # fetched at startup, before any request
+        assert issuer.hits["jwks"] == fetched + 1  # fetched at startup, before any request
         assert app.state.tokenguard_validator is validator
         assert not closed
         assert client.get("/me", headers=bearer(issuer.mint(VAULT))).status_code == 200
-        assert issuer.hits["jwks"] == 1
+        assert issuer.hits["jwks"] == fetched + 1
     assert closed == [True]
 
 

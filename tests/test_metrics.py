@@ -47,6 +47,12 @@ def protected_app(validator: TokenValidator, observer: PrometheusObserver) -> St
 
 
 @pytest.fixture
+def issuer(session_issuer: LocalIssuer) -> LocalIssuer:
+    """These tests never change keys: share the session's issuer (no RSA key per test)."""
+    return session_issuer
+
+
+@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
