@@ -1,0 +1,143 @@
+"""``python -m examples.lab``: run the lab in the foreground, or manage the running one.
+
+    python -m examples.lab                 run it (what ``make lab`` does); Ctrl-C stops it
+    python -m examples.lab keys            the issuer's keys and their states
+    python -m examples.lab rotate [--overlap S] [--retire-after S]
+                                           publish a new key, sign with it after S seconds,
+                                           retire the old key S seconds later
+
+Environment: ``LAB_PORT`` (base port, default 8700; 0 = any free ports), ``LAB_DIR``
+(state, default ``.lab``), ``LAB_CONFIG`` (TOML, default ``examples/lab/default.toml``),
+``LAB_LOG`` (uvicorn log level, default ``warning``; ``info`` logs each request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .config import ConfigError, load_config
+from .issuer import ADMIN_HEADER
+from .runner import DEFAULT_PORT, Lab, LabError
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("LAB_DIR") or ".lab")
+
+
+def _lab_from_env() -> Lab:
+    port_text = os.environ.get("LAB_PORT") or str(DEFAULT_PORT)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise LabError(f"LAB_PORT must be a port number, not {port_text!r}") from None
+    config_path = os.environ.get("LAB_CONFIG")
+    config = load_config(Path(config_path) if config_path else None)
+    return Lab(
+        _state_dir(),
+        config=config,
+        base_port=port,
+        log=lambda line: print(line, flush=True),
+        log_level=os.environ.get("LAB_LOG", "warning"),
+    )
+
+
+async def _run() -> int:
+    lab = _lab_from_env()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("starting the tokenguard identity lab on 127.0.0.1", flush=True)
+    start = asyncio.create_task(lab.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({start, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not start.done():  # Ctrl-C during startup: let it finish, then stop
+        await asyncio.wait({start})
+    if start.exception() is not None:
+        stopping.cancel()
+        raise start.exception()  # type: ignore[misc]
+    print("\nready:", flush=True)
+    print(lab.readiness_table(), flush=True)
+    print(f"\nclient environment: . {lab.state_dir / 'env'}", flush=True)
+    print(f"App Service flavour: . {lab.state_dir / 'env.appservice'}", flush=True)
+    print("Ctrl-C stops the lab.", flush=True)
+    await stopping
+    print("\nstopping ...", flush=True)
+    await lab.stop()
+    print("stopped.", flush=True)
+    return 0
+
+
+def _admin(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    state = _state_dir()
+    try:
+        info = json.loads((state / "lab.json").read_text())
+        secret = (state / "admin-secret").read_text().strip()
+    except FileNotFoundError:
+        raise LabError(f"no running lab found in {state} (start it with `make lab`)") from None
+    url = info["urls"]["issuer"] + path
+    try:
+        response = httpx.request(
+            method, url, json=body, headers={ADMIN_HEADER: secret}, trust_env=False, timeout=10
+        )
+    except httpx.HTTPError as exc:
+        raise LabError(f"the lab at {url} does not answer ({exc})") from None
+    if response.status_code != 200:
+        raise LabError(f"{url} answered {response.status_code}: {response.text}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _print_keys(keys: list[dict[str, Any]]) -> None:
+    for key in keys:
+        retire = key["retire_at"]
+        print(
+            f"  {key['kid']}  {key['state']:<16}  signs from {key['sign_from']:.0f}"
+            + (f", retires at {retire:.0f}" if retire is not None else "")
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.lab", description=__doc__.split("\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="run the lab in the foreground (the default)")
+    commands.add_parser("keys", help="show the issuer's keys")
+    rotate = commands.add_parser("rotate", help="rotate the issuer's signing key")
+    rotate.add_argument("--overlap", type=float, help="seconds between publishing and signing")
+    rotate.add_argument("--retire-after", type=float, help="seconds the old key stays published")
+    args = parser.parse_args(argv)
+    try:
+        if args.command in (None, "run"):
+            return asyncio.run(_run())
+        if args.command == "keys":
+            _print_keys(_admin("GET", "/_lab/keys")["keys"])
+            return 0
+        body = {
+            name: value
+            for name, value in (("overlap", args.overlap), ("retire_after", args.retire_after))
+            if value is not None
+        }
+        result = _admin("POST", "/_lab/rotate", body)
+        print(f"new key {result['kid']} published")
+        _print_keys(result["keys"])
+        return 0
+    except (LabError, ConfigError) as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

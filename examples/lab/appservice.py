@@ -1,0 +1,119 @@
+"""The App Service / Container Apps identity endpoint (``IDENTITY_ENDPOINT``).
+
+    GET /msi/token?resource=...&api-version=2019-08-01     X-IDENTITY-HEADER: $IDENTITY_HEADER
+        [&client_id=... | &principal_id=... (alias object_id) | &mi_res_id=...]
+
+The answer has ``access_token, expires_on, resource, token_type, client_id`` and no
+``expires_in``; errors are ``{"statusCode": ..., "message": ..., "correlationId": ...}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .config import LabConfig, ManagedIdentity
+from .tokens import RateLimiter, TokenService, resource_problem
+
+__all__ = ["API_VERSION", "TOKEN_PATH", "create_app_service_app"]
+
+API_VERSION: Final = "2019-08-01"
+TOKEN_PATH: Final = "/msi/token"
+_SELECTORS: Final = ("client_id", "principal_id", "object_id", "mi_res_id")
+_ALL_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    body = {"statusCode": status, "message": message, "correlationId": str(uuid.uuid4())}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _AppService:
+    def __init__(
+        self, config: LabConfig, tokens: TokenService, secret: str, limiter: RateLimiter
+    ) -> None:
+        self.config = config
+        self.tokens = tokens
+        self.secret = secret.encode()
+        self.limiter = limiter
+
+    def _identity(self, request: Request) -> ManagedIdentity | Response:
+        query = request.query_params
+        given = [name for name in _SELECTORS if query.get(name)]
+        if len(given) > 1:
+            return _error(400, "Specify at most one of client_id, principal_id and mi_res_id.")
+        if not given:
+            return self.config.vm.identity
+        name, value = given[0], query[given[0]]
+        if name == "client_id":
+            found = self.config.user_assigned(client_id=value)
+        elif name == "mi_res_id":
+            found = self.config.user_assigned(resource_id=value)
+        else:
+            found = self.config.user_assigned(object_id=value)
+        return found if found is not None else _error(404, "Identity not found.")
+
+    async def token(self, request: Request) -> Response:
+        if request.method != "GET":
+            return _error(405, "Method not allowed.", Allow="GET")
+        header = request.headers.get("x-identity-header")
+        if header is None:
+            return _error(400, "The X-IDENTITY-HEADER header is required.")
+        if not hmac.compare_digest(header.encode(), self.secret):
+            return _error(401, "The X-IDENTITY-HEADER header is not valid.")
+        query = request.query_params
+        version = query.get("api-version")
+        if version != API_VERSION:
+            return _error(400, f"api-version must be {API_VERSION}.")
+        resource = query.get("resource", "")
+        if not resource:
+            return _error(400, "The resource parameter is required.")
+        problem = resource_problem(resource)
+        if problem is not None:
+            return _error(400, problem)
+        identity = self._identity(request)
+        if isinstance(identity, Response):
+            return identity
+        if not self.limiter.allow(identity.object_id):
+            return _error(429, "Too many requests, retry later.", **{"Retry-After": "1"})
+        issued = self.tokens.token(identity, resource)
+        body = {
+            "access_token": issued.token,
+            "expires_on": str(issued.expires_on),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": identity.client_id,
+        }
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    async def not_found(self, request: Request) -> Response:
+        return _error(404, "Not found.")
+
+
+def create_app_service_app(
+    config: LabConfig,
+    tokens: TokenService,
+    *,
+    secret: str,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    """The App Service identity endpoint app; ``secret`` is the ``IDENTITY_HEADER`` value."""
+    if not secret:
+        raise ValueError("the identity header secret must not be empty")
+    service = _AppService(
+        config, tokens, secret, RateLimiter(config.imds.rate_limit, monotonic=monotonic)
+    )
+    return Starlette(
+        routes=[
+            Route(TOKEN_PATH, service.token, methods=_ALL_METHODS),
+            Route("/{path:path}", service.not_found, methods=_ALL_METHODS),
+        ]
+    )

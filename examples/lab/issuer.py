@@ -1,0 +1,379 @@
+"""The Entra-like issuer: discovery documents, JWKS and managed-identity tokens.
+
+Routes (``{tenant}`` is the lab's tenant id or ``common``)::
+
+    GET  /{tenant}/.well-known/openid-configuration        v1 discovery (iss sts.windows.net)
+    GET  /{tenant}/v2.0/.well-known/openid-configuration   v2 discovery
+    GET  /{tenant}/discovery/keys                          JWKS (v1)
+    GET  /{tenant}/discovery/v2.0/keys                     JWKS (v2, entries carry "issuer")
+    GET  /_lab/keys, POST /_lab/rotate                     admin, loopback + X-Lab-Admin secret
+
+Tokens are not requested over HTTP: the IMDS emulator asks :meth:`LabIssuer.mint` in
+process, as real IMDS asks Entra on the VM's behalf.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tokenguard.testing import generate_key
+
+from .config import LabConfig, ManagedIdentity
+from .keys import KeyRing
+
+__all__ = ["ADMIN_HEADER", "IssuedToken", "LabIssuer"]
+
+ADMIN_HEADER: Final = "X-Lab-Admin"
+#: Entra's tenant creation time claim; any fixed value will do in the lab.
+_TENANT_CREATED: Final = 1_600_000_000
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly signed token and what IMDS needs to answer with it."""
+
+    token: str
+    claims: dict[str, Any]
+    kid: str
+
+    @property
+    def expires_on(self) -> int:
+        """``exp`` of the token."""
+        return int(self.claims["exp"])
+
+    @property
+    def not_before(self) -> int:
+        """``nbf`` of the token."""
+        return int(self.claims["nbf"])
+
+
+class LabIssuer:
+    """Signs managed-identity tokens with the key ring and serves the metadata to verify them.
+
+    ``base_url`` is where the app is served (``http://127.0.0.1:8700``). ``admin_secret``
+    enables the admin routes; without it they answer 404.
+    """
+
+    def __init__(
+        self,
+        config: LabConfig,
+        keys: KeyRing,
+        *,
+        base_url: str,
+        clock: Callable[[], float] = time.time,
+        admin_secret: str | None = None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self.admin_secret = admin_secret
+        self.tenant_id = config.tenant_id
+        self.hits: Counter[str] = Counter()
+
+    # -- URLs and names ---------------------------------------------------------
+
+    @property
+    def issuer(self) -> str:
+        """The v1 issuer, as managed-identity tokens carry it."""
+        return f"https://sts.windows.net/{self.tenant_id}/"
+
+    @property
+    def issuer_v2(self) -> str:
+        """The v2 issuer."""
+        return f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
+
+    @property
+    def authority(self) -> str:
+        """The tenant's authority URL (what Key Vault's challenge names)."""
+        return f"{self.base_url}/{self.tenant_id}"
+
+    @property
+    def discovery_url(self) -> str:
+        """The v1 discovery document URL."""
+        return f"{self.authority}/.well-known/openid-configuration"
+
+    @property
+    def discovery_url_v2(self) -> str:
+        """The v2 discovery document URL."""
+        return f"{self.authority}/v2.0/.well-known/openid-configuration"
+
+    @property
+    def jwks_uri(self) -> str:
+        """The v1 JWKS URL."""
+        return f"{self.authority}/discovery/keys"
+
+    @property
+    def jwks_uri_v2(self) -> str:
+        """The v2 JWKS URL."""
+        return f"{self.authority}/discovery/v2.0/keys"
+
+    # -- tokens -----------------------------------------------------------------
+
+    def claims(
+        self,
+        identity: ManagedIdentity,
+        resource: str,
+        *,
+        issued_at: float | None = None,
+        lifetime: int | None = None,
+    ) -> dict[str, Any]:
+        """Claims of a v1 managed-identity token, in the order Entra writes them."""
+        now = int(self.clock() if issued_at is None else issued_at)
+        lifetime = self.config.issuer.token_lifetime if lifetime is None else lifetime
+        claims: dict[str, Any] = {
+            "aud": resource,
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "aio": _b64(secrets.token_bytes(48)),
+            "appid": identity.client_id,
+            "appidacr": "2",
+            "idp": self.issuer,
+            "idtyp": "app",
+            "oid": identity.object_id,
+            "rh": "0." + _b64(secrets.token_bytes(40)) + ".",
+        }
+        roles = self.config.token_roles(identity, resource)
+        if roles:
+            claims["roles"] = roles
+        claims.update(
+            {
+                "sub": identity.object_id,
+                "tid": self.tenant_id,
+                "uti": _b64(secrets.token_bytes(16)),
+                "ver": "1.0",
+                "xms_mirid": identity.resource_id,
+                "xms_tcdt": _TENANT_CREATED,
+            }
+        )
+        return claims
+
+    def sign(self, claims: dict[str, Any]) -> IssuedToken:
+        """Sign ``claims`` with the key that signs now."""
+        key = self.keys.signing()
+        header = {"typ": "JWT", "alg": "RS256", "x5t": key.kid, "kid": key.kid}
+        token = jwt.encode(
+            claims, key.private_key, algorithm="RS256", headers=header, sort_headers=False
+        )
+        return IssuedToken(token, claims, key.kid)
+
+    def mint(
+        self,
+        identity: ManagedIdentity,
+        resource: str,
+        *,
+        issued_at: float | None = None,
+        lifetime: int | None = None,
+    ) -> IssuedToken:
+        """A signed token for ``identity`` and ``resource`` (the ``aud``)."""
+        return self.sign(self.claims(identity, resource, issued_at=issued_at, lifetime=lifetime))
+
+    def forge(self, identity: ManagedIdentity, resource: str) -> str:
+        """A token that names the current kid but is signed by a key nobody published."""
+        claims = self.claims(identity, resource)
+        kid = self.keys.signing().kid
+        header = {"typ": "JWT", "alg": "RS256", "x5t": kid, "kid": kid}
+        return jwt.encode(claims, generate_key("RSA"), algorithm="RS256", headers=header)
+
+    # -- metadata ---------------------------------------------------------------
+
+    def discovery_document(self, tenant: str, version: str) -> dict[str, Any]:
+        """An Entra-like discovery document (``tenant`` may be ``common``: issuer template)."""
+        base = f"{self.base_url}/{tenant}"
+        tid = "{tenantid}" if tenant == "common" else self.tenant_id
+        if version == "2.0":
+            return {
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "issuer": f"https://login.microsoftonline.com/{tid}/v2.0",
+                "request_uri_parameter_supported": False,
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "microsoftonline.com",
+            }
+        return {
+            "token_endpoint": f"{base}/oauth2/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{base}/discovery/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": [
+                "code",
+                "id_token",
+                "code id_token",
+                "token id_token",
+                "token",
+            ],
+            "scopes_supported": ["openid"],
+            "issuer": f"https://sts.windows.net/{tid}/",
+            "microsoft_multi_refresh_token": True,
+            "authorization_endpoint": f"{base}/oauth2/authorize",
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+        }
+
+    def jwks(self, version: str = "1.0", tenant: str | None = None) -> dict[str, Any]:
+        """The keys published now; v2 entries name their issuer as Entra's do."""
+        keys = [key.public_jwk() for key in self.keys.published()]
+        if version == "2.0":
+            tid = "{tenantid}" if tenant == "common" else self.tenant_id
+            for entry in keys:
+                entry["issuer"] = f"https://login.microsoftonline.com/{tid}/v2.0"
+        return {"keys": keys}
+
+    # -- the app ----------------------------------------------------------------
+
+    def _tenant(self, request: Request) -> str | None:
+        tenant = str(request.path_params["tenant"]).lower()
+        return tenant if tenant in (self.tenant_id, "common") else None
+
+    def _cached_json(self, request: Request, body: dict[str, Any]) -> Response:
+        data = json.dumps(body).encode()
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        headers = {
+            "Cache-Control": f"max-age={self.config.issuer.jwks_max_age}, private",
+            "ETag": etag,
+        }
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, headers=headers, media_type="application/json; charset=utf-8")
+
+    async def _discovery(self, request: Request) -> Response:
+        tenant = self._tenant(request)
+        if tenant is None:
+            return _unknown_tenant()
+        version = (
+            "2.0" if request.url.path.endswith("/v2.0/.well-known/openid-configuration") else "1.0"
+        )
+        self.hits[f"discovery_v{version[0]}"] += 1
+        return self._cached_json(request, self.discovery_document(tenant, version))
+
+    async def _keys(self, request: Request) -> Response:
+        tenant = self._tenant(request)
+        if tenant is None:
+            return _unknown_tenant()
+        version = "2.0" if request.url.path.endswith("/v2.0/keys") else "1.0"
+        self.hits[f"jwks_v{version[0]}"] += 1
+        return self._cached_json(request, self.jwks(version, tenant))
+
+    async def _token_endpoint(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "error": "unsupported_grant_type",
+                "error_description": "The lab issues tokens to managed identities only, via IMDS.",
+            },
+            status_code=400,
+        )
+
+    def _admin_refused(self, request: Request) -> Response | None:
+        if self.admin_secret is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        host = request.client.host if request.client else ""
+        given = request.headers.get(ADMIN_HEADER, "")
+        if not is_loopback_host(host) or not hmac.compare_digest(
+            given.encode(), self.admin_secret.encode()
+        ):
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        return None
+
+    async def _admin_keys(self, request: Request) -> Response:
+        refused = self._admin_refused(request)
+        if refused is not None:
+            return refused
+        return JSONResponse({"keys": self.keys.status()})
+
+    async def _admin_rotate(self, request: Request) -> Response:
+        refused = self._admin_refused(request)
+        if refused is not None:
+            return refused
+        settings = self.config.issuer
+        try:
+            body = json.loads(await request.body() or b"{}")
+            overlap = float(body.get("overlap", settings.rotation_overlap))
+            retire_after = float(body.get("retire_after", settings.rotation_retire_after))
+            if not (math.isfinite(overlap) and math.isfinite(retire_after)):
+                raise ValueError("not a finite number")
+            kid = self.keys.rotate(overlap=overlap, retire_after=retire_after)
+        except (ValueError, TypeError, AttributeError):
+            return JSONResponse(
+                {
+                    "error": "bad_request",
+                    "error_description": "expected JSON "
+                    '{"overlap": seconds, "retire_after": seconds}, both >= 0',
+                },
+                status_code=400,
+            )
+        return JSONResponse({"kid": kid, "keys": self.keys.status()})
+
+    def app(self) -> Starlette:
+        """The ASGI app serving discovery, JWKS and the admin routes."""
+        return Starlette(
+            routes=[
+                Route("/_lab/keys", self._admin_keys, methods=["GET"]),
+                Route("/_lab/rotate", self._admin_rotate, methods=["POST"]),
+                Route("/{tenant}/.well-known/openid-configuration", self._discovery),
+                Route("/{tenant}/v2.0/.well-known/openid-configuration", self._discovery),
+                Route("/{tenant}/discovery/keys", self._keys),
+                Route("/{tenant}/discovery/v2.0/keys", self._keys),
+                Route("/{tenant}/oauth2/token", self._token_endpoint, methods=["POST"]),
+                Route("/{tenant}/oauth2/v2.0/token", self._token_endpoint, methods=["POST"]),
+            ]
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (the admin routes answer those only)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unknown_tenant() -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "invalid_tenant",
+            "error_description": "AADSTS90002: Tenant not found. Check the tenant id.",
+        },
+        status_code=400,
+    )
