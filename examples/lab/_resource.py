@@ -1,0 +1,150 @@
+"""What the toy Key Vault and Storage share: who the caller is, RBAC answers, headers, bodies.
+
+Both services sit behind :class:`tokenguard.TokenGuardMiddleware`; the handlers use the
+:class:`tokenguard.Identity` it injects, and decide access from the lab's role
+assignments by the caller's object id (as Azure RBAC does), not from token claims.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Final
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tokenguard import IDENTITY_SCOPE_KEY, Identity, InsufficientScope, challenge
+
+from .rbac import RoleAssignments
+
+__all__ = [
+    "CALLER_HEADER",
+    "BodyTooLarge",
+    "LabHeaders",
+    "allowed",
+    "caller_label",
+    "forbidden_challenge",
+    "identity_of",
+    "read_body",
+]
+
+#: Response header naming the caller the resource saw (object id and name, never the token).
+CALLER_HEADER: Final = "x-ms-lab-caller"
+_MAX_CLIENT_REQUEST_ID: Final = 1024
+_VERSION: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def identity_of(request: Request) -> Identity:
+    """The verified identity of the caller (the middleware guarantees there is one)."""
+    identity = request.scope.get(IDENTITY_SCOPE_KEY)
+    if not isinstance(identity, Identity):
+        raise RuntimeError("no verified identity: is TokenGuardMiddleware installed?")
+    return identity
+
+
+def allowed(rbac: RoleAssignments, identity: Identity, roles: frozenset[str], scope: str) -> bool:
+    """Whether the caller holds one of ``roles`` at ``scope`` (assignments are by object id)."""
+    return identity.object_id is not None and rbac.has_any(identity.object_id, roles, scope)
+
+
+def forbidden_challenge(params: Mapping[str, str]) -> str:
+    """The RFC 6750 ``WWW-Authenticate`` value for a valid token without the needed role."""
+    return challenge(InsufficientScope(reason="missing_role"), None, params)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    return "".join(c for c in text[:limit] if " " <= c <= "~")
+
+
+def caller_label(identity: Identity) -> str:
+    """``oid=...; name=...; kind=...``: printable ASCII, safe for a header and a log line."""
+    parts = [f"oid={_printable(identity.object_id or '-')}"]
+    if identity.display_name:
+        parts.append(f"name={_printable(identity.display_name)}")
+    parts.append(f"kind={identity.kind}")
+    return "; ".join(parts)
+
+
+class LabHeaders:
+    """Pure ASGI: add ``x-ms-request-id``, echo ``x-ms-client-request-id``, name the caller.
+
+    Sits outside the token middleware so rejections carry a request id too; the caller
+    header appears once the middleware has put a verified identity in the scope.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        static: Mapping[str, str] | None = None,
+        version: str | None = None,
+    ) -> None:
+        self.app = app
+        self.static = dict(static or {})
+        #: Storage answers with ``x-ms-version``: the client's, else this default.
+        self.version = version
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        client_id: str | None = None
+        version = self.version
+        for name, value in scope["headers"]:
+            if name == b"x-ms-client-request-id":
+                text = value.decode("latin-1")
+                if len(text) <= _MAX_CLIENT_REQUEST_ID and text == _printable(text, len(text)):
+                    client_id = text
+            elif name == b"x-ms-version" and version is not None:
+                text = value.decode("latin-1")
+                if _VERSION.fullmatch(text):
+                    version = text
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["x-ms-request-id"] = request_id
+                if client_id is not None:
+                    headers["x-ms-client-request-id"] = client_id
+                if version is not None:
+                    headers["x-ms-version"] = version
+                for key, value in self.static.items():
+                    headers.setdefault(key, value)
+                identity = scope.get(IDENTITY_SCOPE_KEY)
+                if isinstance(identity, Identity):
+                    headers[CALLER_HEADER] = caller_label(identity)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the service accepts."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than {limit} bytes.")
+        self.limit = limit
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes without buffering them.
+
+    When this raises, the rest of the body is left unread; uvicorn discards it after the
+    answer, so the client still reads the error instead of a reset connection.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

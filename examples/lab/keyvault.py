@@ -1,0 +1,592 @@
+"""A toy Azure Key Vault (secrets only) behind tokenguard, as ``azure-keyvault-secrets`` uses it.
+
+Routes as the SDK sends them (any ``api-version``; it is required, as in Azure)::
+
+    PUT    /secrets/{name}                   set (a new version)
+    GET    /secrets/{name}/ | /{version}     get latest | a version
+    PATCH  /secrets/{name}/ | /{version}     update attributes, content type, tags
+    DELETE /secrets/{name}                   soft delete
+    GET    /secrets, /secrets/{name}/versions, /deletedsecrets     lists (maxresults, nextLink)
+    GET    /deletedsecrets/{name}            get a deleted secret
+    POST   /deletedsecrets/{name}/recover    recover
+    DELETE /deletedsecrets/{name}            purge
+
+Authentication is Key Vault's challenge: a request without a token gets 401 and
+``WWW-Authenticate: Bearer authorization="{authority}/{tenant}", resource="https://vault.azure.net"``.
+Authorization is RBAC at scope ``/keyvault`` by the caller's object id: "Key Vault
+Secrets User" reads, "Key Vault Secrets Officer" (or "Key Vault Administrator") also
+writes, deletes, recovers and purges, and reads deleted secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tokenguard import (
+    InvalidRequest,
+    InvalidToken,
+    KeysUnavailable,
+    MissingToken,
+    TokenGuardError,
+    TokenGuardMiddleware,
+    TokenValidator,
+    challenge,
+)
+
+from . import keyvault_store as store
+from ._resource import (
+    BodyTooLarge,
+    LabHeaders,
+    allowed,
+    caller_label,
+    forbidden_challenge,
+    identity_of,
+    read_body,
+)
+from ._store import Database
+from .keyvault_store import Attributes, Deleted, SecretVersion, VaultError
+from .rbac import RoleAssignments
+
+__all__ = [
+    "KEYVAULT_AUDIENCE",
+    "MAX_BODY_BYTES",
+    "MAX_VALUE_BYTES",
+    "READ_ROLES",
+    "WRITE_ROLES",
+    "create_app",
+]
+
+logger = logging.getLogger("tokenguard.lab.keyvault")
+
+KEYVAULT_AUDIENCE: Final = "https://vault.azure.net"
+RBAC_SCOPE: Final = "/keyvault"
+READ_ROLES: Final = frozenset(
+    {"Key Vault Secrets User", "Key Vault Secrets Officer", "Key Vault Administrator"}
+)
+WRITE_ROLES: Final = frozenset({"Key Vault Secrets Officer", "Key Vault Administrator"})
+#: Key Vault's limit on a secret value (25 KiB).
+MAX_VALUE_BYTES: Final = 25 * 1024
+#: A 25 KiB value may grow sixfold when JSON escapes it; anything larger is refused unread.
+MAX_BODY_BYTES: Final = 256 * 1024
+MAX_PAGE: Final = 25
+DEFAULT_RECOVERABLE_DAYS: Final = 90
+_MAX_TAGS: Final = 15
+_MAX_CONTENT_TYPE: Final = 255
+_MAX_TIME: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+_NAME: Final = re.compile(r"[0-9a-zA-Z-]{1,127}")
+_VERSION: Final = re.compile(r"[0-9a-fA-F]{32}")
+_SKIP_TOKEN: Final = "$skiptoken"
+
+
+def _bad(message: str) -> VaultError:
+    return VaultError(400, "BadParameter", message)
+
+
+@dataclass(frozen=True)
+class _Vault:
+    """Per-app settings the handlers share."""
+
+    db: Database
+    rbac: RoleAssignments
+    base_url: str
+    challenge_params: dict[str, str]
+    clock: Callable[[], float]
+    recoverable_days: int
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # -- request checks ---------------------------------------------------------
+
+    def begin(self, request: Request, *, write: bool = False) -> None:
+        """Check ``api-version`` and the caller's role (RBAC, by object id)."""
+        if not request.query_params.get("api-version"):
+            raise _bad("The api-version query parameter (?api-version=) is required.")
+        identity = identity_of(request)
+        if identity.audience.rstrip("/") != KEYVAULT_AUDIENCE:
+            # Only if the validator was built for more audiences than this vault's.
+            exc = InvalidToken(reason="wrong_audience")
+            raise VaultError(
+                401,
+                "Unauthorized",
+                f"AKV10022: {exc.description}.",
+                headers={"WWW-Authenticate": challenge(exc, None, self.challenge_params)},
+            )
+        roles = WRITE_ROLES if write else READ_ROLES
+        if not allowed(self.rbac, identity, roles, RBAC_SCOPE):
+            action = "setSecret/action" if write else "getSecret/action"
+            logger.info("forbidden: %s lacks %s", caller_label(identity), action)
+            raise VaultError(
+                403,
+                "Forbidden",
+                "Caller is not authorized to perform action on resource. If role assignments "
+                "were recently changed, please wait several minutes for role assignments to "
+                f"become effective. Caller: {caller_label(identity)} Action: "
+                f"'Microsoft.KeyVault/vaults/secrets/{action}' Resource: '{RBAC_SCOPE}'",
+                inner="ForbiddenByRbac",
+                headers={"WWW-Authenticate": forbidden_challenge(self.challenge_params)},
+            )
+
+    def page_size(self, request: Request) -> int:
+        raw = request.query_params.get("maxresults")
+        if raw is None:
+            return MAX_PAGE
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            raise _bad(f"maxresults must be an integer from 1 to {MAX_PAGE}.")
+        return int(raw)
+
+    def next_link(self, request: Request, path: str, token: str | None, size: int) -> str | None:
+        if token is None:
+            return None
+        api_version = request.query_params["api-version"]
+        return (
+            f"{self.base_url}{path}?api-version={api_version}"
+            f"&{_SKIP_TOKEN}={token}&maxresults={size}"
+        )
+
+    # -- JSON shapes ------------------------------------------------------------
+
+    def attributes(self, v: SecretVersion) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"enabled": v.enabled}
+        if v.nbf is not None:
+            attrs["nbf"] = v.nbf
+        if v.exp is not None:
+            attrs["exp"] = v.exp
+        attrs["created"] = v.created
+        attrs["updated"] = v.updated
+        days = self.recoverable_days
+        attrs["recoveryLevel"] = (
+            "Recoverable+Purgeable" if days == 90 else "CustomizedRecoverable+Purgeable"
+        )
+        attrs["recoverableDays"] = days
+        return attrs
+
+    def shape(
+        self, v: SecretVersion, *, value: bool = False, versioned: bool = True
+    ) -> dict[str, Any]:
+        """A ``SecretBundle`` (``value=True``), or an item of a list (``SecretItem``)."""
+        body: dict[str, Any] = {}
+        if value:
+            body["value"] = v.value
+        sid = f"{self.base_url}/secrets/{v.name}"
+        body["id"] = f"{sid}/{v.version}" if versioned else sid
+        if v.content_type is not None:
+            body["contentType"] = v.content_type
+        body["attributes"] = self.attributes(v)
+        if v.tags is not None:
+            body["tags"] = v.tags
+        return body
+
+    def deleted(self, v: SecretVersion, d: Deleted, *, item: bool = False) -> dict[str, Any]:
+        """A ``DeletedSecretBundle`` (or a ``DeletedSecretItem``); never the value."""
+        body: dict[str, Any] = {"recoveryId": f"{self.base_url}/deletedsecrets/{v.name}"}
+        body.update(self.shape(v, versioned=not item))
+        body.update({"deletedDate": d.deleted_date, "scheduledPurgeDate": d.scheduled_purge_date})
+        return body
+
+
+# -- input ---------------------------------------------------------------------
+
+
+def _name(request: Request) -> str:
+    name: str = request.path_params["name"]
+    if not _NAME.fullmatch(name):
+        raise _bad(
+            "The request URI contains an invalid name: secret names are 1 to 127 letters, "
+            "digits and dashes."
+        )
+    return name
+
+
+def _version(request: Request) -> str | None:
+    version: str = request.path_params.get("version", "")
+    if not version:
+        return None
+    if not _VERSION.fullmatch(version):
+        raise store.not_found(_name(request), "(invalid version)")
+    return version
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        raw = await read_body(request, MAX_BODY_BYTES)
+    except BodyTooLarge as exc:
+        raise VaultError(413, "RequestBodyTooLarge", str(exc)) from None
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise _bad("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise _bad("The request body must be a JSON object.")
+    return data
+
+
+def _text(value: object, field: str, max_bytes: int) -> str:
+    if not isinstance(value, str):
+        raise _bad(f"{field} must be a string.")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        raise _bad(f"{field} is not valid Unicode text.") from None
+    if size > max_bytes:
+        raise _bad(f"{field} is too large: the limit is {max_bytes} bytes.")
+    return value
+
+
+def _optional_text(value: object, field: str, max_bytes: int) -> str | None:
+    return None if value is None else _text(value, field, max_bytes)
+
+
+def _tags(value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _bad("tags must be an object of strings.")
+    if len(value) > _MAX_TAGS:
+        raise _bad(f"At most {_MAX_TAGS} tags are allowed.")
+    return {_text(k, "A tag name", 512): _text(v, "A tag value", 256) for k, v in value.items()}
+
+
+def _time(value: object, field: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= _MAX_TIME:
+        raise _bad(f"attributes.{field} must be a Unix time in seconds.")
+    return value
+
+
+def _attributes(value: object) -> Attributes:
+    if value is None:
+        return Attributes()
+    if not isinstance(value, dict):
+        raise _bad("attributes must be an object.")
+    enabled = value.get("enabled")
+    if enabled is not None and type(enabled) is not bool:
+        raise _bad("attributes.enabled must be true or false.")
+    nbf, exp = _time(value.get("nbf"), "nbf"), _time(value.get("exp"), "exp")
+    if nbf is not None and exp is not None and exp < nbf:
+        raise _bad("attributes.exp must not be before attributes.nbf.")
+    return Attributes(enabled=enabled, nbf=nbf, exp=exp)
+
+
+def _skip_token(request: Request, kind: type[int] | type[str]) -> Any:
+    token = request.query_params.get(_SKIP_TOKEN)
+    if token is None:
+        return None
+    if kind is int:
+        if not token.isdigit() or len(token) > 18:
+            raise _bad("The skip token is not valid.")
+        return int(token)
+    if not _NAME.fullmatch(token):
+        raise _bad("The skip token is not valid.")
+    return token.lower()
+
+
+# -- handlers --------------------------------------------------------------------
+
+
+async def set_secret(request: Request) -> Response:
+    """``PUT /secrets/{name}``: a new version; 409 while a deleted secret holds the name."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request, write=True)
+    name = _name(request)
+    body = await _json_body(request)
+    value = _text(body.get("value"), "value", MAX_VALUE_BYTES)
+    saved = await vault.db.write(
+        partial(
+            store.set_secret,
+            name=name,
+            value=value,
+            content_type=_optional_text(body.get("contentType"), "contentType", _MAX_CONTENT_TYPE),
+            attributes=_attributes(body.get("attributes")),
+            tags=_tags(body.get("tags")),
+            now=vault.now(),
+        )
+    )
+    return JSONResponse(vault.shape(saved, value=True))
+
+
+async def get_secret(request: Request) -> Response:
+    """``GET /secrets/{name}/[{version}]``: the value; 403 ``SecretDisabled`` when disabled."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request)
+    name, version = _name(request), _version(request)
+    found = await vault.db.read(partial(store.get_version, name=name, version=version))
+    if not found.enabled:
+        raise VaultError(
+            403,
+            "Forbidden",
+            "Operation get is not allowed on a disabled secret.",
+            inner="SecretDisabled",
+        )
+    return JSONResponse(vault.shape(found, value=True))
+
+
+async def update_secret(request: Request) -> Response:
+    """``PATCH /secrets/{name}/[{version}]``: attributes, content type, tags (not the value)."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request, write=True)
+    name, version = _name(request), _version(request)
+    body = await _json_body(request)
+    saved = await vault.db.write(
+        partial(
+            store.update,
+            name=name,
+            version=version,
+            content_type=_optional_text(body.get("contentType"), "contentType", _MAX_CONTENT_TYPE),
+            attributes=_attributes(body.get("attributes")),
+            tags=_tags(body.get("tags")),
+            now=vault.now(),
+        )
+    )
+    return JSONResponse(vault.shape(saved))
+
+
+async def secret_root(request: Request) -> Response:
+    """``/secrets/{name}``: PUT sets, DELETE soft-deletes, GET reads the latest version."""
+    if request.method == "PUT":
+        return await set_secret(request)
+    if request.method != "DELETE":
+        return await get_secret(request)
+    vault: _Vault = request.app.state.vault
+    vault.begin(request, write=True)
+    name = _name(request)
+    latest, deleted = await vault.db.write(
+        partial(store.delete, name=name, now=vault.now(), retention_days=vault.recoverable_days)
+    )
+    return JSONResponse(vault.deleted(latest, deleted))
+
+
+async def one_version(request: Request) -> Response:
+    """``/secrets/{name}/[{version}]``: GET reads, PATCH updates."""
+    if request.method == "PATCH":
+        return await update_secret(request)
+    return await get_secret(request)
+
+
+async def list_secrets(request: Request) -> Response:
+    """``GET /secrets``: the latest version of each secret, without values."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request)
+    size = vault.page_size(request)
+    after = _skip_token(request, str)
+    page, token = await vault.db.read(partial(store.list_latest, after=after, limit=size))
+    return JSONResponse(
+        {
+            "value": [vault.shape(v, versioned=False) for v in page],
+            "nextLink": vault.next_link(request, "/secrets", token, size),
+        }
+    )
+
+
+async def list_versions(request: Request) -> Response:
+    """``GET /secrets/{name}/versions``: every version, oldest first, without values."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request)
+    name = _name(request)
+    size = vault.page_size(request)
+    after = _skip_token(request, int)
+    page, token = await vault.db.read(
+        partial(store.list_versions, name=name, after=after, limit=size)
+    )
+    return JSONResponse(
+        {
+            "value": [vault.shape(v) for v in page],
+            "nextLink": vault.next_link(
+                request, f"/secrets/{name}/versions", None if token is None else str(token), size
+            ),
+        }
+    )
+
+
+async def list_deleted(request: Request) -> Response:
+    """``GET /deletedsecrets``: deleted secrets (needs the write role, as in Azure)."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request, write=True)
+    size = vault.page_size(request)
+    after = _skip_token(request, str)
+    page, token = await vault.db.read(partial(store.list_deleted, after=after, limit=size))
+    return JSONResponse(
+        {
+            "value": [vault.deleted(v, d, item=True) for v, d in page],
+            "nextLink": vault.next_link(request, "/deletedsecrets", token, size),
+        }
+    )
+
+
+async def deleted_secret(request: Request) -> Response:
+    """``/deletedsecrets/{name}``: GET reads the deleted secret, DELETE purges it (204)."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request, write=True)
+    name = _name(request)
+    if request.method == "DELETE":
+        await vault.db.write(partial(store.purge, name=name))
+        return Response(status_code=204)
+    latest, deleted = await vault.db.read(partial(store.get_deleted, name=name))
+    return JSONResponse(vault.deleted(latest, deleted))
+
+
+async def recover_deleted(request: Request) -> Response:
+    """``POST /deletedsecrets/{name}/recover``: the secret is live again."""
+    vault: _Vault = request.app.state.vault
+    vault.begin(request, write=True)
+    name = _name(request)
+    recovered = await vault.db.write(partial(store.recover, name=name))
+    return JSONResponse(vault.shape(recovered))
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    inner: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if inner is not None:
+        error["innererror"] = {"code": inner}
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+async def _vault_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, VaultError)
+    return _error(exc.status, exc.code, exc.message, inner=exc.inner, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return _error(
+            405,
+            "MethodNotAllowed",
+            f"The method {request.method} is not allowed here.",
+            headers=dict(exc.headers or {}),
+        )
+    if exc.status_code == 404:
+        return _error(404, "NotFound", "There is no such operation in this vault.")
+    return _error(exc.status_code, "BadParameter", str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _error(500, "InternalServerError", "The lab vault failed; see its log.")
+
+
+def _token_error(conn: HTTPConnection, exc: TokenGuardError, headers: dict[str, str]) -> Response:
+    """Key Vault shaped bodies for tokenguard's rejections (the headers come from tokenguard)."""
+    if isinstance(exc, MissingToken):
+        return _error(
+            401,
+            "Unauthorized",
+            "AKV10000: Request is missing a Bearer or PoP token.",
+            headers=headers,
+        )
+    if isinstance(exc, InvalidToken):
+        return _error(401, "Unauthorized", f"AKV10032: {exc.description}.", headers=headers)
+    if isinstance(exc, InvalidRequest):
+        return _error(400, "BadParameter", exc.description, headers=headers)
+    if isinstance(exc, KeysUnavailable):
+        return _error(503, "ServiceUnavailable", exc.description, headers=headers)
+    return _error(exc.status_code, "Forbidden", exc.description, headers=headers)
+
+
+# -- the app -----------------------------------------------------------------------
+
+_ROUTES: Final = [
+    Route("/secrets", list_secrets, methods=["GET"]),
+    Route("/secrets/{name}", secret_root, methods=["GET", "PUT", "DELETE"]),
+    Route("/secrets/{name}/", one_version, methods=["GET", "PATCH"]),
+    Route("/secrets/{name}/versions", list_versions, methods=["GET"]),
+    Route("/secrets/{name}/{version}", one_version, methods=["GET", "PATCH"]),
+    Route("/deletedsecrets", list_deleted, methods=["GET"]),
+    Route("/deletedsecrets/{name}", deleted_secret, methods=["GET", "DELETE"]),
+    Route("/deletedsecrets/{name}/recover", recover_deleted, methods=["POST"]),
+]
+
+
+def create_app(
+    *,
+    validator: TokenValidator,
+    rbac: RoleAssignments,
+    state_dir: Path,
+    public_url: str,
+    authority: str,
+    tenant_id: str,
+    clock: Callable[[], float] = time.time,
+    recoverable_days: int = DEFAULT_RECOVERABLE_DAYS,
+) -> Starlette:
+    """The toy Key Vault as a Starlette app; state in ``state_dir/keyvault/vault.db``.
+
+    ``validator`` must accept the audience ``https://vault.azure.net``; the app warms it
+    up at startup but does not close it (whoever created it does). ``public_url`` is
+    the vault URL clients use (secret ids and ``nextLink`` are built from it);
+    ``authority`` the issuer's base URL, advertised in the 401 challenge.
+    """
+    if not 7 <= recoverable_days <= 90:
+        raise ValueError("recoverable_days must be from 7 to 90, as in Key Vault")
+    db = Database(Path(state_dir) / "keyvault" / "vault.db", store.SCHEMA)
+    challenge_params = {
+        "authorization": f"{authority.rstrip('/')}/{tenant_id}",
+        "resource": KEYVAULT_AUDIENCE,
+    }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            db.close()
+
+    app = Starlette(
+        routes=_ROUTES,
+        middleware=[
+            Middleware(LabHeaders, static={"x-ms-keyvault-service-version": "lab"}),
+            Middleware(
+                TokenGuardMiddleware,
+                validator=validator,
+                realm=None,
+                challenge_params=challenge_params,
+                on_error=_token_error,
+                close_validator=False,
+            ),
+        ],
+        exception_handlers={
+            VaultError: _vault_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False
+    app.state.vault = _Vault(
+        db=db,
+        rbac=rbac,
+        base_url=public_url.rstrip("/"),
+        challenge_params=challenge_params,
+        clock=clock,
+        recoverable_days=recoverable_days,
+    )
+    return app
