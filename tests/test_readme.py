@@ -1,0 +1,380 @@
+"""The README's Python recipes run, and do what the README says they do.
+
+Every ```python block in README.md is preceded by ``<!-- test: NAME -->``; this module
+executes each block as written (placeholders such as ``<tenant-id>`` replaced by
+stand-in values) and then checks its behaviour under ``CHECKS[NAME]``. Issuer metadata
+the recipes would fetch from Entra or Keycloak is served by :class:`LocalIssuer`
+stand-ins through an in-memory transport: nothing leaves the machine.
+
+The configuration reference is checked against the code: every option of ``Issuer``,
+``TokenValidator``, ``TokenGuardMiddleware`` and ``TokenGuard`` has a row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+import tokenguard._validator
+from tokenguard import (
+    InvalidToken,
+    Issuer,
+    TokenGuardMiddleware,
+    TokenValidator,
+)
+from tokenguard._errors import DESCRIPTIONS
+from tokenguard.fastapi import TokenGuard
+from tokenguard.testing import LocalIssuer
+
+README: Final = Path(__file__).resolve().parents[1] / "README.md"
+_MARKED: Final = re.compile(
+    r"<!-- test: (?P<name>[\w-]+) -->\n```python\n(?P<code>.*?)^```", re.S | re.M
+)
+_PYTHON_FENCE: Final = re.compile(r"^```python$", re.M)
+_PLACEHOLDER_IN_STRING: Final = re.compile(r"\"[^\"\n]*(<[a-z-]+>)[^\"\n]*\"")
+
+TENANT: Final = "3f1c2b4a-0000-4000-8000-000000000001"
+TENANT_A: Final = "3f1c2b4a-0000-4000-8000-00000000000a"
+TENANT_B: Final = "3f1c2b4a-0000-4000-8000-00000000000b"
+TENANT_C: Final = "3f1c2b4a-0000-4000-8000-00000000000c"
+APP_ID: Final = "6e0b9a1d-0000-4000-8000-0000000000ab"
+SUBSCRIPTION: Final = "0b1f6471-0000-4000-8000-000000000005"
+PLACEHOLDERS: Final = {
+    "<tenant-id>": TENANT,
+    "<tenant-a>": TENANT_A,
+    "<tenant-b>": TENANT_B,
+    "<app-client-id>": APP_ID,
+    "<subscription-id>": SUBSCRIPTION,
+}
+ENTRA: Final = "https://login.microsoftonline.com"
+V1_DISCOVERY: Final = f"{ENTRA}/{TENANT}/.well-known/openid-configuration"
+V2_DISCOVERY: Final = f"{ENTRA}/{TENANT}/v2.0/.well-known/openid-configuration"
+MY_API: Final = "api://my-api"
+
+# Keys are the slow part of a LocalIssuer: one per shape, shared by the whole module.
+_ISSUERS: dict[str, LocalIssuer] = {}
+
+
+def stand_in(name: str, factory: Callable[[], LocalIssuer]) -> LocalIssuer:
+    if name not in _ISSUERS:
+        _ISSUERS[name] = factory()
+    return _ISSUERS[name]
+
+
+def v1_issuer() -> LocalIssuer:
+    return stand_in("v1", lambda: LocalIssuer(tenant_id=TENANT))
+
+
+def readme_blocks() -> dict[str, str]:
+    text = README.read_text(encoding="utf-8")
+    blocks: dict[str, str] = {}
+    for match in _MARKED.finditer(text):
+        name = match["name"]
+        assert name not in blocks, f"two README blocks are called {name}"
+        blocks[name] = match["code"]
+    return blocks
+
+
+class StandIns:
+    """Serves discovery documents and JWKS for the URLs the recipes name."""
+
+    def __init__(self) -> None:
+        self.discovery: dict[str, LocalIssuer] = {}
+        self.jwks: dict[str, LocalIssuer] = {}
+        self.requests: list[str] = []
+
+    def add(self, discovery_url: str, issuer: LocalIssuer) -> LocalIssuer:
+        self.discovery[discovery_url] = issuer
+        self.jwks[f"https://keys.stand-in.test/{len(self.jwks)}"] = issuer
+        return issuer
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        self.requests.append(url)
+        headers = {"cache-control": "max-age=3600"}
+        if url in self.discovery:
+            issuer = self.discovery[url]
+            jwks_uri = next(u for u, i in self.jwks.items() if i is issuer)
+            document = issuer.discovery_document() | {"jwks_uri": jwks_uri}
+            return httpx.Response(200, json=document, headers=headers)
+        if url in self.jwks:
+            return httpx.Response(200, json=self.jwks[url].jwks(), headers=headers)
+        return httpx.Response(404)
+
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler), **options)
+
+
+@pytest.fixture
+def stand_ins(monkeypatch: pytest.MonkeyPatch) -> StandIns:
+    """Validators the recipes build fetch through the stand-ins instead of the network."""
+    found = StandIns()
+    fake_httpx = types.SimpleNamespace(AsyncClient=found.client, Timeout=httpx.Timeout)
+    monkeypatch.setattr(tokenguard._validator, "httpx", fake_httpx)
+    return found
+
+
+def run_block(name: str) -> dict[str, Any]:
+    code = readme_blocks()[name]
+    for placeholder, value in PLACEHOLDERS.items():
+        code = code.replace(placeholder, value)
+    unreplaced = _PLACEHOLDER_IN_STRING.search(code)
+    assert unreplaced is None, f"no stand-in value for {unreplaced[0]} in README block {name}"
+    namespace: dict[str, Any] = {"__name__": f"readme_{name.replace('-', '_')}"}
+    # dont_inherit: the block runs as a user's module would, without this file's
+    # `from __future__ import annotations`.
+    exec(compile(code, f"README.md[{name}]", "exec", dont_inherit=True), namespace)
+    return namespace
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def close_all(namespace: dict[str, Any]) -> None:
+    for value in namespace.values():
+        if isinstance(value, TokenValidator):
+            await value.aclose()
+
+
+# -- the checks, one per README block ---------------------------------------------------
+
+
+def check_quickstart_starlette(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
+    ns = run_block("quickstart-starlette")
+    with TestClient(ns["app"]) as client:
+        token = issuer.mint(MY_API, object_id="oid-quick")
+        assert client.get("/whoami", headers=bearer(token)).json() == {
+            "kind": "managed_identity",
+            "object_id": "oid-quick",
+        }
+        assert client.get("/whoami", headers=bearer(issuer.forge(MY_API))).status_code == 401
+        assert client.get("/whoami").headers["www-authenticate"] == 'Bearer realm="tokenguard"'
+    assert stand_ins.requests[0] == V1_DISCOVERY  # keys loaded at startup
+
+
+def check_quickstart_fastapi(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
+    ns = run_block("quickstart-fastapi")
+    with TestClient(ns["app"]) as client:
+        assert stand_ins.requests  # the guard's lifespan loaded the keys
+        reader = issuer.mint(MY_API, roles=["Secrets.Read"], mi_resource_id="/x/vm-1")
+        assert client.get("/secrets", headers=bearer(reader)).json() == {"caller": "vm-1"}
+        assert client.get("/secrets", headers=bearer(issuer.mint(MY_API))).status_code == 403
+        assert client.get("/secrets").status_code == 401
+        schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/secrets"]["get"]["security"] == [{"bearer": []}]
+
+
+def check_single_tenant_mi(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
+    ns = run_block("single-tenant-mi")
+    reporter = ns["REPORTER"]
+    assert SUBSCRIPTION in reporter
+    api = "api://reports-api"
+    with TestClient(ns["app"]) as client:
+        ok = client.post("/reports", headers=bearer(issuer.mint(api, mi_resource_id=reporter)))
+        assert ok.text == "stored for reporter"
+        # Resource ids compare without case, as Azure does.
+        upper = issuer.mint(api, mi_resource_id=reporter.upper())
+        assert client.post("/reports", headers=bearer(upper)).status_code == 200
+        other_vm = bearer(issuer.mint(api))
+        assert client.post("/reports", headers=other_vm).status_code == 403
+        user = bearer(issuer.mint(api, kind="user", mi_resource_id=reporter))
+        assert client.post("/reports", headers=user).status_code == 403
+        wrong_api = bearer(issuer.mint(MY_API, mi_resource_id=reporter))
+        assert client.post("/reports", headers=wrong_api).status_code == 401
+        assert client.get("/healthz").text == "ok"
+
+
+async def check_multi_tenant(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(
+        f"{ENTRA}/common/v2.0/.well-known/openid-configuration",
+        stand_in(
+            "multi",
+            lambda: LocalIssuer(tenant_id="common", issuer=f"{ENTRA}/{{tenantid}}/v2.0"),
+        ),
+    )
+    ns = run_block("multi-tenant")
+    validator: TokenValidator = ns["validator"]
+    for tenant in (TENANT_A, TENANT_B):
+        identity = await validator.validate(issuer.mint(APP_ID, tenant_id=tenant, version="2.0"))
+        assert identity.tenant_id == tenant
+        assert identity.issuer == f"{ENTRA}/{tenant}/v2.0"
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(issuer.mint(APP_ID, tenant_id=TENANT_C, version="2.0"))
+    assert info.value.reason == "wrong_tenant"
+    await close_all(ns)
+
+
+async def check_v1_and_v2(stand_ins: StandIns) -> None:
+    v1 = stand_ins.add(V1_DISCOVERY, v1_issuer())
+    v2 = stand_ins.add(
+        V2_DISCOVERY,
+        stand_in("v2", lambda: LocalIssuer(tenant_id=TENANT, issuer=f"{ENTRA}/{TENANT}/v2.0")),
+    )
+    ns = run_block("v1-and-v2")
+    validator: TokenValidator = ns["validator"]
+    old = await validator.validate(v1.mint(MY_API, app_id="caller-v1"))
+    new = await validator.validate(v2.mint(APP_ID, app_id="caller-v2", version="2.0"))
+    assert (old.app_id, old.audience) == ("caller-v1", MY_API)
+    assert (new.app_id, new.audience) == ("caller-v2", APP_ID)
+    # Each issuer has its own audiences and its own keys.
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(v2.mint(MY_API, version="2.0"))
+    assert info.value.reason == "wrong_audience"
+    v2_claims_v1_key = v1.sign(v2.claims(APP_ID, version="2.0"))
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(v2_claims_v1_key)
+    assert info.value.reason == "unknown_key"
+    await close_all(ns)
+
+
+async def check_generic_oidc(stand_ins: StandIns) -> None:
+    realm = "https://keycloak.example.com/realms/orders"
+    issuer = stand_ins.add(
+        f"{realm}/.well-known/openid-configuration",
+        stand_in("keycloak", lambda: LocalIssuer(issuer=realm, key_type="EC")),
+    )
+    ns = run_block("generic-oidc")
+    validator: TokenValidator = ns["validator"]
+    at_jwt = issuer.mint("orders-api", kind="user", headers={"typ": "at+jwt"})
+    identity = await validator.validate(at_jwt)
+    assert identity.issuer == realm
+    assert issuer.signing_key.alg == "ES256"
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(issuer.mint("orders-api", kind="user"))  # typ: JWT
+    assert info.value.reason == "wrong_type"
+    await close_all(ns)
+
+
+async def check_lab_validator(stand_ins: StandIns, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab_discovery = f"http://127.0.0.1:8700/{TENANT}/.well-known/openid-configuration"
+    issuer = stand_ins.add(lab_discovery, v1_issuer())
+    monkeypatch.setenv("LAB_ISSUER", issuer.issuer)
+    monkeypatch.setenv("LAB_DISCOVERY_URL", lab_discovery)
+    ns = run_block("lab-validator")
+    identity = await ns["validator"].validate(issuer.mint("https://vault.azure.net"))
+    assert identity.kind == "managed_identity"
+    await close_all(ns)
+
+
+def check_testing(stand_ins: StandIns) -> None:
+    ns = run_block("testing")
+    tests = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
+    assert len(tests) == 1
+    tests[0]()
+    assert stand_ins.requests == []  # LocalIssuer's own transport, not the stand-ins
+
+
+def check_readiness(stand_ins: StandIns) -> None:
+    stand_ins.add(V1_DISCOVERY, v1_issuer())
+    ns = run_block("readiness")
+    with TestClient(ns["app"]) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["issuers"][0]["issuer"] == f"https://sts.windows.net/{TENANT}/"
+
+
+def check_metrics(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
+    ns = run_block("metrics")
+    with TestClient(ns["app"]) as client:
+        assert client.get("/", headers=bearer(issuer.mint(MY_API))).status_code == 404  # no route
+        assert client.get("/", headers=bearer(issuer.forge(MY_API))).status_code == 401
+        text = client.get("/metrics").text
+    assert 'tokenguard_validations_total{outcome="valid",reason=""} 1.0' in text
+    assert 'tokenguard_validations_total{outcome="invalid",reason="bad_signature"} 1.0' in text
+    assert f'tokenguard_keyset_usable{{issuer="https://sts.windows.net/{TENANT}/"}} 1.0' in text
+
+
+CHECKS: Final[dict[str, Callable[..., Any]]] = {
+    "quickstart-starlette": check_quickstart_starlette,
+    "quickstart-fastapi": check_quickstart_fastapi,
+    "single-tenant-mi": check_single_tenant_mi,
+    "multi-tenant": check_multi_tenant,
+    "v1-and-v2": check_v1_and_v2,
+    "generic-oidc": check_generic_oidc,
+    "lab-validator": check_lab_validator,
+    "testing": check_testing,
+    "readiness": check_readiness,
+    "metrics": check_metrics,
+}
+
+
+def test_every_python_block_is_marked_and_checked() -> None:
+    text = README.read_text(encoding="utf-8")
+    blocks = readme_blocks()
+    assert len(_PYTHON_FENCE.findall(text)) == len(blocks), "a ```python block lacks a marker"
+    assert set(blocks) == set(CHECKS)
+
+
+SYNC_CHECKS: Final = [n for n, c in CHECKS.items() if not inspect.iscoroutinefunction(c)]
+ASYNC_CHECKS: Final = [n for n, c in CHECKS.items() if inspect.iscoroutinefunction(c)]
+
+
+@pytest.mark.parametrize("name", SYNC_CHECKS)
+def test_recipe(name: str, stand_ins: StandIns) -> None:
+    CHECKS[name](stand_ins)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ASYNC_CHECKS)
+async def test_async_recipe(
+    name: str, stand_ins: StandIns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check = CHECKS[name]
+    if "monkeypatch" in inspect.signature(check).parameters:
+        await check(stand_ins, monkeypatch)
+    else:
+        await check(stand_ins)
+
+
+# -- the reference tables follow the code ---------------------------------------------
+
+
+def documented_options() -> Iterator[tuple[str, str]]:
+    for field in dataclasses.fields(Issuer):
+        if field.init:
+            yield "Issuer", field.name
+    for cls in (TokenValidator, TokenGuardMiddleware, TokenGuard):
+        for name in list(inspect.signature(cls.__init__).parameters)[1:]:
+            if name != "app":
+                yield cls.__name__, name
+
+
+@pytest.mark.parametrize(("owner", "option"), list(documented_options()))
+def test_configuration_reference_has_every_option(owner: str, option: str) -> None:
+    assert f"| `{option}` |" in README.read_text(encoding="utf-8"), f"{owner}.{option}"
+
+
+def test_security_table_names_every_reason() -> None:
+    text = README.read_text(encoding="utf-8")
+    # Vocabulary entries nothing raises yet.
+    unused = {"bad_header", "header_too_large"}
+    missing = [r for r in DESCRIPTIONS if r not in unused and f"`{r}`" not in text]
+    assert missing == []
+
+
+def test_documented_defaults_match_the_code() -> None:
+    text = README.read_text(encoding="utf-8")
+    defaults = {f.name: f.default for f in dataclasses.fields(Issuer) if f.init}
+    for name, value in defaults.items():
+        if value is dataclasses.MISSING:
+            continue
+        shown = repr(value).replace("'", '"')
+        assert f"| `{name}` | `{shown}` |" in text, (name, shown)
+    parameters = inspect.signature(TokenValidator.__init__).parameters
+    for name in ("cache_size", "max_token_bytes", "reject_id_tokens"):
+        assert f"| `{name}` | `{parameters[name].default}` |" in text, name
