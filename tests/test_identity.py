@@ -70,3 +70,17 @@ def test_starlette_user() -> None:
     assert repr(user) == "TokenGuardUser(app, 'o')"
     assert TokenGuardUser(make(sub="s")).identity_id == "s"
     assert TokenGuardUser(make()).identity_id == ""
+
+
+def test_fast_construction_equals_the_dataclass() -> None:
+    from dataclasses import fields
+    from types import MappingProxyType
+
+    from tokenguard import Identity
+
+    claims = {**BASE, "oid": "o", "sub": "o", "idtyp": "app", "xms_mirid": "/r/vm", "roles": ["R"]}
+    fast = identity_from_claims(claims, audience="aud")
+    slow = Identity(**{f.name: getattr(fast, f.name) for f in fields(Identity)})
+    assert fast == slow and hash(fast.roles) == hash(slow.roles)
+    assert repr(fast) == repr(slow)
+    assert isinstance(fast.claims, MappingProxyType)

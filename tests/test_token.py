@@ -130,9 +130,29 @@ def test_large_finite_numbers_and_unicode_are_fine() -> None:
 
 
 def test_split_token_returns_the_three_segments() -> None:
-    h, p, s = split_token(GOOD)
+    signing_input, h, p, s = split_token(GOOD)
     assert b".".join((h, p, s)).decode() == GOOD
+    assert signing_input == b"%s.%s" % (h, p)
 
 
 def test_parse_token_rejects_json_garbage_in_header() -> None:
     assert reason_of(compact("not json", json.dumps({"a": 1}))) == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [
+        (b' {"a":1}', True),
+        (b'{"a":1} \n', True),
+        (b'{"a":1} x', False),
+        (b'{"a":1}{"b":2}', False),
+        (b" ", False),
+        (b'\t{"a":[1,2]}\r\n', True),
+    ],
+)
+def test_whitespace_around_json(raw: bytes, ok: bool) -> None:
+    if ok:
+        assert isinstance(parse_json_object(raw), dict)
+    else:
+        with pytest.raises(InvalidToken):
+            parse_json_object(raw)

@@ -100,7 +100,7 @@ def _human(seconds: float) -> str:
 
 def _decode(args: argparse.Namespace) -> int:
     try:
-        h64, p64, _ = split_token(_read_token(args.token))
+        _, h64, p64, _ = split_token(_read_token(args.token))
         header = parse_json_object(b64url_decode(h64))
         claims = parse_json_object(b64url_decode(p64))
     except InvalidToken as exc:

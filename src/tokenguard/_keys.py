@@ -36,6 +36,8 @@ _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
     "512": hashes.SHA512,
 }
 _PKCS1: Final = padding.PKCS1v15()
+#: DER DigestInfo prefix for SHA-256 (RFC 8017 section 9.2, note 1).
+_SHA256_DIGEST_INFO: Final = bytes.fromhex("3031300d060960864801650304020105000420")
 
 Verifier = Callable[[bytes, bytes], None]
 
@@ -47,7 +49,7 @@ class VerificationKey:
     cached token it verified.
     """
 
-    __slots__ = ("_verifiers", "algorithms", "alive", "kid", "kty", "public_key")
+    __slots__ = ("_rsa_size", "_verifiers", "algorithms", "alive", "kid", "kty", "public_key")
 
     def __init__(self, kid: str, kty: str, public_key: Any, algorithms: frozenset[str]) -> None:
         self.kid = kid
@@ -58,9 +60,19 @@ class VerificationKey:
         self._verifiers: dict[str, Verifier] = {
             alg: _make_verifier(public_key, alg) for alg in algorithms
         }
+        rsa256 = "RS256" in algorithms and isinstance(public_key, rsa.RSAPublicKey)
+        self._rsa_size = (public_key.key_size + 7) // 8 if rsa256 else 0
 
-    def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
-        """True when ``signature`` is valid for ``signing_input`` under ``alg``."""
+    def verify(
+        self, alg: str, signing_input: bytes, signature: bytes, sha256: bytes | None = None
+    ) -> bool:
+        """True when ``signature`` is valid for ``signing_input`` under ``alg``.
+
+        ``sha256`` (the SHA-256 digest of ``signing_input``, which the validator has
+        already computed for its cache key) lets RS256 skip hashing again.
+        """
+        if sha256 is not None and alg == "RS256" and self._rsa_size:
+            return self._verify_rs256(signature, sha256)
         verifier = self._verifiers.get(alg)
         if verifier is None:
             return False
@@ -69,6 +81,19 @@ class VerificationKey:
         except (InvalidSignature, ValueError):
             return False
         return True
+
+    def _verify_rs256(self, signature: bytes, sha256: bytes) -> bool:
+        # RFC 8017 8.2.2: undo the RSA operation (OpenSSL checks the 00 01 FF..FF 00
+        # padding), then compare the whole DigestInfo we expect. Encoding and comparing,
+        # never parsing, is what keeps this safe from signature-forgery tricks; it is the
+        # same check as ``verify`` without hashing the input a second time.
+        if len(signature) != self._rsa_size:
+            return False
+        try:
+            recovered = self.public_key.recover_data_from_signature(signature, _PKCS1, None)
+        except (InvalidSignature, ValueError):
+            return False
+        return bool(recovered == _SHA256_DIGEST_INFO + sha256)
 
     def same_key(self, other: VerificationKey) -> bool:
         """Whether two entries hold the same public key with the same binding."""

@@ -64,21 +64,29 @@ def b64url_decode(segment: bytes) -> bytes:
         raise InvalidToken("invalid base64url", reason="malformed") from exc
 
 
-def split_token(token: str, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> tuple[bytes, bytes, bytes]:
-    """Split a compact JWS into its three base64url segments, checking only the shape."""
+def split_token(
+    token: str, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """Split a compact JWS, checking only its shape.
+
+    Returns ``(signing_input, header64, payload64, signature64)`` as ASCII bytes.
+    """
     if len(token) > max_bytes:
         raise InvalidToken("token exceeds the size limit", reason="token_too_large")
-    if token.count(".") != 2:
+    first = token.find(".")
+    second = token.find(".", first + 1)
+    if (
+        first < 1
+        or second < first + 2
+        or second == len(token) - 1
+        or token.find(".", second + 1) != -1
+        or not token.isascii()
+    ):
         raise InvalidToken("not a compact JWS", reason="malformed")
-    if not token.isascii():
-        raise InvalidToken("token is not ASCII", reason="malformed")
     data = token.encode("ascii")
     if b"+" in data or b"/" in data or b"=" in data:
         raise InvalidToken("not base64url", reason="malformed")
-    h64, p64, s64 = data.split(b".")
-    if not h64 or not p64 or not s64:
-        raise InvalidToken("empty JWS segment", reason="malformed")
-    return h64, p64, s64
+    return data[:second], data[:first], data[first + 1 : second], data[second + 1 :]
 
 
 def _reject_constant(name: str) -> Any:
@@ -106,10 +114,21 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
+_SCAN: Final = _DECODER.scan_once
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Parse strict JSON that must be an object; any fault is ``malformed``."""
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        try:
+            # The scanner directly: tokens carry compact JSON, and this skips two
+            # whitespace regex passes of JSONDecoder.decode.
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            value, end = _DECODER.decode(text), len(text)  # leading whitespace, or an error
+        if end != len(text) and text[end:].strip(" \t\n\r"):
+            raise ValueError("extra data after the JSON value")
     except (ValueError, RecursionError) as exc:
         # ValueError covers invalid UTF-8, JSON syntax, duplicates, NaN and over-long ints.
         raise InvalidToken("segment is not valid JSON", reason="malformed") from exc
@@ -120,10 +139,10 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 def parse_token(token: str, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> ParsedToken:
     """Split and decode a compact JWS, checking structure only (no signature, no claims)."""
-    h64, p64, s64 = split_token(token, max_bytes)
+    signing_input, h64, p64, s64 = split_token(token, max_bytes)
     return ParsedToken(
         parse_json_object(b64url_decode(h64)),
         parse_json_object(b64url_decode(p64)),
-        b"%s.%s" % (h64, p64),
+        signing_input,
         b64url_decode(s64),
     )

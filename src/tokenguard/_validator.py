@@ -51,6 +51,17 @@ class ValidationObserver(Protocol):
         """A discovery or JWKS fetch ended with ``ok``, ``not_modified`` or ``error``."""
 
 
+def _cache_key(token: str) -> tuple[bytes, bytes]:
+    """``(sha256 of the signing input, cache key)`` for a token.
+
+    The key is that digest followed by the signature text, so a hit needs the exact
+    token (a collision in SHA-256 aside) and RS256 verification can reuse the digest.
+    """
+    cut = token.rfind(".")
+    digest = hashlib.sha256(token[:cut].encode("utf-8", "surrogatepass")).digest()
+    return digest, digest + token[cut + 1 :].encode("utf-8", "surrogatepass")
+
+
 def fingerprint(token: str) -> str:
     """A short, irreversible token fingerprint that is safe to log."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -162,8 +173,7 @@ class TokenValidator:
         """The identity of an already verified token, or ``None``; never raises or waits."""
         if len(token) > self.max_token_bytes:
             return None
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        identity = self.cache.get(digest, self._clock())
+        identity = self.cache.get(_cache_key(token)[1], self._clock())
         if identity is not None and self._observer is not None:
             self._observer.validation("valid", None, identity.issuer, 0.0, True)
         return identity
@@ -178,22 +188,22 @@ class TokenValidator:
             raise self._rejected(
                 InvalidToken("token exceeds the size limit", reason="token_too_large"), token
             )
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        digest, key = _cache_key(token)
         now = self._clock()
-        identity = self.cache.get(digest, now)
-        if identity is not None:
-            if self._observer is not None:
-                self._observer.validation("valid", None, identity.issuer, 0.0, True)
-            return identity
         observer = self._observer
+        identity = self.cache.get(key, now)
+        if identity is not None:
+            if observer is not None:
+                observer.validation("valid", None, identity.issuer, 0.0, True)
+            return identity
         if observer is None:
             try:
-                return await self._verify(token, digest, now)
+                return await self._verify(token, digest, key, now)
             except TokenGuardError as exc:
                 raise self._rejected(exc, token) from None
         started = time.perf_counter()
         try:
-            identity = await self._verify(token, digest, now)
+            identity = await self._verify(token, digest, key, now)
         except TokenGuardError as exc:
             seconds = time.perf_counter() - started
             observer.validation("invalid", exc.reason, exc.issuer, seconds, False)
@@ -234,8 +244,8 @@ class TokenValidator:
 
     # -- the pipeline -----------------------------------------------------------
 
-    async def _verify(self, token: str, digest: bytes, now: float) -> Identity:
-        h64, p64, s64 = split_token(token, self.max_token_bytes)
+    async def _verify(self, token: str, digest: bytes, cache_key: bytes, now: float) -> Identity:
+        signing_input, h64, p64, s64 = split_token(token, self.max_token_bytes)
         known = self._headers.get(h64)
         if known is None:
             header = parse_json_object(b64url_decode(h64))
@@ -258,7 +268,7 @@ class TokenValidator:
                 key = await state.keys.resolve(kid)
             if alg not in key.algorithms:
                 raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
-            if not key.verify(alg, token[: len(h64) + len(p64) + 1].encode("ascii"), signature):
+            if not key.verify(alg, signing_input, signature, digest):
                 raise InvalidToken("signature does not verify", reason="bad_signature")
             audience = self._check_claims(state, claims, now)
         except TokenGuardError as exc:
@@ -272,7 +282,7 @@ class TokenValidator:
         leeway = issuer.leeway
         nbf = claims.get("nbf")
         self.cache.put(
-            digest,
+            cache_key,
             identity,
             key,
             claims["exp"] + leeway,

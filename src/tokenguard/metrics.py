@@ -41,7 +41,7 @@ try:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.core import GaugeMetricFamily, Metric
     from prometheus_client.metrics import Counter, Histogram
-except ImportError:  # pragma: no cover - exercised by hiding prometheus_client in a test
+except ImportError:  # tested by hiding prometheus_client from sys.modules
     raise ImportError(
         "tokenguard.metrics needs prometheus-client: pip install 'tokenguard[metrics]'"
     ) from None

@@ -126,7 +126,7 @@ def encode_jws(
         _b64(json.dumps(dict(header), separators=(",", ":")).encode()) + "." + _b64(payload)
     ).encode("ascii")
     signer = get_default_algorithms()[algorithm or header["alg"]]
-    signature = signer.sign(signing_input, key)  # type: ignore[arg-type]
+    signature = signer.sign(signing_input, key)
     return signing_input.decode("ascii") + "." + _b64(signature)
 
 
