@@ -129,8 +129,9 @@ async def test_decorator_answers_403_and_401(
     denied = await client.get("/write", headers=reader)
     assert denied.status_code == 403
     assert denied.headers["www-authenticate"] == (
-        'Bearer realm="tokenguard", resource="https://vault.azure.net", error="insufficient_scope", '
-        'error_description="The caller lacks a required role", scope="Writer"'
+        'Bearer realm="tokenguard", resource="https://vault.azure.net", '
+        'error="insufficient_scope", error_description="The caller lacks a required role", '
+        'scope="Writer"'
     )
     anonymous = await client.get("/write")
     assert anonymous.status_code == 401

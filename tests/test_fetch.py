@@ -102,7 +102,7 @@ async def test_total_deadline_covers_slow_answers() -> None:
         await asyncio.sleep(5)
         return httpx.Response(200, json={})
 
-    with pytest.raises(FetchError, match="within 0.05 s"):
+    with pytest.raises(FetchError, match=r"within 0\.05 s"):
         await fetch(handler, timeout=0.05)
 
 

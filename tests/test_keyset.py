@@ -24,7 +24,7 @@ def make(
 ) -> tuple[TokenValidator, SwitchableIssuer]:
     server = SwitchableIssuer(issuer)
     validator = TokenValidator(
-        [issuer.issuer_config(VAULT, **options)],  # type: ignore[arg-type]
+        [issuer.issuer_config(VAULT, **options)],
         http_client=server.client(),
         monotonic=clock,
     )
@@ -196,7 +196,7 @@ async def test_etag_revalidation_keeps_keys(issuer: LocalIssuer) -> None:
 
 async def test_dropped_key_invalidates_its_cached_tokens(issuer: LocalIssuer) -> None:
     clock = FakeClock()
-    validator, server = make(issuer, clock)
+    validator, _server = make(issuer, clock)
     old_kid = issuer.signing_kid
     old_token = issuer.mint()
     assert await validator.validate(old_token)
@@ -214,7 +214,7 @@ async def test_dropped_key_invalidates_its_cached_tokens(issuer: LocalIssuer) ->
 
 async def test_unchanged_keys_keep_cached_tokens(issuer: LocalIssuer) -> None:
     clock = FakeClock()
-    validator, server = make(issuer, clock)
+    validator, _server = make(issuer, clock)
     token = issuer.mint()
     await validator.validate(token)
     issuer.rotate()  # adds a key; the old one stays published

@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokenguard import (
@@ -291,9 +292,11 @@ async def test_custom_error_renderer(
 def test_websocket_accepted_with_token(
     validator: TokenValidator, session_issuer: LocalIssuer
 ) -> None:
-    with TestClient(build(validator)) as client:
-        with client.websocket_connect("/ws", headers=bearer(session_issuer.mint())) as ws:
-            assert ws.receive_text() == "managed_identity"
+    with (
+        TestClient(build(validator)) as client,
+        client.websocket_connect("/ws", headers=bearer(session_issuer.mint())) as ws,
+    ):
+        assert ws.receive_text() == "managed_identity"
 
 
 def test_websocket_refused_before_accept(
@@ -301,9 +304,11 @@ def test_websocket_refused_before_accept(
 ) -> None:
     with TestClient(build(validator)) as client:
         for headers in ({}, bearer(session_issuer.forge())):
-            with pytest.raises(WebSocketDisconnect) as info:
-                with client.websocket_connect("/ws", headers=headers):
-                    pass  # pragma: no cover - the connection never opens
+            with (
+                pytest.raises(WebSocketDisconnect) as info,
+                client.websocket_connect("/ws", headers=headers),
+            ):
+                pass  # pragma: no cover - the connection never opens
             # TestClient offers the websocket.http.response extension: a real 401 comes back
             assert getattr(info.value, "status_code", None) == 401
 
@@ -312,12 +317,12 @@ async def test_websocket_closed_with_policy_violation_without_denial_extension(
     validator: TokenValidator,
 ) -> None:
     middleware = TokenGuardMiddleware(build(validator), validator=validator)
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await middleware(
@@ -332,12 +337,12 @@ async def test_websocket_denial_response_when_the_server_supports_it(
     validator: TokenValidator,
 ) -> None:
     app = build(validator)
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {
@@ -366,12 +371,12 @@ async def test_keys_unavailable_closes_websocket_with_try_again_later(
     server.override = lambda request: httpx.Response(503)
     validator = TokenValidator([session_issuer.issuer_config(VAULT)], http_client=server.client())
     middleware = TokenGuardMiddleware(build(validator), validator=validator)
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {
@@ -416,7 +421,7 @@ def test_lifespan_start_survives_an_issuer_outage(
 async def test_other_scope_types_pass_through(validator: TokenValidator) -> None:
     calls: list[str] = []
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         calls.append(scope["type"])
 
     middleware = TokenGuardMiddleware(app, validator=validator, warm_up=False)
@@ -440,7 +445,7 @@ async def test_cached_identity_is_reused(
 ) -> None:
     seen: list[Identity] = []
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["tokenguard.identity"])
         await PlainTextResponse("ok")(scope, receive, send)
 

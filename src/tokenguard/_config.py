@@ -7,7 +7,7 @@ not when the first token arrives.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
@@ -80,15 +80,15 @@ class Issuer:
     """
 
     issuer: str
-    audiences: tuple[str, ...]
+    audiences: Sequence[str]
     discovery_url: str | None = None
     jwks_uri: str | None = None
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    tenants: frozenset[str] | None = None
+    algorithms: Sequence[str] = DEFAULT_ALGORITHMS
+    tenants: Collection[str] | None = None
     #: Accepted header ``typ`` values (case-insensitive, ``application/`` optional).
     #: ``None`` skips the check; use ``("at+jwt",)`` for RFC 9068 servers.
-    token_types: tuple[str, ...] | None = None
-    required_claims: tuple[str, ...] = ()
+    token_types: Sequence[str] | None = None
+    required_claims: Sequence[str] = ()
     leeway: int = DEFAULT_LEEWAY
     min_cache_ttl: float = DEFAULT_MIN_TTL
     max_cache_ttl: float = DEFAULT_MAX_TTL

@@ -114,7 +114,7 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
-_SCAN: Final = _DECODER.scan_once
+_SCAN: Final = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
