@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make demo   - start the local identity lab and walk the managed-identity flow"
+	@echo "make demo-sdk - the same walk-through with the official Azure SDKs"
 	@echo "make test   - ruff, mypy --strict and pytest"
 	@echo "make lab    - run the local identity lab in the foreground"
 	@echo "make bench  - benchmark suite (tables in bench/results/)"
@@ -37,7 +38,10 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/python -m examples.vm_app
+
+demo-sdk: $(STAMP)
+	$(BIN)/python -m examples.vm_app_sdk
 
 lab: $(STAMP)
 	$(BIN)/python -m examples.lab

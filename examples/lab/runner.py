@@ -14,6 +14,7 @@ lines), ``$LAB_DIR/env.appservice`` and ``$LAB_DIR/lab.json`` are written.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -425,6 +426,9 @@ class LabThread:
 
     def stop(self) -> None:
         """Stop the lab and wait for its thread."""
+        # Sync SDK clients can leave connections of unread responses to the garbage
+        # collector; collecting now closes them instead of stalling the servers' shutdown.
+        gc.collect()
         if self._loop is not None and self._stop is not None and self._thread is not None:
             if self._thread.is_alive():
                 self._loop.call_soon_threadsafe(self._stop.set)

@@ -1,0 +1,135 @@
+"""What the two demo scripts share: where the lab runs, checked steps, and token display.
+
+``examples/vm_app.py`` (plain httpx) and ``examples/vm_app_sdk.py`` (the Azure SDKs) walk
+the same flow; each step records what was expected and what came back, and the final
+table decides the exit code. Tokens are never printed: only a fingerprint and the
+decoded (unverified) header and claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import jwt
+
+from .runner import DEFAULT_PORT
+
+__all__ = ["Report", "describe_token", "lab_location"]
+
+VAULT: Final = "https://vault.azure.net"
+STORAGE: Final = "https://storage.azure.com/"
+#: Claims shown in the order a reader wants them (the rest follow).
+_FIRST_CLAIMS: Final = ("aud", "iss", "oid", "sub", "appid", "idtyp", "xms_mirid", "roles")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextmanager
+def lab_location() -> Iterator[tuple[Path, int]]:
+    """(state dir, base port) for the demo's own lab.
+
+    ``LAB_DIR`` if set, else a fresh temporary directory (removed afterwards). ``LAB_PORT``
+    if set; else 8700, or any free ports when 8700..8704 are taken (``make lab`` running).
+    """
+    port_text = os.environ.get("LAB_PORT")
+    if port_text:
+        port = int(port_text)
+    elif all(_port_free(DEFAULT_PORT + i) for i in range(5)):
+        port = DEFAULT_PORT
+    else:
+        print(f"ports {DEFAULT_PORT}..{DEFAULT_PORT + 4} are taken: using free ports instead")
+        port = 0
+    state = os.environ.get("LAB_DIR")
+    if state:
+        yield Path(state), port
+        return
+    with tempfile.TemporaryDirectory(prefix="tokenguard-lab-") as tmp:
+        yield Path(tmp), port
+
+
+def fingerprint(token: str) -> str:
+    """A short SHA-256 fingerprint, safe to print."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def describe_token(token: str) -> list[str]:
+    """Lines showing a token's header and claims, decoded WITHOUT verification."""
+    header = jwt.get_unverified_header(token)
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    lines = [
+        f"token: not shown (sha256 fingerprint {fingerprint(token)}), {len(token)} characters",
+        "decoded, NOT verified (the resource verifies it):",
+        f"  header  {json.dumps(header)}",
+    ]
+    names = [n for n in _FIRST_CLAIMS if n in claims] + [
+        n for n in claims if n not in _FIRST_CLAIMS
+    ]
+    width = max(len(n) for n in names)
+    for name in names:
+        value = claims[name]
+        lines.append(f"  {name:<{width}}  {value if isinstance(value, str) else json.dumps(value)}")
+    return lines
+
+
+@dataclass
+class Step:
+    """One checked step of the walk-through."""
+
+    name: str
+    expected: str
+    got: str
+    ok: bool
+
+
+@dataclass
+class Report:
+    """The steps so far; prints each as it happens and the table at the end."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    def section(self, title: str) -> None:
+        """A heading for the next steps."""
+        print(f"\n== {title} ==", flush=True)
+
+    def say(self, *lines: str) -> None:
+        """Detail lines, indented."""
+        for line in lines:
+            print(f"   {line}", flush=True)
+
+    def check(self, name: str, expected: str, got: str, ok: bool | None = None) -> bool:
+        """Record a step; ``ok`` defaults to ``got == expected``."""
+        ok = got == expected if ok is None else ok
+        self.steps.append(Step(name, expected, got, ok))
+        print(f" {'ok ' if ok else 'BAD'} {name}: expected {expected}, got {got}", flush=True)
+        return ok
+
+    @property
+    def ok(self) -> bool:
+        """Whether every step answered as expected (and there was at least one)."""
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    def table(self) -> str:
+        """The final table."""
+        rows = [("step", "expected", "got", "")]
+        rows += [(s.name, s.expected, s.got, "ok" if s.ok else "UNEXPECTED") for s in self.steps]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        return "\n".join(
+            f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip()
+            for r in rows
+        )
