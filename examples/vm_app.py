@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: make the repository importable
@@ -27,7 +28,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import httpx
 
-from examples.lab.config import ManagedIdentity
+from examples.lab.config import ConfigError, ManagedIdentity
 from examples.lab.demo import STORAGE, VAULT, Report, describe_token, lab_location
 from examples.lab.runner import Lab, LabError
 
@@ -171,17 +172,11 @@ async def step_refusals(http: httpx.AsyncClient, lab: Lab, report: Report) -> No
     )
 
 
-async def main() -> int:
-    """Run the walk-through; 0 when every step answered as expected."""
-    report = Report()
-    print("tokenguard identity lab: a VM app's managed identity, from IMDS to the resources")
-    with lab_location() as (state_dir, port):
-        try:
-            lab = Lab(state_dir, base_port=port, log=lambda line: print(line, flush=True))
-            await lab.start()
-        except LabError as exc:
-            print(f"the lab did not start: {exc}", file=sys.stderr)
-            return 1
+async def walk(report: Report) -> None:
+    """Start the lab, run the three steps against it, stop it."""
+    with lab_location() as (state_dir, port, config):
+        lab = Lab(state_dir, config=config, base_port=port, log=partial(print, flush=True))
+        await lab.start()
         try:
             print(lab.readiness_table())
             async with httpx.AsyncClient(verify=lab.ssl_context(), trust_env=False) as http:
@@ -192,6 +187,17 @@ async def main() -> int:
                 await step_refusals(http, lab, report)
         finally:
             await lab.stop()
+
+
+async def main() -> int:
+    """Run the walk-through; 0 when every step answered as expected."""
+    report = Report()
+    print("tokenguard identity lab: a VM app's managed identity, from IMDS to the resources")
+    try:
+        await walk(report)
+    except (LabError, ConfigError) as exc:
+        print(f"the lab did not start: {exc}", file=sys.stderr)
+        return 1
     print("\n== Summary ==")
     print(report.table())
     print(

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
 
+from examples.lab.config import ConfigError
 from examples.lab.demo import VAULT, Report, describe_token, lab_location
 from examples.lab.runner import Lab, LabError, LabThread
 
@@ -174,17 +176,13 @@ def run(lab: Lab, report: Report) -> None:
     step_refusals(lab, report)
 
 
-def main() -> int:
-    """Run the walk-through; 0 when every step answered as expected."""
-    report = Report()
-    print("tokenguard identity lab, with the Azure SDKs for identity, secrets and blobs")
-    with lab_location() as (state_dir, port):
-        runner = LabThread(Lab(state_dir, base_port=port, log=lambda line: print(line, flush=True)))
-        try:
-            lab = runner.start()
-        except LabError as exc:
-            print(f"the lab did not start: {exc}", file=sys.stderr)
-            return 1
+def walk(report: Report) -> None:
+    """Start the lab in a thread, run the three steps against it, stop it."""
+    with lab_location() as (state_dir, port, config):
+        runner = LabThread(
+            Lab(state_dir, config=config, base_port=port, log=partial(print, flush=True))
+        )
+        lab = runner.start()
         try:
             print(lab.readiness_table())
             run(lab, report)
@@ -194,6 +192,17 @@ def main() -> int:
             )
         finally:
             runner.stop()
+
+
+def main() -> int:
+    """Run the walk-through; 0 when every step answered as expected."""
+    report = Report()
+    print("tokenguard identity lab, with the Azure SDKs for identity, secrets and blobs")
+    try:
+        walk(report)
+    except (LabError, ConfigError) as exc:
+        print(f"the lab did not start: {exc}", file=sys.stderr)
+        return 1
     print("\n== Summary ==")
     print(report.table())
     print(

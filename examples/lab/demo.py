@@ -21,7 +21,8 @@ from typing import Any, Final
 
 import jwt
 
-from .runner import DEFAULT_PORT
+from .config import LabConfig, load_config
+from .runner import DEFAULT_PORT, LabError
 
 __all__ = ["Report", "describe_token", "lab_location"]
 
@@ -41,26 +42,32 @@ def _port_free(port: int) -> bool:
 
 
 @contextmanager
-def lab_location() -> Iterator[tuple[Path, int]]:
-    """(state dir, base port) for the demo's own lab.
+def lab_location() -> Iterator[tuple[Path, int, LabConfig]]:
+    """(state dir, base port, config) for the demo's own lab.
 
     ``LAB_DIR`` if set, else a fresh temporary directory (removed afterwards). ``LAB_PORT``
     if set; else 8700, or any free ports when 8700..8704 are taken (``make lab`` running).
+    ``LAB_CONFIG`` if set, else ``examples/lab/default.toml``.
     """
     port_text = os.environ.get("LAB_PORT")
     if port_text:
-        port = int(port_text)
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise LabError(f"LAB_PORT must be a port number, not {port_text!r}") from None
     elif all(_port_free(DEFAULT_PORT + i) for i in range(5)):
         port = DEFAULT_PORT
     else:
         print(f"ports {DEFAULT_PORT}..{DEFAULT_PORT + 4} are taken: using free ports instead")
         port = 0
+    config_path = os.environ.get("LAB_CONFIG")
+    config = load_config(Path(config_path) if config_path else None)
     state = os.environ.get("LAB_DIR")
     if state:
-        yield Path(state), port
+        yield Path(state), port, config
         return
     with tempfile.TemporaryDirectory(prefix="tokenguard-lab-") as tmp:
-        yield Path(tmp), port
+        yield Path(tmp), port, config
 
 
 def fingerprint(token: str) -> str:
