@@ -37,7 +37,7 @@ class Probe:
     ``token`` goes to ``TokenValidator.validate``; ``None`` marks a request-level attack
     that the middleware must refuse before any token reaches the validator. The HTTP
     request carries ``headers`` (default: ``Authorization: Bearer <token>``), ``query``
-    and ``body``.
+    and ``body``. ``prime`` tokens are validated beforehand (they must pass).
     """
 
     token: str | None
@@ -45,6 +45,8 @@ class Probe:
     query: str = ""
     method: str = "GET"
     body: bytes = b""
+    #: Genuine tokens validated first, so the verified-token cache holds them.
+    prime: tuple[str, ...] = ()
 
     def request_headers(self) -> Headers:
         """The headers the HTTP request carries."""
@@ -1486,6 +1488,73 @@ _CLAIMS: Final = [
     ),
 ]
 
+
+def cached_then(k: Kit, change: Callable[[str], str]) -> Probe:
+    """Validate a genuine token (so it is cached), then send ``change(token)``."""
+    token = k.valid()
+    return Probe(change(token), prime=(token,))
+
+
+_CACHE: Final = [
+    Attack(
+        "cache-same-claims-other-signature",
+        "cache",
+        "RFC 7515 §5.2 (cache must bind the signature)",
+        "A cached token's header and payload with a zeroed signature",
+        lambda k: cached_then(k, lambda t: k.resign(t, bytes(256))),
+        invalid("bad_signature"),
+    ),
+    Attack(
+        "cache-same-claims-stripped-signature",
+        "cache",
+        "jwt_tool -X n against a warm cache",
+        "A cached token with its signature stripped",
+        lambda k: cached_then(k, lambda t: t.rsplit(".", 1)[0] + "."),
+        invalid("malformed"),
+    ),
+    Attack(
+        "cache-signature-respelt",
+        "cache",
+        "RFC 4648 §3.5",
+        "A cached token whose signature is re-spelt with stray low bits",
+        lambda k: cached_then(k, lambda t: t[:-1] + chr(ord(t[-1]) ^ 1)),
+        invalid("malformed"),
+    ),
+    Attack(
+        "cache-header-reused-other-payload",
+        "cache",
+        "RFC 7515 §5.2",
+        "A cached token's header (memoised) over a tampered payload and its signature",
+        lambda k: cached_then(
+            k,
+            lambda t: ".".join(
+                [
+                    segments(t)[0],
+                    b64(json.dumps(k.claims(roles=["Admin"])).encode()),
+                    segments(t)[2],
+                ]
+            ),
+        ),
+        invalid("bad_signature"),
+    ),
+    Attack(
+        "cache-alg-swapped",
+        "cache",
+        "RFC 8725 §3.1",
+        "A cached token relabelled PS256 (same payload and signature)",
+        lambda k: cached_then(k, lambda t: with_header(t, alg="PS256")),
+        invalid("bad_signature"),
+    ),
+    Attack(
+        "cache-exact-replay",
+        "cache",
+        "RFC 6750 §5.3 (replay is the bearer model)",
+        "Control: the cached token itself is accepted again",
+        lambda k: cached_then(k, lambda t: t),
+        ACCEPTED,
+    ),
+]
+
 _MIB: Final = 1024 * 1024
 
 _DOS: Final = [
@@ -1578,6 +1647,7 @@ ATTACKS: Final[tuple[Attack, ...]] = (
     *_KEY_SOURCE,
     *_KID,
     *_CLAIMS,
+    *_CACHE,
     *_DOS,
 )
 

@@ -91,10 +91,14 @@ def check_logs(records: list[logging.LogRecord], probe: Probe) -> None:
             assert all(" " <= c <= "~" for c in kid), kid
 
 
-async def through_validator(kit: Kit, attack: Attack, token: str) -> None:
+async def through_validator(kit: Kit, attack: Attack, probe: Probe) -> None:
     validator = kit.validator()
     await validator.warm_up()
+    for genuine in probe.prime:
+        await validator.validate(genuine)
     kit.requests.clear()
+    token = probe.token
+    assert token is not None
     try:
         if attack.expect.status == 200:
             identity = await validator.validate(token)
@@ -118,6 +122,10 @@ async def through_middleware(kit: Kit, attack: Attack, probe: Probe) -> None:
     transport = httpx.ASGITransport(app=protected(validator))
     url = "/?" + probe.query if probe.query else "/"
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for genuine in probe.prime:
+            primed = await client.get("/", headers={"authorization": f"Bearer {genuine}"})
+            assert primed.status_code == 200
+        validator.consulted = 0
         response = await client.request(
             probe.method, url, headers=list(probe.request_headers()), content=probe.body
         )
@@ -148,14 +156,23 @@ async def test_attack(kit: Kit, attack: Attack, caplog: pytest.LogCaptureFixture
     caplog.set_level(logging.DEBUG, logger="tokenguard")
     probe = attack.make(kit)
     if probe.token is not None:
-        await through_validator(kit, attack, probe.token)
+        await through_validator(kit, attack, probe)
     await through_middleware(kit, attack, probe)
     check_logs(caplog.records, probe)
 
 
 def test_catalogue_is_large_and_covers_every_area() -> None:
     areas = {a.area for a in ATTACKS}
-    assert areas == {"request", "structure", "algorithm", "key-source", "kid", "claims", "dos"}
+    assert areas == {
+        "request",
+        "structure",
+        "algorithm",
+        "key-source",
+        "kid",
+        "claims",
+        "cache",
+        "dos",
+    }
     assert len(ATTACKS) >= 60
     assert len({a.id for a in ATTACKS}) == len(ATTACKS)
     assert all(a.source and a.title for a in ATTACKS)

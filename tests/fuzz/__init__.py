@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the token parser, validator and header parsing (issue 7)."""
