@@ -84,3 +84,8 @@ def test_fast_construction_equals_the_dataclass() -> None:
     assert fast == slow and hash(fast.roles) == hash(slow.roles)
     assert repr(fast) == repr(slow)
     assert isinstance(fast.claims, MappingProxyType)
+
+
+def test_rfc9068_scope_claim() -> None:
+    assert make(scope="read write").scopes == {"read", "write"}
+    assert make(scp="a", scope="b").scopes == {"a"}

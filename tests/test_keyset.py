@@ -60,7 +60,9 @@ async def test_known_kid_never_waits_on_a_refresh(issuer: LocalIssuer) -> None:
     assert await asyncio.wait_for(validator.validate(issuer.mint()), timeout=5)  # ...no wait
     release.set()
     await asyncio.sleep(0.05)
-    assert validator.status()[0].age == 0
+    status = validator.status()[0]
+    assert status.since_success == 0  # refreshed...
+    assert status.age == 3_590  # ...but the keys did not change
 
 
 async def test_rotated_key_validates_on_its_first_request(issuer: LocalIssuer) -> None:
@@ -348,7 +350,8 @@ async def test_status_and_readiness(issuer: LocalIssuer) -> None:
     await validator.warm_up()
     clock.advance(100)
     status = validator.status()[0]
-    assert status.loaded and status.usable and status.key_count == 1 and status.age == 100
+    assert status.loaded and status.usable and status.key_count == 1
+    assert status.age == status.since_success == 100
     assert validator.is_ready()
     assert validator.is_ready(max_stale=200)
     assert not validator.is_ready(max_stale=50)

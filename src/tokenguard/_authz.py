@@ -120,6 +120,7 @@ def requires(
     mi_resource_ids: Iterable[str] | None = None,
     app_ids: Iterable[str] | None = None,
     object_ids: Iterable[str] | None = None,
+    kinds: Iterable[IdentityKind] | None = None,
 ) -> Callable[[_F], _F]:
     """Decorate a Starlette endpoint ``(request) -> Response`` with a requirement.
 
@@ -133,6 +134,7 @@ def requires(
         mi_resource_ids=mi_resource_ids,
         app_ids=app_ids,
         object_ids=object_ids,
+        kinds=kinds,
     )
     from ._responses import DEFAULT_REALM, error_response  # a cycle only at import time
 

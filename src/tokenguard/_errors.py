@@ -35,7 +35,6 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "multiple_authorization": "More than one Authorization header",
     "multiple_methods": "The token was sent in more than one way",
     "bad_header": "The Authorization header is malformed",
-    "header_too_large": "The Authorization header is too large",
     # InvalidToken
     "malformed": "The token is malformed",
     "token_too_large": "The token is too large",

@@ -71,7 +71,10 @@ def identity_from_claims(claims: dict[str, Any], *, audience: str) -> Identity:
     get = claims.get
     oid = _text(get("oid"))
     sub = _text(get("sub"))
+    # Entra puts delegated scopes in ``scp``; RFC 9068 servers in ``scope``.
     scp = get("scp")
+    if scp is None:
+        scp = get("scope")
     # ``scp`` is one space-separated string; ``roles`` a JSON array whose names may hold spaces.
     if type(scp) is str:
         scopes = frozenset(scp.split())

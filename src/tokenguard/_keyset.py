@@ -47,7 +47,9 @@ class KeySetStatus:
     stale: bool
     key_count: int
     kids: tuple[str, ...]
+    #: Seconds since the key set last changed (keys added, dropped or replaced).
     age: float | None
+    #: Seconds since the last successful fetch (a 304 counts: the keys were confirmed).
     since_success: float | None
     last_error: str | None
 
@@ -73,6 +75,7 @@ class KeySet:
         self._discovery_expires = 0.0
         self._etag: str | None = None
         self._fetched_at: float | None = None
+        self._changed_at: float | None = None
         self._expires = 0.0
         self._usable_until = 0.0
         self._refresh_at = float("inf")
@@ -271,6 +274,8 @@ class KeySet:
         for kid, key in old.items():
             if keys.get(kid) is not key:
                 key.alive = False  # dropped or replaced: its cached tokens die with it
+        if keys.keys() != old.keys() or any(old[k] is not key for k, key in keys.items()):
+            self._changed_at = self._clock()
         self._keys = keys
         self._unknown = {k: t for k, t in self._unknown.items() if k not in keys}
         logger.info(
@@ -291,7 +296,7 @@ class KeySet:
             stale=bool(self._keys) and now >= self._expires,
             key_count=len(self._keys),
             kids=tuple(sorted(self._keys)),
-            age=None if fetched is None else now - fetched,
+            age=None if self._changed_at is None else now - self._changed_at,
             since_success=None if fetched is None else now - fetched,
             last_error=self._last_error,
         )

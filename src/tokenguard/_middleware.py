@@ -6,7 +6,6 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
-from urllib.parse import parse_qsl
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.requests import HTTPConnection
@@ -14,13 +13,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement
-from ._errors import (
-    InvalidRequest,
-    InvalidToken,
-    KeysUnavailable,
-    MissingToken,
-    TokenGuardError,
-)
+from ._errors import InvalidToken, KeysUnavailable, MissingToken, TokenGuardError
+from ._header import bearer_token
 from ._identity import TokenGuardUser
 from ._responses import DEFAULT_REALM, error_headers, error_response
 from ._validator import TokenValidator
@@ -36,7 +30,6 @@ ErrorRenderer = Callable[
 
 _WS_POLICY_VIOLATION: Final = 1008
 _WS_TRY_AGAIN_LATER: Final = 1013
-_SCHEME_LEN: Final = len(b"bearer ")
 
 
 class TokenGuardMiddleware:
@@ -76,8 +69,6 @@ class TokenGuardMiddleware:
         self.on_error = on_error
         self.warm_up = warm_up
         self.close_validator = close_validator
-        # Authorization headers longer than this cannot hold an acceptable token.
-        self._max_header = validator.max_token_bytes + _SCHEME_LEN + 16
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -95,7 +86,11 @@ class TokenGuardMiddleware:
             return
         scope[CHALLENGE_SCOPE_KEY] = self._challenge
         try:
-            token = self._token_from(scope)
+            token = bearer_token(
+                scope,
+                max_token_bytes=self.validator.max_token_bytes,
+                allow_query_token=self.allow_query_token,
+            )
             if token is None:
                 if self.allow_anonymous:
                     scope["user"] = UnauthenticatedUser()
@@ -116,58 +111,6 @@ class TokenGuardMiddleware:
         scope["user"] = TokenGuardUser(identity)
         scope["auth"] = AuthCredentials(list(identity.permissions))
         await self.app(scope, receive, send)
-
-    # -- request parsing --------------------------------------------------------
-
-    def _token_from(self, scope: Scope) -> str | None:
-        value: bytes | None = None
-        for name, header in scope["headers"]:
-            if name == b"authorization":
-                if value is not None:
-                    raise InvalidRequest(reason="multiple_authorization")
-                value = header
-        query_token = self._query_token(scope)
-        if value is None:
-            if query_token is None:
-                return None
-            if not self.allow_query_token:
-                raise InvalidRequest(reason="query_token_not_allowed")
-            return query_token
-        if len(value) > self._max_header:
-            raise InvalidToken(reason="token_too_large")
-        scheme, _, credentials = value.partition(b" ")
-        if scheme.lower() != b"bearer":
-            # Another scheme (Basic, Negotiate...) is no bearer credential at all.
-            return None if query_token is None else self._query_only(query_token)
-        if query_token is not None:
-            raise InvalidRequest(reason="multiple_methods")
-        credentials = credentials.strip(b" ")
-        if not credentials:
-            raise InvalidRequest(reason="empty_token")
-        return credentials.decode("latin-1")
-
-    def _query_only(self, token: str) -> str:
-        if not self.allow_query_token:
-            raise InvalidRequest(reason="query_token_not_allowed")
-        return token
-
-    @staticmethod
-    def _query_token(scope: Scope) -> str | None:
-        query: bytes = scope.get("query_string", b"")
-        if b"access_token" not in query:
-            return None
-        values = [
-            v
-            for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-            if k == "access_token"
-        ]
-        if not values:
-            return None
-        if len(values) > 1:
-            raise InvalidRequest(reason="multiple_methods")
-        if not values[0]:
-            raise InvalidRequest(reason="empty_token")
-        return values[0]
 
     # -- answers ----------------------------------------------------------------
 

@@ -51,17 +51,6 @@ class ValidationObserver(Protocol):
         """A discovery or JWKS fetch ended with ``ok``, ``not_modified`` or ``error``."""
 
 
-def _cache_key(token: str) -> tuple[bytes, bytes]:
-    """``(sha256 of the signing input, cache key)`` for a token.
-
-    The key is that digest followed by the signature text, so a hit needs the exact
-    token (a collision in SHA-256 aside) and RS256 verification can reuse the digest.
-    """
-    cut = token.rfind(".")
-    digest = hashlib.sha256(token[:cut].encode("utf-8", "surrogatepass")).digest()
-    return digest, digest + token[cut + 1 :].encode("utf-8", "surrogatepass")
-
-
 def fingerprint(token: str) -> str:
     """A short, irreversible token fingerprint that is safe to log."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -173,7 +162,7 @@ class TokenValidator:
         """The identity of an already verified token, or ``None``; never raises or waits."""
         if len(token) > self.max_token_bytes:
             return None
-        identity = self.cache.get(_cache_key(token)[1], self._clock())
+        identity = self.cache.get(token, self._clock())
         if identity is not None and self._observer is not None:
             self._observer.validation("valid", None, identity.issuer, 0.0, True)
         return identity
@@ -185,25 +174,25 @@ class TokenValidator:
         issuer's keys cannot be had.
         """
         if len(token) > self.max_token_bytes:
-            raise self._rejected(
-                InvalidToken("token exceeds the size limit", reason="token_too_large"), token
-            )
-        digest, key = _cache_key(token)
+            error = InvalidToken("token exceeds the size limit", reason="token_too_large")
+            if self._observer is not None:
+                self._observer.validation("invalid", error.reason, None, 0.0, False)
+            raise self._rejected(error, token)
         now = self._clock()
         observer = self._observer
-        identity = self.cache.get(key, now)
+        identity = self.cache.get(token, now)
         if identity is not None:
             if observer is not None:
                 observer.validation("valid", None, identity.issuer, 0.0, True)
             return identity
         if observer is None:
             try:
-                return await self._verify(token, digest, key, now)
+                return await self._verify(token, now)
             except TokenGuardError as exc:
                 raise self._rejected(exc, token) from None
         started = time.perf_counter()
         try:
-            identity = await self._verify(token, digest, key, now)
+            identity = await self._verify(token, now)
         except TokenGuardError as exc:
             seconds = time.perf_counter() - started
             observer.validation("invalid", exc.reason, exc.issuer, seconds, False)
@@ -238,13 +227,14 @@ class TokenValidator:
         for status in self.status():
             if not status.usable:
                 return False
-            if max_stale is not None and (status.age is None or status.age > max_stale):
+            fetched = status.since_success
+            if max_stale is not None and (fetched is None or fetched > max_stale):
                 return False
         return True
 
     # -- the pipeline -----------------------------------------------------------
 
-    async def _verify(self, token: str, digest: bytes, cache_key: bytes, now: float) -> Identity:
+    async def _verify(self, token: str, now: float) -> Identity:
         signing_input, h64, p64, s64 = split_token(token, self.max_token_bytes)
         known = self._headers.get(h64)
         if known is None:
@@ -268,7 +258,7 @@ class TokenValidator:
                 key = await state.keys.resolve(kid)
             if alg not in key.algorithms:
                 raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
-            if not key.verify(alg, signing_input, signature, digest):
+            if not key.verify(alg, signing_input, signature):
                 raise InvalidToken("signature does not verify", reason="bad_signature")
             audience = self._check_claims(state, claims, now)
         except TokenGuardError as exc:
@@ -282,7 +272,7 @@ class TokenValidator:
         leeway = issuer.leeway
         nbf = claims.get("nbf")
         self.cache.put(
-            cache_key,
+            token,
             identity,
             key,
             claims["exp"] + leeway,

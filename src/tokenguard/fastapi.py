@@ -24,7 +24,6 @@ import logging
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
-from urllib.parse import parse_qsl
 
 try:
     from fastapi import FastAPI, HTTPException
@@ -43,12 +42,12 @@ from starlette.responses import JSONResponse, Response
 from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement, get_identity
 from ._errors import (
     InsufficientScope,
-    InvalidRequest,
     InvalidToken,
     KeysUnavailable,
     MissingToken,
     TokenGuardError,
 )
+from ._header import bearer_token as _bearer_token
 from ._identity import Identity, IdentityKind, TokenGuardUser
 from ._responses import DEFAULT_REALM, error_body, error_headers
 from ._validator import TokenValidator
@@ -67,7 +66,6 @@ __all__ = [
 
 logger = logging.getLogger("tokenguard")
 
-_SCHEME_LEN: Final = len("bearer ")
 _WS_POLICY_VIOLATION: Final = 1008
 _WS_TRY_AGAIN_LATER: Final = 1013
 
@@ -208,42 +206,13 @@ class TokenGuard:
 
 
 def bearer_token(conn: HTTPConnection, max_token_bytes: int) -> str | None:
-    """The bearer token of a request, parsed like the middleware does.
+    """The bearer token of a request, parsed exactly as the middleware does.
 
     ``None`` without bearer credentials (no header, or another scheme). Two
     ``Authorization`` headers, an empty token or a token in the query string are
     :class:`InvalidRequest`; an oversized header is ``InvalidToken(token_too_large)``.
     """
-    value: bytes | None = None
-    for name, header in conn.scope["headers"]:
-        if name == b"authorization":
-            if value is not None:
-                raise InvalidRequest(reason="multiple_authorization")
-            value = header
-    in_query = _has_query_token(conn.scope.get("query_string", b""))
-    if value is None:
-        if in_query:
-            raise InvalidRequest(reason="query_token_not_allowed")
-        return None
-    if len(value) > max_token_bytes + _SCHEME_LEN + 16:
-        raise InvalidToken(reason="token_too_large")
-    scheme, _, credentials = value.partition(b" ")
-    if scheme.lower() != b"bearer":
-        if in_query:
-            raise InvalidRequest(reason="query_token_not_allowed")
-        return None
-    if in_query:
-        raise InvalidRequest(reason="multiple_methods")
-    credentials = credentials.strip(b" ")
-    if not credentials:
-        raise InvalidRequest(reason="empty_token")
-    return credentials.decode("latin-1")
-
-
-def _has_query_token(query: bytes) -> bool:
-    if b"access_token" not in query:
-        return False
-    return any(k == "access_token" for k, _ in parse_qsl(query.decode("latin-1")))
+    return _bearer_token(conn.scope, max_token_bytes=max_token_bytes)
 
 
 def _check_security_scopes(identity: Identity, required: list[str]) -> None:

@@ -114,7 +114,8 @@ def readiness_report(
     issuers = []
     for status in validator.status():
         ready = status.usable and (
-            max_age is None or (status.age is not None and status.age <= max_age)
+            max_age is None
+            or (status.since_success is not None and status.since_success <= max_age)
         )
         issuers.append(_issuer_report(status, ready, include_errors))
     return {"ready": all(i["ready"] for i in issuers), "issuers": issuers}
