@@ -79,7 +79,9 @@ class KeySet:
         self._expires = 0.0
         self._usable_until = 0.0
         self._refresh_at = float("inf")
-        self._last_attempt = -float("inf")
+        #: When an unknown kid last triggered a refresh (routine refreshes do not count:
+        #: a key rotated in just after one must still be fetched on its first use).
+        self._last_kid_refresh = -float("inf")
         self._retry_at = -float("inf")
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -115,7 +117,8 @@ class KeySet:
             raise InvalidToken("unknown key id (remembered)", reason="unknown_key")
         elif self._task is not None:
             await asyncio.shield(self._task)
-        elif now - self._last_attempt >= self.issuer.refresh_cooldown:
+        elif now - self._last_kid_refresh >= self.issuer.refresh_cooldown:
+            self._last_kid_refresh = now
             await self._shared_refresh(now)
         now = self._clock()
         key = self._keys.get(kid)
@@ -150,7 +153,6 @@ class KeySet:
 
     def _start_refresh(self, now: float) -> asyncio.Task[None]:
         if self._task is None:
-            self._last_attempt = now
             self._task = asyncio.get_running_loop().create_task(self._refresh())
         return self._task
 

@@ -13,6 +13,8 @@ so it is kept short (0.3 s) except where a test needs a fetch to stay in flight.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,6 +73,13 @@ async def whoami(request: Request) -> JSONResponse:
     identity = get_identity(request)
     assert identity is not None
     return JSONResponse({"kind": identity.kind})
+
+
+def with_kid(token: str, kid: str) -> str:
+    """The token with its header's kid replaced (the signature no longer matters)."""
+    _, payload, signature = token.split(".")
+    header = json.dumps({"typ": "JWT", "alg": "ES256", "kid": kid}).encode()
+    return ".".join([base64.urlsafe_b64encode(header).rstrip(b"=").decode(), payload, signature])
 
 
 async def settled(validator: TokenValidator) -> None:
@@ -329,3 +338,31 @@ async def test_redirect_from_https_to_http_is_refused() -> None:
         r.server.mode = "healthy"  # over TLS the same issuer works
         r.clock.advance(BACKOFF + 1)
         assert (await r.validator.validate(r.issuer.mint(VAULT))).kind == "managed_identity"
+
+
+async def test_rotation_right_after_a_routine_fetch_passes_its_first_request() -> None:
+    # The warm-up fetch (or a routine refresh) happened a moment ago; then the issuer
+    # starts signing with a new key. The first token with the new kid must trigger a
+    # refresh and pass, not be refused (and remembered as unknown) for a cooldown.
+    async with rig() as r:
+        new_kid = r.issuer.rotate("EC")
+        r.clock.advance(1)
+        assert (await r.get()).status_code == 200
+        assert new_kid in r.status().kids
+
+
+async def test_unknown_kid_refreshes_stay_bounded_by_the_cooldown() -> None:
+    async with rig() as r:
+        fetches = len(r.server.paths)
+        forged = r.issuer.forge(VAULT)
+        for i in range(50):
+            token = with_kid(forged, f"random-{i}")
+            with pytest.raises(InvalidToken) as info:
+                await r.validator.validate(token)
+            assert info.value.reason == "unknown_key"
+        assert len(r.server.paths) - fetches <= 2  # discovery + JWKS, once
+        r.clock.advance(COOLDOWN + 1)
+        for i in range(50):
+            with pytest.raises(InvalidToken):
+                await r.validator.validate(with_kid(forged, f"again-{i}"))
+        assert len(r.server.paths) - fetches <= 4
