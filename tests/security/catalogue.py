@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from cryptography import x509
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .kit import GENERIC_AUDIENCE, NOW, STORAGE, TEMPLATE_AUDIENCE, VAULT, Kit, b64, compact
 
-__all__ = ["ATTACKS", "Attack", "Expect", "Probe", "markdown_table"]
+__all__ = ["ATTACKS", "Attack", "Expect", "Probe", "document_block", "markdown_table"]
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -1663,5 +1665,27 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
+BEGIN: Final = "<!-- attack-catalogue:begin (python -m tests.security.catalogue --write) -->"
+END: Final = "<!-- attack-catalogue:end -->"
+
+
+def document_block(text: str) -> str:
+    """The catalogue part of a document (between :data:`BEGIN` and :data:`END`)."""
+    start = text.index(BEGIN) + len(BEGIN)
+    return text[start : text.index(END, start)].strip("\n")
+
+
+def main(argv: list[str]) -> None:
+    """Print the table, or with ``--write`` refresh it in SECURITY.md."""
+    if argv[1:] != ["--write"]:
+        print(markdown_table())
+        return
+    path = Path(__file__).resolve().parents[2] / "SECURITY.md"
+    text = path.read_text(encoding="utf-8")
+    start = text.index(BEGIN) + len(BEGIN)
+    end = text.index(END, start)
+    path.write_text(f"{text[:start]}\n{markdown_table()}\n{text[end:]}", encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    main(sys.argv)

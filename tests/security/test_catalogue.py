@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from starlette.routing import Route
 from tokenguard import Identity, InvalidToken, TokenGuardMiddleware, TokenValidator, get_identity
 from tokenguard._errors import DESCRIPTIONS
 
-from .catalogue import ATTACKS, Attack, Expect, Probe
+from .catalogue import ATTACKS, Attack, Expect, Probe, document_block, markdown_table
 from .kit import Kit
 
 pytestmark = pytest.mark.anyio
@@ -176,3 +177,9 @@ def test_catalogue_is_large_and_covers_every_area() -> None:
     assert len(ATTACKS) >= 60
     assert len({a.id for a in ATTACKS}) == len(ATTACKS)
     assert all(a.source and a.title for a in ATTACKS)
+
+
+def test_security_document_lists_the_catalogue() -> None:
+    document = Path(__file__).resolve().parents[2] / "SECURITY.md"
+    block = document_block(document.read_text(encoding="utf-8"))
+    assert block == markdown_table(), "run: python -m tests.security.catalogue --write"

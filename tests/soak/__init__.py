@@ -1,0 +1,1 @@
+"""Bounded soak test: `python -m tests.soak` (issue 7)."""
