@@ -1,0 +1,118 @@
+"""Fixtures for the toy Key Vault and Storage: TLS, an issuer, principals, running servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from examples.lab import blob, keyvault
+from examples.lab.tls import TlsFiles, ensure_tls
+from starlette.applications import Starlette
+
+from tokenguard.testing import LocalIssuer
+
+from ._kit import STORAGE, VAULT, Principals, serve_tls, ssl_context
+
+AUTHORITY = "http://127.0.0.1:8700"
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return ensure_tls(tmp_path_factory.mktemp("lab-tls"))
+
+
+@pytest.fixture(scope="session")
+def lab_issuer() -> LocalIssuer:
+    """Mints only; never rotates (servers of several tests trust it)."""
+    return LocalIssuer()
+
+
+@pytest.fixture(scope="session")
+def principals() -> Principals:
+    return Principals()
+
+
+@contextlib.contextmanager
+def running_vault(
+    issuer: LocalIssuer, principals: Principals, tls: TlsFiles, state_dir: Path, **options: Any
+) -> Iterator[str]:
+    """A toy Key Vault on a free port; yields its URL."""
+    validator = issuer.validator(audiences=[VAULT])
+
+    def app_for(url: str) -> Starlette:
+        return keyvault.create_app(
+            validator=validator,
+            rbac=principals.rbac(),
+            state_dir=state_dir,
+            public_url=url,
+            authority=AUTHORITY,
+            tenant_id=issuer.tenant_id,
+            **options,
+        )
+
+    try:
+        with serve_tls(app_for, tls) as url:
+            yield url
+    finally:
+        asyncio.run(validator.aclose())
+
+
+@contextlib.contextmanager
+def running_storage(
+    issuer: LocalIssuer, principals: Principals, tls: TlsFiles, state_dir: Path, **options: Any
+) -> Iterator[str]:
+    """A toy Blob Storage on a free port; yields its URL (add ``/{account}``)."""
+    validator = issuer.validator(audiences=[STORAGE + "/", STORAGE])
+
+    def app_for(url: str) -> Starlette:
+        return blob.create_app(
+            validator=validator,
+            rbac=principals.rbac(),
+            state_dir=state_dir,
+            public_url=url,
+            authority=AUTHORITY,
+            tenant_id=issuer.tenant_id,
+            **options,
+        )
+
+    try:
+        with serve_tls(app_for, tls) as url:
+            yield url
+    finally:
+        asyncio.run(validator.aclose())
+
+
+@pytest.fixture(scope="module")
+def vault_url(
+    lab_issuer: LocalIssuer,
+    principals: Principals,
+    tls: TlsFiles,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    with running_vault(lab_issuer, principals, tls, tmp_path_factory.mktemp("vault")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def storage_url(
+    lab_issuer: LocalIssuer,
+    principals: Principals,
+    tls: TlsFiles,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    with running_storage(
+        lab_issuer, principals, tls, tmp_path_factory.mktemp("storage"), max_upload_bytes=256 * 1024
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def https(tls: TlsFiles) -> Iterator[httpx.Client]:
+    """A plain https client that trusts the lab CA."""
+    with httpx.Client(verify=ssl_context(tls), timeout=30) as client:
+        yield client
