@@ -1,0 +1,151 @@
+"""The whole flow with the official SDKs: IMDS -> token -> toy Key Vault and Storage.
+
+The services themselves are tested in ``tests/services``; here the tokens come from the
+lab's IMDS through ``ManagedIdentityCredential``, and the refusals come back through the
+SDKs as their callers would see them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.identity import ManagedIdentityCredential
+from azure.keyvault.secrets import SecretClient
+from azure.storage.blob import BlobServiceClient
+from examples.lab.runner import Lab
+
+pytestmark = pytest.mark.lab
+
+VAULT = "https://vault.azure.net"
+STORAGE = "https://storage.azure.com/"
+
+
+class StaticToken:
+    """A credential that hands out one given token."""
+
+    def __init__(self, token: str, expires_on: int) -> None:
+        self.token = token
+        self.expires_on = expires_on
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, self.expires_on)
+
+
+@pytest.fixture
+def lab(running_lab: Lab, clean_env: pytest.MonkeyPatch) -> Lab:
+    if running_lab.urls.keyvault is None or running_lab.urls.storage is None:
+        pytest.skip("the toy Key Vault and Storage are not in this checkout")
+    clean_env.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", running_lab.urls.imds)
+    return running_lab
+
+
+@pytest.fixture
+def credentials(lab: Lab) -> Iterator[dict[str, ManagedIdentityCredential]]:
+    """A credential per identity: the VM's own, reader-id and norole-id (by client_id)."""
+    made = {
+        "vm": ManagedIdentityCredential(),
+        "reader": ManagedIdentityCredential(client_id=lab.config.identity("reader-id").client_id),
+        "norole": ManagedIdentityCredential(client_id=lab.config.identity("norole-id").client_id),
+    }
+    yield made
+    for credential in made.values():
+        credential.close()
+
+
+def secrets(lab: Lab, credential: Any) -> SecretClient:
+    assert lab.urls.keyvault is not None
+    return SecretClient(
+        lab.urls.keyvault,
+        credential,
+        connection_verify=str(lab.ca_cert),
+        verify_challenge_resource=False,
+    )
+
+
+def blobs(lab: Lab, credential: Any) -> BlobServiceClient:
+    assert lab.urls.storage is not None
+    return BlobServiceClient(lab.urls.storage, credential, connection_verify=str(lab.ca_cert))
+
+
+def test_secret_client_through_the_lab(
+    lab: Lab, credentials: dict[str, ManagedIdentityCredential]
+) -> None:
+    name = f"flow-{uuid.uuid4().hex[:8]}"
+    with secrets(lab, credentials["vm"]) as officer:
+        created = officer.set_secret(name, "v1")
+        assert officer.get_secret(name).value == "v1"
+    assert created.id is not None
+    with secrets(lab, credentials["reader"]) as reader:
+        assert reader.get_secret(name).value == "v1"
+        with pytest.raises(HttpResponseError) as denied:
+            reader.set_secret(name, "v2")
+        assert denied.value.status_code == 403
+    with secrets(lab, credentials["norole"]) as norole:
+        with pytest.raises(HttpResponseError) as refused:
+            norole.get_secret(name)
+        assert refused.value.status_code == 403
+    with secrets(lab, credentials["vm"]) as officer:
+        assert officer.get_secret(name).value == "v1"  # the refused write changed nothing
+
+
+@pytest.mark.parametrize("kind", ["forged", "expired"])
+def test_secret_client_bad_tokens_get_401(lab: Lab, kind: str) -> None:
+    vm = lab.config.vm.identity
+    if kind == "forged":
+        credential = StaticToken(lab.issuer.forge(vm, VAULT), int(time.time()) + 3600)
+    else:
+        issued = lab.issuer.mint(vm, VAULT, issued_at=time.time() - 7200, lifetime=3600)
+        credential = StaticToken(issued.token, issued.expires_on)
+    with secrets(lab, credential) as client, pytest.raises(ClientAuthenticationError) as caught:
+        client.get_secret("anything")
+    assert caught.value.status_code == 401
+
+
+def test_blob_client_through_the_lab(
+    lab: Lab, credentials: dict[str, ManagedIdentityCredential]
+) -> None:
+    container = f"flow-{uuid.uuid4().hex[:8]}"
+    data = b"bytes from the VM\n" * 100
+    with blobs(lab, credentials["vm"]) as contributor:
+        contributor.create_container(container)
+        box = contributor.get_container_client(container)
+        box.upload_blob("a/b.txt", data)
+        assert box.download_blob("a/b.txt").readall() == data
+        assert box.download_blob("a/b.txt", offset=18, length=18).readall() == data[18:36]
+    with blobs(lab, credentials["reader"]) as reader:
+        box = reader.get_container_client(container)
+        assert box.download_blob("a/b.txt").readall() == data
+        assert [b.name for b in box.list_blobs()] == ["a/b.txt"]
+        with pytest.raises(HttpResponseError) as denied:
+            box.upload_blob("c.txt", b"no")
+        assert denied.value.status_code == 403
+    with blobs(lab, credentials["norole"]) as norole:
+        with pytest.raises(HttpResponseError) as refused:
+            norole.get_container_client(container).download_blob("a/b.txt").readall()
+        assert refused.value.status_code == 403
+
+
+def test_blob_client_forged_token_gets_401(lab: Lab) -> None:
+    forged = lab.issuer.forge(lab.config.vm.identity, STORAGE)
+    with (
+        blobs(lab, StaticToken(forged, int(time.time()) + 3600)) as client,
+        pytest.raises(HttpResponseError) as caught,
+    ):
+        client.get_container_client("anything").get_container_properties()
+    assert caught.value.status_code == 401
+
+
+def test_app_service_flavour_reaches_the_vault(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+    monkeypatch.setenv("IDENTITY_ENDPOINT", lab.urls.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", lab.identity_header)
+    name = f"appsvc-{uuid.uuid4().hex[:8]}"
+    with ManagedIdentityCredential() as credential, secrets(lab, credential) as client:
+        client.set_secret(name, "from app service")
+        assert client.get_secret(name).value == "from app service"
