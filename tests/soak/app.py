@@ -42,13 +42,13 @@ async def healthz(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-def build(issuer: str, discovery_url: str, max_stale: float) -> Starlette:
+def build(issuer: str, discovery_url: str, max_stale: float, min_ttl: float) -> Starlette:
     """The app: short key lifetimes so a few-minute soak sees many refreshes."""
     config = Issuer(
         issuer=issuer,
         audiences=(VAULT,),
         discovery_url=discovery_url,
-        min_cache_ttl=5.0,
+        min_cache_ttl=min_ttl,
         refresh_cooldown=5.0,
         max_stale=max_stale,
         fetch_timeout=2.0,
@@ -73,11 +73,12 @@ def main() -> None:
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--discovery-url", required=True)
     parser.add_argument("--max-stale", type=float, default=3600.0)
+    parser.add_argument("--min-ttl", type=float, default=5.0)
     args = parser.parse_args()
     handler = logging.StreamHandler()
     handler.setFormatter(ExtrasFormatter("%(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    app = build(args.issuer, args.discovery_url, args.max_stale)
+    app = build(args.issuer, args.discovery_url, args.max_stale, args.min_ttl)
     uvicorn.run(app, fd=args.fd, log_level="warning", access_log=False, lifespan="on")
 
 

@@ -231,11 +231,19 @@ async def _wait_ready(client: httpx.AsyncClient) -> None:
 
 
 async def soak(
-    duration: float = 150.0, concurrency: int = 8, max_stale: float = 3600.0
+    duration: float = 150.0,
+    concurrency: int = 8,
+    max_stale: float = 3600.0,
+    key_ttl: int | None = None,
 ) -> SoakReport:
-    """Run the soak for ``duration`` seconds and return what it measured."""
+    """Run the soak for ``duration`` seconds and return what it measured.
+
+    ``key_ttl`` is the issuer's JWKS ``max-age`` (default: an eighth of the run, at
+    least 5 s); keys are published 0.15 x ``duration`` before they sign, which must
+    exceed it for the routine refresh to see them first, as with Entra.
+    """
     report = SoakReport(duration)
-    issuer = LocalIssuer(jwks_max_age=max(5, int(duration / 8)))
+    issuer = LocalIssuer(jwks_max_age=key_ttl or max(5, int(duration / 8)))
     traffic = Traffic(issuer)
     with tempfile.TemporaryDirectory(prefix="tokenguard-soak-") as folder:
         log_path = Path(folder, "app.log")
@@ -266,6 +274,7 @@ async def _run(
                 f"--issuer={issuer.issuer}",
                 f"--discovery-url={issuer.discovery_url}",
                 f"--max-stale={max_stale}",
+                f"--min-ttl={min(5, issuer.jwks_max_age)}",
             ],
             pass_fds=(sock.fileno(),),
             stdout=log_fd,
