@@ -348,10 +348,11 @@ class Lab:
         )
 
     async def stop(self) -> None:
-        """Stop every server (newest first) and remove ``lab.json``."""
-        servers, self._servers = self._servers[::-1], []
+        """Stop every server (all at once: each waits a shutdown tick) and remove ``lab.json``."""
+        servers, self._servers = self._servers, []
         for server in servers:
-            await server.stop()
+            server.server.should_exit = True
+        await asyncio.gather(*(server.stop() for server in servers))
         validators, self._validators = self._validators, []
         for validator in validators:
             await validator.aclose()
