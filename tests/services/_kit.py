@@ -117,19 +117,22 @@ class LabCredential:
 
 
 @contextlib.contextmanager
-def serve_tls(factory: Callable[[str], ASGIApp], tls: TlsFiles) -> Iterator[str]:
-    """Serve ``factory(url)`` (lifespan on) over https on a free 127.0.0.1 port in a thread."""
+def serve_app(factory: Callable[[str], ASGIApp], tls: TlsFiles | None) -> Iterator[str]:
+    """Serve ``factory(url)`` (lifespan on) on a free 127.0.0.1 port in a thread.
+
+    https with the lab certificate when ``tls`` is given, else plain http.
+    """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    url = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
     config = uvicorn.Config(
         factory(url),
         log_level="warning",
         lifespan="on",
         http="h11",
         ws="none",
-        ssl_certfile=str(tls.server_cert),
-        ssl_keyfile=str(tls.server_key),
+        ssl_certfile=str(tls.server_cert) if tls else None,
+        ssl_keyfile=str(tls.server_key) if tls else None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -148,6 +151,13 @@ def serve_tls(factory: Callable[[str], ASGIApp], tls: TlsFiles) -> Iterator[str]
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+def serve_tls(
+    factory: Callable[[str], ASGIApp], tls: TlsFiles
+) -> contextlib.AbstractContextManager[str]:
+    """:func:`serve_app` over https."""
+    return serve_app(factory, tls)
 
 
 def response_of(exc: HttpResponseError) -> HttpResponse:
