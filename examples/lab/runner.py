@@ -245,7 +245,10 @@ class Lab:
                 if module is None:
                     continue
                 public_url = f"https://{HOST}:{sockets[name].getsockname()[1]}"
+                # Storage serves the configured account only (any name would be accepted).
+                extra = {"account": config.storage_account} if name == "storage" else {}
                 app = module.create_app(
+                    **extra,
                     validator=self._validator(name),
                     rbac=config.rbac(),
                     state_dir=self.state_dir,  # each service keeps its files in a subfolder
