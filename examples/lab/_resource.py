@@ -25,6 +25,7 @@ __all__ = [
     "BodyTooLarge",
     "LabHeaders",
     "allowed",
+    "ascii_int",
     "caller_label",
     "forbidden_challenge",
     "identity_of",
@@ -35,6 +36,16 @@ __all__ = [
 CALLER_HEADER: Final = "x-ms-lab-caller"
 _MAX_CLIENT_REQUEST_ID: Final = 1024
 _VERSION: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def ascii_int(text: str, max_digits: int = 18) -> int | None:
+    """``text`` as a non-negative integer if it is 1 to ``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit`` accepts characters such as superscript two that ``int`` refuses.
+    """
+    if not 0 < len(text) <= max_digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 def identity_of(request: Request) -> Identity:
@@ -137,8 +148,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     When this raises, the rest of the body is left unread; uvicorn discards it after the
     answer, so the client still reads the error instead of a reset connection.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = ascii_int(request.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0

@@ -61,6 +61,7 @@ from ._resource import (
     BodyTooLarge,
     LabHeaders,
     allowed,
+    ascii_int,
     caller_label,
     forbidden_challenge,
     identity_of,
@@ -348,8 +349,8 @@ async def _put_blob(
     content = shapes.content_settings(request)
     metadata = shapes.metadata(request)
     expected = [shapes.md5_header(request, h) for h in ("content-md5", "x-ms-blob-content-md5")]
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > svc.max_upload_bytes:
+    declared = ascii_int(request.headers.get("content-length", ""))
+    if declared is not None and declared > svc.max_upload_bytes:
         raise _too_large(svc.max_upload_bytes)
     # Refuse before receiving the body when we already know the answer.
     await svc.db.read(

@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._resource import ascii_int
 from .blob_store import Blob, Conditions, Container, ContentSettings, StorageError
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 MAX_PAGE: Final = 5000
 _MAX_METADATA_BYTES: Final = 8 * 1024
 _METADATA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RANGE: Final = re.compile(r"bytes=(\d{1,18})-(\d{0,18})")
+_RANGE: Final = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
 _MAX_MARKER: Final = 4096
 _XML_DECLARATION: Final = b'<?xml version="1.0" encoding="utf-8"?>'
 
@@ -159,12 +160,9 @@ def page_size(request: Request) -> int:
     raw = request.query_params.get("maxresults")
     if raw is None:
         return MAX_PAGE
-    try:
-        size = int(raw)
-    except ValueError:
-        raise StorageError(
-            400, "InvalidQueryParameterValue", "maxresults must be an integer."
-        ) from None
+    size = ascii_int(raw, 10)
+    if size is None:
+        raise StorageError(400, "InvalidQueryParameterValue", "maxresults must be an integer.")
     if size < 1:
         raise StorageError(400, "OutOfRangeQueryParameterValue", "maxresults must be at least 1.")
     return min(size, MAX_PAGE)

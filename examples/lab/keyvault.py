@@ -54,6 +54,7 @@ from ._resource import (
     BodyTooLarge,
     LabHeaders,
     allowed,
+    ascii_int,
     caller_label,
     forbidden_challenge,
     identity_of,
@@ -147,9 +148,10 @@ class _Vault:
         raw = request.query_params.get("maxresults")
         if raw is None:
             return MAX_PAGE
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        size = ascii_int(raw)
+        if size is None or not 1 <= size <= MAX_PAGE:
             raise _bad(f"maxresults must be an integer from 1 to {MAX_PAGE}.")
-        return int(raw)
+        return size
 
     def next_link(self, request: Request, path: str, token: str | None, size: int) -> str | None:
         if token is None:
@@ -294,9 +296,10 @@ def _skip_token(request: Request, kind: type[int] | type[str]) -> Any:
     if token is None:
         return None
     if kind is int:
-        if not token.isdigit() or len(token) > 18:
+        seq = ascii_int(token)
+        if seq is None:
             raise _bad("The skip token is not valid.")
-        return int(token)
+        return seq
     if not _NAME.fullmatch(token):
         raise _bad("The skip token is not valid.")
     return token.lower()

@@ -411,6 +411,8 @@ def test_identity_without_a_role_is_forbidden(
         ("GET", "/{c}", {}, 400, "InvalidQueryParameterValue"),
         ("GET", "/{c}?restype=container&comp=list&maxresults=0", {}, 400, ""),
         ("GET", "/{c}?restype=container&comp=list&maxresults=x", {}, 400, ""),
+        ("GET", "/{c}?restype=container&comp=list&maxresults=%C2%B2", {}, 400, ""),
+        ("GET", "/{c}?restype=container&comp=list&maxresults=-5", {}, 400, ""),
         ("GET", "/{c}?restype=container&comp=list&marker=bogus", {}, 400, ""),
         ("GET", "/{c}?restype=container&comp=acl", {}, 400, "InvalidQueryParameterValue"),
         ("PUT", "/{c}/b?comp=block&blockid=AAAA", {}, 400, "InvalidQueryParameterValue"),
@@ -425,6 +427,7 @@ def test_identity_without_a_role_is_forbidden(
         ("GET", "/{c}/x", {"x-ms-range": "bytes=abc"}, 400, "InvalidHeaderValue"),
         ("GET", "/{c}/x", {"x-ms-range": "bytes=9-3"}, 400, "InvalidHeaderValue"),
         ("GET", "/{c}/x", {"Range": "bytes=0-1,5-6"}, 400, "InvalidHeaderValue"),
+        ("GET", "/{c}/x", {"Range": "bytes=-5"}, 400, "InvalidHeaderValue"),
         (
             "GET",
             "/{c}/x",

@@ -317,6 +317,8 @@ def test_identity_without_a_role_is_forbidden(
         ("GET", "/secrets?maxresults=0", None, 400, "BadParameter"),
         ("GET", "/secrets?maxresults=26", None, 400, "BadParameter"),
         ("GET", "/secrets?maxresults=abc", None, 400, "BadParameter"),
+        ("GET", "/secrets?maxresults=%C2%B2", None, 400, "BadParameter"),  # superscript 2
+        ("GET", "/secrets/ok/versions?$skiptoken=%C2%B2", None, 400, "BadParameter"),
         ("GET", "/secrets?$skiptoken=%00", None, 400, "BadParameter"),
         ("GET", "/secrets/ok/versions?$skiptoken=x", None, 400, "BadParameter"),
         ("GET", "/secrets/ok/not-a-version", None, 404, "SecretNotFound"),
