@@ -1,0 +1,127 @@
+"""Case 6: the same route called in process (no sockets), bare and behind each guard."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from ._asgi import bearer, call
+from ._context import Bench
+from ._measure import Subject, best_rates, progress
+from ._report import Row
+from ._tokens import AUDIENCE
+from .apps import fastapi_app, fastapi_azure_auth_app, starlette_app
+
+__all__ = ["run"]
+
+
+def route_subject(
+    name: str, app: ASGIApp, tokens: list[str], expect: int = 200, setup: object = None
+) -> Subject:
+    """Call ``app`` once per token (no token at all for ``[""]``) and demand ``expect``."""
+    requests = [bearer(t) if t else [(b"host", b"bench")] for t in tokens]
+
+    async def batch() -> None:
+        for headers in requests:
+            status = await call(app, headers)
+            if status != expect:
+                raise AssertionError(f"{name}: status {status}, expected {expect}")
+
+    return Subject(name, batch, len(tokens), setup=setup if callable(setup) else None)
+
+
+async def _check_fastapi_azure_auth(app: ASGIApp, bench: Bench) -> None:
+    """fastapi-azure-auth must really validate: a forged token is refused."""
+    if await call(app, bearer(bench.repeated)) != 200:
+        raise AssertionError("fastapi-azure-auth refused a valid token")
+    if await call(app, bearer(bench.rsa.forge(AUDIENCE))) != 401:
+        raise AssertionError("fastapi-azure-auth accepted a forged token")
+
+
+async def run(bench: Bench) -> list[Row]:
+    """Starlette bare and guarded; FastAPI bare, guarded and under fastapi-azure-auth."""
+    settings = bench.settings
+    tokens = bench.unique("RS256")
+    repeated = [bench.repeated] * len(tokens)
+    bare = [""] * len(tokens)
+    tg_repeated = bench.validator()
+    tg_unique = bench.validator()
+    fa_repeated = bench.validator()
+    fa_unique = bench.validator()
+    for validator in (tg_repeated, tg_unique, fa_repeated, fa_unique):
+        await validator.warm_up()
+    faa = fastapi_azure_auth_app(
+        tenant_id=bench.rsa.tenant_id, discovery_url=bench.rsa.discovery_url, audience=AUDIENCE
+    )
+    await _check_fastapi_azure_auth(faa, bench)
+    subjects = [
+        route_subject("starlette", starlette_app(), bare),
+        route_subject("starlette+tg", starlette_app(tg_repeated), repeated),
+        route_subject(
+            "starlette+tg unique", starlette_app(tg_unique), tokens, 200, tg_unique.cache.clear
+        ),
+        route_subject("fastapi", fastapi_app(), bare),
+        route_subject("fastapi+tg", fastapi_app(fa_repeated), repeated),
+        route_subject(
+            "fastapi+tg unique", fastapi_app(fa_unique), tokens, 200, fa_unique.cache.clear
+        ),
+        route_subject("fastapi+faa", faa, repeated),
+    ]
+    progress(f"case 6: {len(subjects)} apps, {len(tokens)} requests each, {settings.rounds} rounds")
+    rates = await best_rates(subjects, settings.rounds)
+    if tg_unique.cache.hits or fa_unique.cache.hits:
+        raise AssertionError("unique tokens hit the cache: the case measures the wrong thing")
+    bare_rate, faa_rate = rates["starlette"], rates["fastapi+faa"]
+    return [
+        Row("6a", "Starlette route, no auth (in process)", bare_rate, "req/s"),
+        Row(
+            "6b",
+            "Starlette + TokenGuardMiddleware, repeated token",
+            rates["starlette+tg"],
+            "req/s",
+            "no auth",
+            bare_rate,
+            ">=",
+            0.9,
+        ),
+        Row(
+            "6c",
+            "Starlette + TokenGuardMiddleware, unique tokens",
+            rates["starlette+tg unique"],
+            "req/s",
+            "no auth",
+            bare_rate,
+        ),
+        Row(
+            "6d",
+            "FastAPI route + fastapi-azure-auth (same token; it has no cache)",
+            faa_rate,
+            "req/s",
+            notes="forged token checked: 401",
+        ),
+        Row(
+            "6e",
+            "FastAPI + TokenGuardMiddleware, repeated token",
+            rates["fastapi+tg"],
+            "req/s",
+            "fastapi-azure-auth",
+            faa_rate,
+            ">=",
+            3.0,
+        ),
+        Row(
+            "6f",
+            "FastAPI + TokenGuardMiddleware, unique tokens",
+            rates["fastapi+tg unique"],
+            "req/s",
+            "fastapi-azure-auth",
+            faa_rate,
+        ),
+        Row(
+            "6g",
+            "FastAPI route, no auth (in process)",
+            rates["fastapi"],
+            "req/s",
+            "Starlette no auth",
+            bare_rate,
+        ),
+    ]

@@ -1,0 +1,83 @@
+"""Case 7: the route over HTTP (uvicorn subprocess on loopback), bare and protected."""
+
+from __future__ import annotations
+
+from ._context import Bench
+from ._http import Load, get_request, run_load
+from ._measure import progress
+from ._report import Row
+
+__all__ = ["describe", "run"]
+
+
+def describe(load: Load) -> str:
+    """p50/p99 and who was busy: a client near one full core means the generator limits."""
+    note = (
+        f"p50 {load.ms(0.5):.2f} ms, p99 {load.ms(0.99):.2f} ms; "
+        f"CPU server {load.server_cpu:.2f}, client {load.client_cpu:.2f}"
+    )
+    if load.client_cpu > 0.9:
+        note += " (generator-bound!)"
+    return note
+
+
+def _extra(load: Load) -> dict[str, float]:
+    return {
+        "requests": load.count,
+        "p50_ms": load.ms(0.5),
+        "p99_ms": load.ms(0.99),
+        "server_cpu": load.server_cpu,
+        "client_cpu": load.client_cpu,
+    }
+
+
+async def run(bench: Bench) -> list[Row]:
+    """Rounds alternate between the two servers; each keeps its best round."""
+    settings = bench.settings
+    servers = {
+        "open": (await bench.http_server("open"), get_request()),
+        "tokenguard": (await bench.http_server("tokenguard"), get_request(bench.repeated)),
+    }
+    best: dict[str, Load] = {}
+    for index in range(settings.http_rounds + 1):
+        names = list(servers) if index % 2 == 0 else list(reversed(servers))
+        for name in names:
+            server, request = servers[name]
+            load = await run_load(
+                server.port,
+                [request],
+                total=settings.http_requests,
+                connections=settings.http_connections,
+                max_seconds=settings.http_seconds,
+                server_pid=server.pid,
+            )
+            if load.statuses.keys() != {200}:
+                raise AssertionError(f"{name}: unexpected statuses {dict(load.statuses)}")
+            if index == 0:
+                continue  # warm-up round: connections, imports, first-request work
+            progress(f"case 7: {name} round {index}: {load.rate:,.0f} req/s")
+            if name not in best or load.rate > best[name].rate:
+                best[name] = load
+    bare, guarded = best["open"], best["tokenguard"]
+    return [
+        Row(
+            "7a",
+            "HTTP: Starlette route, no auth (uvicorn, loopback)",
+            bare.rate,
+            "req/s",
+            notes=describe(bare),
+            extra=_extra(bare),
+        ),
+        Row(
+            "7b",
+            "HTTP: Starlette + TokenGuardMiddleware, repeated token",
+            guarded.rate,
+            "req/s",
+            "no auth",
+            bare.rate,
+            ">=",
+            0.9,
+            notes=describe(guarded),
+            extra=_extra(guarded),
+        ),
+    ]
