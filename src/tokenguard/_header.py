@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from ._errors import InvalidRequest, InvalidToken
 
-__all__ = ["bearer_token", "max_header_bytes"]
+__all__ = ["bearer_credentials", "bearer_token", "max_header_bytes"]
 
 _SCHEME_LEN: Final = len(b"bearer ")
 
@@ -27,7 +27,17 @@ def max_header_bytes(max_token_bytes: int) -> int:
 def bearer_token(
     scope: Scope, *, max_token_bytes: int, allow_query_token: bool = False
 ) -> str | None:
-    """The bearer token of an HTTP or WebSocket scope, or ``None`` without one.
+    """The bearer token of an HTTP or WebSocket scope as text; see :func:`bearer_credentials`."""
+    raw = bearer_credentials(
+        scope, max_token_bytes=max_token_bytes, allow_query_token=allow_query_token
+    )
+    return None if raw is None else raw.decode("latin-1")
+
+
+def bearer_credentials(
+    scope: Scope, *, max_token_bytes: int, allow_query_token: bool = False
+) -> bytes | None:
+    """The bearer token of an HTTP or WebSocket scope as bytes, or ``None`` without one.
 
     Another scheme (Basic, Negotiate...) counts as no bearer credentials. Two
     ``Authorization`` headers, an empty token, or a token both in the header and the
@@ -41,12 +51,14 @@ def bearer_token(
                 raise InvalidRequest(reason="multiple_authorization")
             value = header
     limit = max_header_bytes(max_token_bytes)
-    if value is not None and b"access_token" not in scope.get("query_string", b""):
+    # bytes.find, not ``in``: ``in`` first tries the operand as an int and raises
+    # (and swallows) a TypeError, which costs more than the search itself.
+    if value is not None and scope.get("query_string", b"").find(b"access_token") == -1:
         if len(value) > limit:
             raise InvalidToken(reason="token_too_large")
         # The common spelling, checked cheaply; anything else takes the general path.
         if value[:7] == b"Bearer " and value[7:8] not in (b" ", b"") and value[-1] != 32:
-            return value[7:].decode("latin-1")
+            return value[7:]
     query_token = _query_token(scope)
     if value is None:
         return _query_only(query_token, allow_query_token)
@@ -60,18 +72,20 @@ def bearer_token(
     credentials = credentials.strip(b" ")
     if not credentials:
         raise InvalidRequest(reason="empty_token")
-    return credentials.decode("latin-1")
+    return credentials
 
 
-def _query_only(token: str | None, allowed: bool) -> str | None:
-    if token is not None and not allowed:
+def _query_only(token: str | None, allowed: bool) -> bytes | None:
+    if token is None:
+        return None
+    if not allowed:
         raise InvalidRequest(reason="query_token_not_allowed")
-    return token
+    return token.encode("latin-1")
 
 
 def _query_token(scope: Scope) -> str | None:
     query: bytes = scope.get("query_string", b"")
-    if b"access_token" not in query:
+    if query.find(b"access_token") == -1:
         return None
     values = [
         v

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement
 from ._errors import InvalidToken, KeysUnavailable, MissingToken, TokenGuardError
-from ._header import bearer_token
+from ._header import bearer_credentials
 from ._identity import TokenGuardUser
 from ._responses import DEFAULT_REALM, error_headers, error_response
 from ._validator import TokenValidator
@@ -86,7 +86,7 @@ class TokenGuardMiddleware:
             return
         scope[CHALLENGE_SCOPE_KEY] = self._challenge
         try:
-            token = bearer_token(
+            token = bearer_credentials(
                 scope,
                 max_token_bytes=self.validator.max_token_bytes,
                 allow_query_token=self.allow_query_token,
@@ -101,7 +101,7 @@ class TokenGuardMiddleware:
             validator = self.validator
             identity = validator.cached(token)
             if identity is None:
-                identity = await validator.validate(token)
+                identity = await validator.validate(token.decode("latin-1"))
             if self.require is not None:
                 self.require.check(identity)
         except TokenGuardError as exc:

@@ -84,7 +84,8 @@ def split_token(
     ):
         raise InvalidToken("not a compact JWS", reason="malformed")
     data = token.encode("ascii")
-    if b"+" in data or b"/" in data or b"=" in data:
+    # find, not ``in``: bytes ``in`` raises and swallows a TypeError each time.
+    if data.find(b"+") != -1 or data.find(b"/") != -1 or data.find(b"=") != -1:
         raise InvalidToken("not base64url", reason="malformed")
     return data[:second], data[:first], data[first + 1 : second], data[second + 1 :]
 

@@ -158,10 +158,18 @@ class TokenValidator:
 
     # -- public API -------------------------------------------------------------
 
-    def cached(self, token: str) -> Identity | None:
-        """The identity of an already verified token, or ``None``; never raises or waits."""
+    def cached(self, token: str | bytes) -> Identity | None:
+        """The identity of an already verified token, or ``None``; never raises or waits.
+
+        ``token`` may be the raw bytes of the Authorization header's credentials.
+        """
         if len(token) > self.max_token_bytes:
             return None
+        if isinstance(token, str):
+            try:
+                token = token.encode("latin-1")
+            except UnicodeEncodeError:  # never a verified token: those are ASCII
+                return None
         identity = self.cache.get(token, self._clock())
         if identity is not None and self._observer is not None:
             self._observer.validation("valid", None, identity.issuer, 0.0, True)
@@ -178,13 +186,11 @@ class TokenValidator:
             if self._observer is not None:
                 self._observer.validation("invalid", error.reason, None, 0.0, False)
             raise self._rejected(error, token)
+        identity = self.cached(token)
+        if identity is not None:
+            return identity
         now = self._clock()
         observer = self._observer
-        identity = self.cache.get(token, now)
-        if identity is not None:
-            if observer is not None:
-                observer.validation("valid", None, identity.issuer, 0.0, True)
-            return identity
         if observer is None:
             try:
                 return await self._verify(token, now)
@@ -272,7 +278,7 @@ class TokenValidator:
         leeway = issuer.leeway
         nbf = claims.get("nbf")
         self.cache.put(
-            token,
+            signing_input + b"." + s64,
             identity,
             key,
             claims["exp"] + leeway,
