@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test lint typecheck pytest demo demo-sdk lab bench soak fuzz clean
+.PHONY: help install test lint typecheck pytest demo demo-sdk quickstart lab bench soak fuzz clean
 
 help:
 	@echo "make demo   - start the local identity lab and walk the managed-identity flow"
 	@echo "make demo-sdk - the same walk-through with the official Azure SDKs"
+	@echo "make quickstart - the five-token Starlette quick start (no lab, no sockets)"
 	@echo "make test   - ruff, mypy --strict and pytest"
 	@echo "make lab    - run the local identity lab in the foreground"
 	@echo "make bench  - benchmark suite (tables in bench/results/)"
@@ -42,6 +43,9 @@ demo: $(STAMP)
 
 demo-sdk: $(STAMP)
 	$(BIN)/python -m examples.vm_app_sdk
+
+quickstart: $(STAMP)
+	$(BIN)/python -m examples.quickstart
 
 lab: $(STAMP)
 	$(BIN)/python -m examples.lab

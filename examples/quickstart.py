@@ -53,13 +53,15 @@ async def main() -> int:
         for label, token in cases:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             response = await client.get("/whoami", headers=headers)
-            answer = response.text if response.status_code == 200 else (
-                response.headers.get("www-authenticate", "")
+            answer = (
+                response.text
+                if response.status_code == 200
+                else (response.headers.get("www-authenticate", ""))
             )
             rows.append((label, str(response.status_code), answer))
     await validator.aclose()
     widths = [max(len(r[i]) for r in [("case", "status", "answer"), *rows]) for i in range(3)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format("case", "status", "answer"))
     print(line.format(*("-" * w for w in widths)))
     for row in rows:
