@@ -219,9 +219,12 @@ def storage_client(
 @given(request=_VAULT_REQUESTS)
 def test_vault_never_answers_5xx(vault_client: TestClient, request: Fuzzed) -> None:
     response = vault_client.request(
-        request.method, request.path, params=request.query, headers=request.headers,
+        request.method,
+        request.path,
+        params=request.query,
+        headers=request.headers,
         content=request.body,
-    )  # fmt: skip
+    )
     SEEN["vault"][response.status_code] += 1
     assert response.status_code < 500, (request, response.text)
     if request.method != "HEAD" and response.status_code >= 400:
@@ -232,9 +235,12 @@ def test_vault_never_answers_5xx(vault_client: TestClient, request: Fuzzed) -> N
 @given(request=_STORAGE_REQUESTS)
 def test_storage_never_answers_5xx(storage_client: TestClient, request: Fuzzed) -> None:
     response = storage_client.request(
-        request.method, request.path, params=request.query, headers=request.headers,
+        request.method,
+        request.path,
+        params=request.query,
+        headers=request.headers,
         content=request.body,
-    )  # fmt: skip
+    )
     SEEN["storage"][response.status_code] += 1
     assert response.status_code < 500, (request, response.text)
     if response.status_code >= 400:
