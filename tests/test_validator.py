@@ -456,3 +456,10 @@ def test_validator_configuration_errors() -> None:
         TokenValidator([])
     with pytest.raises(ValueError, match="once"):
         TokenValidator([config, config])
+
+
+async def test_non_latin1_text_is_malformed_and_never_cached(validator: TokenValidator) -> None:
+    token = "€" + "a.b.c"
+    assert validator.cached(token) is None
+    assert await reason(validator, token) == "malformed"
+    assert validator.cached(token.encode()) is None

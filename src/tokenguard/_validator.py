@@ -51,6 +51,14 @@ class ValidationObserver(Protocol):
         """A discovery or JWKS fetch ended with ``ok``, ``not_modified`` or ``error``."""
 
 
+def _as_bytes(token: str) -> bytes | None:
+    """The token as the bytes of its header, the cache key; ``None`` if it cannot be."""
+    try:
+        return token.encode("latin-1")
+    except UnicodeEncodeError:  # never a verified token: those are ASCII
+        return None
+
+
 def fingerprint(token: str) -> str:
     """A short, irreversible token fingerprint that is safe to log."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -165,12 +173,11 @@ class TokenValidator:
         """
         if len(token) > self.max_token_bytes:
             return None
-        if isinstance(token, str):
-            try:
-                token = token.encode("latin-1")
-            except UnicodeEncodeError:  # never a verified token: those are ASCII
-                return None
-        identity = self.cache.get(token, self._clock())
+        raw = _as_bytes(token) if isinstance(token, str) else token
+        return None if raw is None else self._lookup(raw)
+
+    def _lookup(self, raw: bytes) -> Identity | None:
+        identity = self.cache.get(raw, self._clock())
         if identity is not None and self._observer is not None:
             self._observer.validation("valid", None, identity.issuer, 0.0, True)
         return identity
@@ -186,19 +193,23 @@ class TokenValidator:
             if self._observer is not None:
                 self._observer.validation("invalid", error.reason, None, 0.0, False)
             raise self._rejected(error, token)
-        identity = self.cached(token)
-        if identity is not None:
-            return identity
+        # One bytes object serves the lookup and, on a miss, the insert: its hash is
+        # computed once.
+        raw = _as_bytes(token)
+        if raw is not None:
+            identity = self._lookup(raw)
+            if identity is not None:
+                return identity
         now = self._clock()
         observer = self._observer
         if observer is None:
             try:
-                return await self._verify(token, now)
+                return await self._verify(token, raw, now)
             except TokenGuardError as exc:
                 raise self._rejected(exc, token) from None
         started = time.perf_counter()
         try:
-            identity = await self._verify(token, now)
+            identity = await self._verify(token, raw, now)
         except TokenGuardError as exc:
             seconds = time.perf_counter() - started
             observer.validation("invalid", exc.reason, exc.issuer, seconds, False)
@@ -240,7 +251,7 @@ class TokenValidator:
 
     # -- the pipeline -----------------------------------------------------------
 
-    async def _verify(self, token: str, now: float) -> Identity:
+    async def _verify(self, token: str, raw: bytes | None, now: float) -> Identity:
         signing_input, h64, p64, s64 = split_token(token, self.max_token_bytes)
         known = self._headers.get(h64)
         if known is None:
@@ -277,13 +288,14 @@ class TokenValidator:
         identity = identity_from_claims(claims, audience=audience)
         leeway = issuer.leeway
         nbf = claims.get("nbf")
-        self.cache.put(
-            signing_input + b"." + s64,
-            identity,
-            key,
-            claims["exp"] + leeway,
-            (nbf - leeway) if nbf is not None else -float("inf"),
-        )
+        if raw is not None:  # pragma: no branch - a token that verified is ASCII
+            self.cache.put(
+                raw,
+                identity,
+                key,
+                claims["exp"] + leeway,
+                (nbf - leeway) if nbf is not None else -float("inf"),
+            )
         return identity
 
     def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
