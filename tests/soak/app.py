@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 
 import uvicorn
 from starlette.applications import Starlette
@@ -79,7 +80,11 @@ def main() -> None:
     handler.setFormatter(ExtrasFormatter("%(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     app = build(args.issuer, args.discovery_url, args.max_stale, args.min_ttl)
-    uvicorn.run(app, fd=args.fd, log_level="warning", access_log=False, lifespan="on")
+    # Not ``uvicorn.run(fd=...)``: that wraps the descriptor as AF_UNIX, so asyncio never
+    # sets TCP_NODELAY on the connections and every response waits ~40 ms on delayed ACKs.
+    sock = socket.socket(fileno=args.fd)
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
