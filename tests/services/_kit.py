@@ -122,7 +122,10 @@ def serve_app(factory: Callable[[str], ASGIApp], tls: TlsFiles | None) -> Iterat
 
     https with the lab certificate when ``tls`` is given, else plain http.
     """
-    sock = socket.socket()
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says TCP; with proto 0 every response with a body stalls ~40 ms
+    # (Nagle against delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     url = f"{'https' if tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
     config = uvicorn.Config(

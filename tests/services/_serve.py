@@ -65,7 +65,10 @@ def main(argv: list[str]) -> None:
     service, state, issuer, discovery, oid, port_file = argv
     state_dir = Path(state)
     tls = ensure_tls(state_dir)
-    sock = socket.socket()
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says TCP; with proto 0 every response with a body stalls ~40 ms
+    # (Nagle against delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = _app(service, state_dir, f"https://127.0.0.1:{port}", issuer, discovery, oid)
