@@ -21,9 +21,7 @@ writes, deletes, recovers and purges, and reads deleted secrets.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -49,19 +47,18 @@ from tokenguard import (
     challenge,
 )
 
+from . import keyvault_input as kv_input
 from . import keyvault_store as store
 from ._resource import (
-    BodyTooLarge,
     LabHeaders,
     allowed,
-    ascii_int,
     caller_label,
     forbidden_challenge,
     identity_of,
-    read_body,
 )
 from ._store import Database
-from .keyvault_store import Attributes, Deleted, SecretVersion, VaultError
+from .keyvault_input import MAX_BODY_BYTES, MAX_VALUE_BYTES
+from .keyvault_store import Deleted, SecretVersion, VaultError
 from .rbac import RoleAssignments
 
 __all__ = [
@@ -81,22 +78,7 @@ READ_ROLES: Final = frozenset(
     {"Key Vault Secrets User", "Key Vault Secrets Officer", "Key Vault Administrator"}
 )
 WRITE_ROLES: Final = frozenset({"Key Vault Secrets Officer", "Key Vault Administrator"})
-#: Key Vault's limit on a secret value (25 KiB).
-MAX_VALUE_BYTES: Final = 25 * 1024
-#: A 25 KiB value may grow sixfold when JSON escapes it; anything larger is refused unread.
-MAX_BODY_BYTES: Final = 256 * 1024
-MAX_PAGE: Final = 25
 DEFAULT_RECOVERABLE_DAYS: Final = 90
-_MAX_TAGS: Final = 15
-_MAX_CONTENT_TYPE: Final = 255
-_MAX_TIME: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
-_NAME: Final = re.compile(r"[0-9a-zA-Z-]{1,127}")
-_VERSION: Final = re.compile(r"[0-9a-fA-F]{32}")
-_SKIP_TOKEN: Final = "$skiptoken"
-
-
-def _bad(message: str) -> VaultError:
-    return VaultError(400, "BadParameter", message)
 
 
 @dataclass(frozen=True)
@@ -118,7 +100,7 @@ class _Vault:
     def begin(self, request: Request, *, write: bool = False) -> None:
         """Check ``api-version`` and the caller's role (RBAC, by object id)."""
         if not request.query_params.get("api-version"):
-            raise _bad("The api-version query parameter (?api-version=) is required.")
+            raise kv_input.bad("The api-version query parameter (?api-version=) is required.")
         identity = identity_of(request)
         if identity.audience.rstrip("/") != KEYVAULT_AUDIENCE:
             # Only if the validator was built for more audiences than this vault's.
@@ -144,22 +126,13 @@ class _Vault:
                 headers={"WWW-Authenticate": forbidden_challenge(self.challenge_params)},
             )
 
-    def page_size(self, request: Request) -> int:
-        raw = request.query_params.get("maxresults")
-        if raw is None:
-            return MAX_PAGE
-        size = ascii_int(raw)
-        if size is None or not 1 <= size <= MAX_PAGE:
-            raise _bad(f"maxresults must be an integer from 1 to {MAX_PAGE}.")
-        return size
-
     def next_link(self, request: Request, path: str, token: str | None, size: int) -> str | None:
         if token is None:
             return None
         api_version = request.query_params["api-version"]
         return (
             f"{self.base_url}{path}?api-version={api_version}"
-            f"&{_SKIP_TOKEN}={token}&maxresults={size}"
+            f"&{kv_input.SKIP_TOKEN}={token}&maxresults={size}"
         )
 
     # -- JSON shapes ------------------------------------------------------------
@@ -203,108 +176,6 @@ class _Vault:
         return body
 
 
-# -- input ---------------------------------------------------------------------
-
-
-def _name(request: Request) -> str:
-    name: str = request.path_params["name"]
-    if not _NAME.fullmatch(name):
-        raise _bad(
-            "The request URI contains an invalid name: secret names are 1 to 127 letters, "
-            "digits and dashes."
-        )
-    return name
-
-
-def _version(request: Request) -> str | None:
-    version: str = request.path_params.get("version", "")
-    if not version:
-        return None
-    if not _VERSION.fullmatch(version):
-        raise store.not_found(_name(request), "(invalid version)")
-    return version
-
-
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not JSON")
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    try:
-        raw = await read_body(request, MAX_BODY_BYTES)
-    except BodyTooLarge as exc:
-        raise VaultError(413, "RequestBodyTooLarge", str(exc)) from None
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise _bad("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise _bad("The request body must be a JSON object.")
-    return data
-
-
-def _text(value: object, field: str, max_bytes: int) -> str:
-    if not isinstance(value, str):
-        raise _bad(f"{field} must be a string.")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
-        raise _bad(f"{field} is not valid Unicode text.") from None
-    if size > max_bytes:
-        raise _bad(f"{field} is too large: the limit is {max_bytes} bytes.")
-    return value
-
-
-def _optional_text(value: object, field: str, max_bytes: int) -> str | None:
-    return None if value is None else _text(value, field, max_bytes)
-
-
-def _tags(value: object) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _bad("tags must be an object of strings.")
-    if len(value) > _MAX_TAGS:
-        raise _bad(f"At most {_MAX_TAGS} tags are allowed.")
-    return {_text(k, "A tag name", 512): _text(v, "A tag value", 256) for k, v in value.items()}
-
-
-def _time(value: object, field: str) -> int | None:
-    if value is None:
-        return None
-    if type(value) is not int or not 0 <= value <= _MAX_TIME:
-        raise _bad(f"attributes.{field} must be a Unix time in seconds.")
-    return value
-
-
-def _attributes(value: object) -> Attributes:
-    if value is None:
-        return Attributes()
-    if not isinstance(value, dict):
-        raise _bad("attributes must be an object.")
-    enabled = value.get("enabled")
-    if enabled is not None and type(enabled) is not bool:
-        raise _bad("attributes.enabled must be true or false.")
-    nbf, exp = _time(value.get("nbf"), "nbf"), _time(value.get("exp"), "exp")
-    if nbf is not None and exp is not None and exp < nbf:
-        raise _bad("attributes.exp must not be before attributes.nbf.")
-    return Attributes(enabled=enabled, nbf=nbf, exp=exp)
-
-
-def _skip_token(request: Request, kind: type[int] | type[str]) -> Any:
-    token = request.query_params.get(_SKIP_TOKEN)
-    if token is None:
-        return None
-    if kind is int:
-        seq = ascii_int(token)
-        if seq is None:
-            raise _bad("The skip token is not valid.")
-        return seq
-    if not _NAME.fullmatch(token):
-        raise _bad("The skip token is not valid.")
-    return token.lower()
-
-
 # -- handlers --------------------------------------------------------------------
 
 
@@ -312,17 +183,17 @@ async def set_secret(request: Request) -> Response:
     """``PUT /secrets/{name}``: a new version; 409 while a deleted secret holds the name."""
     vault: _Vault = request.app.state.vault
     vault.begin(request, write=True)
-    name = _name(request)
-    body = await _json_body(request)
-    value = _text(body.get("value"), "value", MAX_VALUE_BYTES)
+    name = kv_input.name(request)
+    body = await kv_input.json_body(request)
+    value = kv_input.text(body.get("value"), "value", MAX_VALUE_BYTES)
     saved = await vault.db.write(
         partial(
             store.set_secret,
             name=name,
             value=value,
-            content_type=_optional_text(body.get("contentType"), "contentType", _MAX_CONTENT_TYPE),
-            attributes=_attributes(body.get("attributes")),
-            tags=_tags(body.get("tags")),
+            content_type=kv_input.content_type(body.get("contentType")),
+            attributes=kv_input.attributes(body.get("attributes")),
+            tags=kv_input.tags(body.get("tags")),
             now=vault.now(),
         )
     )
@@ -333,7 +204,7 @@ async def get_secret(request: Request) -> Response:
     """``GET /secrets/{name}/[{version}]``: the value; 403 ``SecretDisabled`` when disabled."""
     vault: _Vault = request.app.state.vault
     vault.begin(request)
-    name, version = _name(request), _version(request)
+    name, version = kv_input.name(request), kv_input.version(request)
     found = await vault.db.read(partial(store.get_version, name=name, version=version))
     if not found.enabled:
         raise VaultError(
@@ -349,16 +220,16 @@ async def update_secret(request: Request) -> Response:
     """``PATCH /secrets/{name}/[{version}]``: attributes, content type, tags (not the value)."""
     vault: _Vault = request.app.state.vault
     vault.begin(request, write=True)
-    name, version = _name(request), _version(request)
-    body = await _json_body(request)
+    name, version = kv_input.name(request), kv_input.version(request)
+    body = await kv_input.json_body(request)
     saved = await vault.db.write(
         partial(
             store.update,
             name=name,
             version=version,
-            content_type=_optional_text(body.get("contentType"), "contentType", _MAX_CONTENT_TYPE),
-            attributes=_attributes(body.get("attributes")),
-            tags=_tags(body.get("tags")),
+            content_type=kv_input.content_type(body.get("contentType")),
+            attributes=kv_input.attributes(body.get("attributes")),
+            tags=kv_input.tags(body.get("tags")),
             now=vault.now(),
         )
     )
@@ -373,7 +244,7 @@ async def secret_root(request: Request) -> Response:
         return await get_secret(request)
     vault: _Vault = request.app.state.vault
     vault.begin(request, write=True)
-    name = _name(request)
+    name = kv_input.name(request)
     latest, deleted = await vault.db.write(
         partial(store.delete, name=name, now=vault.now(), retention_days=vault.recoverable_days)
     )
@@ -391,8 +262,8 @@ async def list_secrets(request: Request) -> Response:
     """``GET /secrets``: the latest version of each secret, without values."""
     vault: _Vault = request.app.state.vault
     vault.begin(request)
-    size = vault.page_size(request)
-    after = _skip_token(request, str)
+    size = kv_input.page_size(request)
+    after = kv_input.skip_token(request, str)
     page, token = await vault.db.read(partial(store.list_latest, after=after, limit=size))
     return JSONResponse(
         {
@@ -406,9 +277,9 @@ async def list_versions(request: Request) -> Response:
     """``GET /secrets/{name}/versions``: every version, oldest first, without values."""
     vault: _Vault = request.app.state.vault
     vault.begin(request)
-    name = _name(request)
-    size = vault.page_size(request)
-    after = _skip_token(request, int)
+    name = kv_input.name(request)
+    size = kv_input.page_size(request)
+    after = kv_input.skip_token(request, int)
     page, token = await vault.db.read(
         partial(store.list_versions, name=name, after=after, limit=size)
     )
@@ -426,8 +297,8 @@ async def list_deleted(request: Request) -> Response:
     """``GET /deletedsecrets``: deleted secrets (needs the write role, as in Azure)."""
     vault: _Vault = request.app.state.vault
     vault.begin(request, write=True)
-    size = vault.page_size(request)
-    after = _skip_token(request, str)
+    size = kv_input.page_size(request)
+    after = kv_input.skip_token(request, str)
     page, token = await vault.db.read(partial(store.list_deleted, after=after, limit=size))
     return JSONResponse(
         {
@@ -441,7 +312,7 @@ async def deleted_secret(request: Request) -> Response:
     """``/deletedsecrets/{name}``: GET reads the deleted secret, DELETE purges it (204)."""
     vault: _Vault = request.app.state.vault
     vault.begin(request, write=True)
-    name = _name(request)
+    name = kv_input.name(request)
     if request.method == "DELETE":
         await vault.db.write(partial(store.purge, name=name))
         return Response(status_code=204)
@@ -453,7 +324,7 @@ async def recover_deleted(request: Request) -> Response:
     """``POST /deletedsecrets/{name}/recover``: the secret is live again."""
     vault: _Vault = request.app.state.vault
     vault.begin(request, write=True)
-    name = _name(request)
+    name = kv_input.name(request)
     recovered = await vault.db.write(partial(store.recover, name=name))
     return JSONResponse(vault.shape(recovered))
 
