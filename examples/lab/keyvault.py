@@ -299,7 +299,9 @@ async def list_deleted(request: Request) -> Response:
     vault.begin(request, write=True)
     size = kv_input.page_size(request)
     after = kv_input.skip_token(request, str)
-    page, token = await vault.db.read(partial(store.list_deleted, after=after, limit=size))
+    page, token = await vault.db.read(
+        partial(store.list_deleted, after=after, limit=size, now=vault.now())
+    )
     return JSONResponse(
         {
             "value": [vault.deleted(v, d, item=True) for v, d in page],
@@ -314,9 +316,9 @@ async def deleted_secret(request: Request) -> Response:
     vault.begin(request, write=True)
     name = kv_input.name(request)
     if request.method == "DELETE":
-        await vault.db.write(partial(store.purge, name=name))
+        await vault.db.write(partial(store.purge, name=name, now=vault.now()))
         return Response(status_code=204)
-    latest, deleted = await vault.db.read(partial(store.get_deleted, name=name))
+    latest, deleted = await vault.db.read(partial(store.get_deleted, name=name, now=vault.now()))
     return JSONResponse(vault.deleted(latest, deleted))
 
 
@@ -325,7 +327,7 @@ async def recover_deleted(request: Request) -> Response:
     vault: _Vault = request.app.state.vault
     vault.begin(request, write=True)
     name = kv_input.name(request)
-    recovered = await vault.db.write(partial(store.recover, name=name))
+    recovered = await vault.db.write(partial(store.recover, name=name, now=vault.now()))
     return JSONResponse(vault.shape(recovered))
 
 

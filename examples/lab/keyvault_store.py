@@ -311,30 +311,33 @@ def delete(
     return latest, deleted
 
 
-def get_deleted(conn: sqlite3.Connection, name: str) -> tuple[SecretVersion, Deleted]:
-    """The latest version of a deleted secret, with its deletion facts."""
+def get_deleted(conn: sqlite3.Connection, name: str, *, now: int) -> tuple[SecretVersion, Deleted]:
+    """The latest version of a deleted secret, with its deletion facts (404 once purged,
+    including when its scheduled purge date has passed)."""
     state = _state(conn, name)
-    if state is None or state[1] is None:
+    if state is None or state[1] is None or state[1].scheduled_purge_date <= now:
         raise _deleted_not_found(name)
     return _latest(conn, name.lower()), state[1]
 
 
 def list_deleted(
-    conn: sqlite3.Connection, after: str | None, limit: int
+    conn: sqlite3.Connection, after: str | None, limit: int, *, now: int
 ) -> tuple[list[tuple[SecretVersion, Deleted]], str | None]:
-    """Deleted secrets by name; a page and the key to continue after."""
+    """Deleted secrets not yet due for purging, by name; a page and the key to go on after."""
     rows = conn.execute(
         f"SELECT {_COLUMNS}, s.deleted_date, s.scheduled_purge_date {_FROM}"
-        f" WHERE s.deleted_date IS NOT NULL AND s.key > ? AND {_LATEST} ORDER BY s.key LIMIT ?",
-        (after or "", limit + 1),
+        " WHERE s.deleted_date IS NOT NULL AND s.scheduled_purge_date > ? AND s.key > ?"
+        f" AND {_LATEST} ORDER BY s.key LIMIT ?",
+        (now, after or "", limit + 1),
     ).fetchall()
     page = [(_row(r[:-2]), Deleted(r[-2], r[-1])) for r in rows[:limit]]
     return page, (page[-1][0].name.lower() if len(rows) > limit else None)
 
 
-def recover(conn: sqlite3.Connection, name: str) -> SecretVersion:
+def recover(conn: sqlite3.Connection, name: str, *, now: int) -> SecretVersion:
     """Undo a soft delete; the latest version is live again."""
-    get_deleted(conn, name)
+    purge_expired(conn, now)
+    get_deleted(conn, name, now=now)
     conn.execute(
         "UPDATE secrets SET deleted_date = NULL, scheduled_purge_date = NULL WHERE key = ?",
         (name.lower(),),
@@ -342,7 +345,8 @@ def recover(conn: sqlite3.Connection, name: str) -> SecretVersion:
     return _latest(conn, name.lower())
 
 
-def purge(conn: sqlite3.Connection, name: str) -> None:
+def purge(conn: sqlite3.Connection, name: str, *, now: int) -> None:
     """Forget a deleted secret and all its versions for good."""
-    get_deleted(conn, name)
+    purge_expired(conn, now)
+    get_deleted(conn, name, now=now)
     conn.execute("DELETE FROM secrets WHERE key = ?", (name.lower(),))

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
+from examples.lab import blob
 from examples.lab import blob_store as store
 from examples.lab._store import Database
 from examples.lab.blob_store import Blob, Conditions, ContentSettings, Upload
+
+from tokenguard.testing import LocalIssuer
+
+from ._kit import STORAGE, Principals
 
 NAMES = ["a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "d", "é/x"]
 
@@ -136,3 +142,41 @@ def test_failed_condition_rolls_back(db: Database) -> None:
         db.read_sync(partial(store.get_blob, account="acct", container="box", name="d")).file
         == "f6"
     )
+
+
+def test_startup_sweeps_unfinished_uploads_and_unreferenced_bodies(
+    tmp_path: Path, lab_issuer: LocalIssuer, principals: Principals
+) -> None:
+    root = tmp_path / "storage"
+    files = store.BlobFiles(root)
+    db = Database(root / "blob.db", store.SCHEMA)
+    db.write_sync(partial(store.create_container, account="acct", name="box", metadata={}, now=0))
+    db.write_sync(
+        partial(
+            store.put_blob,
+            account="acct",
+            container="box",
+            name="kept",
+            upload=Upload(file="kept-body", size=4, md5=b"\0" * 16),
+            content=ContentSettings(),
+            metadata={},
+            conditions=Conditions(),
+            now=0,
+        )
+    )
+    db.close()
+    (files.data / "kept-body").write_bytes(b"kept")
+    (files.data / "orphan").write_bytes(b"renamed, never committed")  # crash before commit
+    (files.tmp / "partial").write_bytes(b"half an upl")  # crash while receiving
+    validator = lab_issuer.validator(audiences=[STORAGE])
+    blob.create_app(
+        validator=validator,
+        rbac=principals.rbac(),
+        state_dir=tmp_path,
+        public_url="https://storage.test",
+        authority="http://127.0.0.1:1",
+        tenant_id=lab_issuer.tenant_id,
+    ).state.storage.db.close()
+    asyncio.run(validator.aclose())
+    assert sorted(p.name for p in files.data.iterdir()) == ["kept-body"]
+    assert list(files.tmp.iterdir()) == []

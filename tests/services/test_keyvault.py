@@ -189,12 +189,21 @@ def test_deleted_secrets_expire_after_the_retention(
         ) as url,
         _as(url, tls, lab_issuer, principals.vault_officer) as client,
     ):
-        client.set_secret("short-lived", "x")
-        client.begin_delete_secret("short-lived").wait()
+        for name in ("short-lived", "also-short"):
+            client.set_secret(name, "x")
+            client.begin_delete_secret(name).wait()
         assert client.get_deleted_secret("short-lived").properties.recoverable_days == 7
-        now[0] += 7 * 86_400
-        client.set_secret("short-lived", "y")  # the purge is due: the name is free
+        now[0] += 7 * 86_400 - 1
+        assert {d.name for d in client.list_deleted_secrets()} == {"short-lived", "also-short"}
+        now[0] += 1  # the scheduled purge date: both are gone
+        assert list(client.list_deleted_secrets()) == []
+        with pytest.raises(ResourceNotFoundError):
+            client.get_deleted_secret("also-short")
+        with pytest.raises(ResourceNotFoundError):
+            client.begin_recover_deleted_secret("also-short")
+        client.set_secret("short-lived", "y")  # the name is free again
         assert client.get_secret("short-lived").value == "y"
+        assert len(list(client.list_properties_of_secret_versions("short-lived"))) == 1
 
 
 def test_names_are_case_insensitive(officer: SecretClient) -> None:
