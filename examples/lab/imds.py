@@ -162,7 +162,12 @@ class _Imds:
         for part in filter(None, str(request.path_params.get("path", "")).split("/")):
             if isinstance(node, dict) and part in node:
                 node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            elif (
+                isinstance(node, list)
+                and part.isascii()
+                and part.isdigit()
+                and int(part) < len(node)
+            ):
                 node = node[int(part)]
             else:
                 return imds_error(404, "not_found", "Path not found")

@@ -386,3 +386,11 @@ async def test_app_service_refusals(
 async def test_app_service_unknown_path(apps: Apps) -> None:
     response = await apps.app_service.get("/other", headers=SECRET)
     assert response.status_code == 404
+
+
+async def test_unicode_digits_in_metadata_paths_are_not_found(apps: Apps) -> None:
+    # "²".isdigit() is true but int("²") fails: this used to answer 500.
+    version = {"api-version": "2021-02-01"}
+    path = "/metadata/instance/network/interface/\u00b2"
+    response = await apps.imds.get(path, params=version, headers=META)
+    assert response.status_code == 404
