@@ -39,7 +39,7 @@ class CountingValidator(TokenValidator):
 
     consulted = 0
 
-    def cached(self, token: str) -> Identity | None:
+    def cached(self, token: str | bytes) -> Identity | None:
         self.consulted += 1
         return super().cached(token)
 
