@@ -31,7 +31,7 @@ class Settings:
     http_requests: int = 6_000  # requests per HTTP round and server
     http_seconds: float = 6.0  # time cap of one HTTP round
     http_connections: int = 8  # keep-alive connections of the load generator
-    http_rounds: int = 3
+    http_rounds: int = 5
     cold_requests: int = 1_000
     flood_tokens: int = 10_000
     flood_windows: int = 5  # cooldown windows the in-process flood is spread over

@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import ssl
+import subprocess
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -117,11 +118,27 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _revision() -> str:
+    """The commit measured, ``+dirty`` when ``src/`` has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def machine_info() -> dict[str, str]:
     """What the figures were measured on."""
     from cryptography.hazmat.backends.openssl.backend import backend
 
     return {
+        "tokenguard revision": _revision(),
         "CPU": _cpu_model(),
         "cores": str(os.cpu_count()),
         "OS": f"{platform.system()} {platform.release()}",
