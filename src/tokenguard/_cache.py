@@ -1,14 +1,13 @@
-"""The verified-token cache: a bounded LRU from token bytes to :class:`Identity`.
+"""The verified-token cache: a bounded LRU of verified tokens and their :class:`Identity`.
 
 Managed-identity clients reuse one token for hours, so most requests hit here and
 skip the signature check. A hit still re-checks ``exp``/``nbf`` against the clock,
 and an entry dies with the key that verified it.
 
-The key is the token itself (its bytes, as the Authorization header carries it, so
-the middleware need not decode it first): a dict lookup hashes it with the
-interpreter's keyed SipHash and then compares it whole, so a hit needs the exact
-token (no digest collision to reason about) and costs less than hashing it with
-SHA-256 (measured: about 1.2 us against 2.1 us for a 1.5 KB token).
+Lookups are exact: an entry is found by the token's last 32 bytes (the tail of its
+signature, so hashing the index costs ~32 bytes of SipHash, not 1.5 KB) and then the
+whole stored token is compared to the presented one. A different token never hits,
+whatever it shares with a cached one; only tokens that verified are ever stored.
 """
 
 from __future__ import annotations
@@ -16,15 +15,37 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
-from ._identity import Identity
+from ._identity import Identity, TokenGuardUser
 from ._keys import VerificationKey
 
-__all__ = ["DEFAULT_CACHE_SIZE", "TokenCache"]
+__all__ = ["DEFAULT_CACHE_SIZE", "CachedToken", "TokenCache"]
 
 DEFAULT_CACHE_SIZE: Final = 10_000
+_INDEX_BYTES: Final = 32
 
-# (identity, key, accept while now < not_after, accept while now >= not_before)
-_Entry = tuple[Identity, VerificationKey, float, float]
+
+class CachedToken:
+    """A verified token with what each request needs, computed once."""
+
+    __slots__ = ("identity", "key", "not_after", "not_before", "permissions", "token", "user")
+
+    def __init__(
+        self,
+        token: bytes,
+        identity: Identity,
+        key: VerificationKey,
+        not_after: float,
+        not_before: float,
+    ) -> None:
+        self.token = token
+        self.identity = identity
+        self.key = key
+        #: Accept while ``now < not_after`` and ``now >= not_before`` (leeway included).
+        self.not_after = not_after
+        self.not_before = not_before
+        self.user = TokenGuardUser(identity)
+        #: Roles and scopes, ready for Starlette's ``AuthCredentials``.
+        self.permissions = tuple(identity.permissions)
 
 
 class TokenCache:
@@ -36,30 +57,30 @@ class TokenCache:
         if maxsize < 0:
             raise ValueError("cache size must not be negative")
         self.maxsize = maxsize
-        self._data: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._data: OrderedDict[bytes, CachedToken] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, token: bytes, now: float) -> Identity | None:
-        """The identity for a token if cached and still acceptable at ``now``."""
-        entry = self._data.get(token)
-        if entry is None:
+    def get(self, token: bytes, now: float) -> CachedToken | None:
+        """The entry for exactly ``token`` if cached and acceptable at ``now``."""
+        index = token[-_INDEX_BYTES:]
+        entry = self._data.get(index)
+        if entry is None or entry.token != token:
             self.misses += 1
             return None
-        identity, key, not_after, not_before = entry
-        if now >= not_after or not key.alive:
-            del self._data[token]
+        if now >= entry.not_after or not entry.key.alive:
+            del self._data[index]
             self.misses += 1
             return None
-        if now < not_before:
+        if now < entry.not_before:
             self.misses += 1
             return None
-        self._data.move_to_end(token)
+        self._data.move_to_end(index)
         self.hits += 1
-        return identity
+        return entry
 
     def put(
         self,
@@ -73,7 +94,9 @@ class TokenCache:
         if self.maxsize == 0:
             return
         data = self._data
-        data[token] = (identity, key, not_after, not_before)
+        index = token[-_INDEX_BYTES:]
+        data[index] = CachedToken(token, identity, key, not_after, not_before)
+        data.move_to_end(index)
         if len(data) > self.maxsize:
             data.popitem(last=False)
 

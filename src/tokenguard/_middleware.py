@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -99,17 +99,21 @@ class TokenGuardMiddleware:
                     return
                 raise MissingToken
             validator = self.validator
-            identity = validator.cached(token)
-            if identity is None:
+            entry = validator.cached_entry(token)
+            if entry is None:
                 identity = await validator.validate(token.decode("latin-1"))
+                user = TokenGuardUser(identity)
+                permissions: Sequence[str] = tuple(identity.permissions)
+            else:  # the common case: a token seen before, its user built once
+                identity, user, permissions = entry.identity, entry.user, entry.permissions
             if self.require is not None:
                 self.require.check(identity)
         except TokenGuardError as exc:
             await self._reject(exc, scope, receive, send)
             return
         scope[IDENTITY_SCOPE_KEY] = identity
-        scope["user"] = TokenGuardUser(identity)
-        scope["auth"] = AuthCredentials(list(identity.permissions))
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(permissions)
         await self.app(scope, receive, send)
 
     # -- answers ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from ._cache import DEFAULT_CACHE_SIZE, TokenCache
+from ._cache import DEFAULT_CACHE_SIZE, CachedToken, TokenCache
 from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
 from ._errors import InvalidToken, TokenGuardError
 from ._identity import Identity, identity_from_claims
@@ -177,10 +177,19 @@ class TokenValidator:
         return None if raw is None else self._lookup(raw)
 
     def _lookup(self, raw: bytes) -> Identity | None:
-        identity = self.cache.get(raw, self._clock())
-        if identity is not None and self._observer is not None:
-            self._observer.validation("valid", None, identity.issuer, 0.0, True)
-        return identity
+        entry = self.cached_entry(raw)
+        return None if entry is None else entry.identity
+
+    def cached_entry(self, raw: bytes) -> CachedToken | None:
+        """The cache entry of an already verified token (bytes), or ``None``.
+
+        For integrations on the request path (the middleware): the entry carries the
+        Starlette user and permissions, built once per token instead of per request.
+        """
+        entry = self.cache.get(raw, self._clock())
+        if entry is not None and self._observer is not None:
+            self._observer.validation("valid", None, entry.identity.issuer, 0.0, True)
+        return entry
 
     async def validate(self, token: str) -> Identity:
         """Verify ``token`` and return the caller's :class:`Identity`.
