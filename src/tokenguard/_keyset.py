@@ -93,7 +93,7 @@ class KeySet:
         """The usable key for ``kid``, without waiting; may start a background refresh."""
         now = self._clock()
         if now >= self._refresh_at and self._task is None:
-            self._start_refresh(now)
+            self._start_refresh()
         key = self._keys.get(kid)
         if key is not None and now < self._usable_until:
             return key
@@ -112,14 +112,14 @@ class KeySet:
             # Nothing usable: every request needs the fetch, shared.
             if self._task is None and now < self._retry_at:
                 raise self._unavailable(now)
-            await self._shared_refresh(now)
+            await self._shared_refresh()
         elif self._unknown.get(kid, -1.0) > now:
             raise InvalidToken("unknown key id (remembered)", reason="unknown_key")
         elif self._task is not None:
             await asyncio.shield(self._task)
         elif now - self._last_kid_refresh >= self.issuer.refresh_cooldown:
             self._last_kid_refresh = now
-            await self._shared_refresh(now)
+            await self._shared_refresh()
         now = self._clock()
         key = self._keys.get(kid)
         if now < self._usable_until:
@@ -131,7 +131,7 @@ class KeySet:
 
     async def load(self) -> None:
         """Fetch keys now (warm-up); raise :class:`KeysUnavailable` if none are usable."""
-        await self._shared_refresh(self._clock())
+        await self._shared_refresh()
         if self._clock() >= self._usable_until:
             raise self._unavailable(self._clock())
 
@@ -151,14 +151,14 @@ class KeySet:
 
     # -- refresh ----------------------------------------------------------------
 
-    def _start_refresh(self, now: float) -> asyncio.Task[None]:
+    def _start_refresh(self) -> asyncio.Task[None]:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._refresh())
         return self._task
 
-    async def _shared_refresh(self, now: float) -> None:
+    async def _shared_refresh(self) -> None:
         # shield: a cancelled request must not cancel the fetch others wait on.
-        await asyncio.shield(self._start_refresh(now))
+        await asyncio.shield(self._start_refresh())
 
     async def _refresh(self) -> None:
         try:
