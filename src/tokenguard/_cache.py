@@ -25,9 +25,9 @@ _INDEX_BYTES: Final = 32
 
 
 class CachedToken:
-    """A verified token with what each request needs, computed once."""
+    """A verified token with what each request needs, built on the first hit."""
 
-    __slots__ = ("identity", "key", "not_after", "not_before", "permissions", "token", "user")
+    __slots__ = ("_request", "identity", "key", "not_after", "not_before", "token")
 
     def __init__(
         self,
@@ -43,9 +43,19 @@ class CachedToken:
         #: Accept while ``now < not_after`` and ``now >= not_before`` (leeway included).
         self.not_after = not_after
         self.not_before = not_before
-        self.user = TokenGuardUser(identity)
-        #: Roles and scopes, ready for Starlette's ``AuthCredentials``.
-        self.permissions = tuple(identity.permissions)
+        self._request: tuple[TokenGuardUser, tuple[str, ...]] | None = None
+
+    @property
+    def request_auth(self) -> tuple[TokenGuardUser, tuple[str, ...]]:
+        """The Starlette user and the permissions (roles and scopes) for this token.
+
+        Built on the first cache hit, not at insert: a token seen once never pays.
+        """
+        request = self._request
+        if request is None:
+            identity = self.identity
+            request = self._request = (TokenGuardUser(identity), tuple(identity.permissions))
+        return request
 
 
 class TokenCache:

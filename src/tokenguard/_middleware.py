@@ -105,7 +105,8 @@ class TokenGuardMiddleware:
                 user = TokenGuardUser(identity)
                 permissions: Sequence[str] = tuple(identity.permissions)
             else:  # the common case: a token seen before, its user built once
-                identity, user, permissions = entry.identity, entry.user, entry.permissions
+                identity = entry.identity
+                user, permissions = entry.request_auth
             if self.require is not None:
                 self.require.check(identity)
         except TokenGuardError as exc:
