@@ -463,3 +463,16 @@ async def test_non_latin1_text_is_malformed_and_never_cached(validator: TokenVal
     assert validator.cached(token) is None
     assert await reason(validator, token) == "malformed"
     assert validator.cached(token.encode()) is None
+
+
+async def test_claims_are_decoded_from_the_token_on_first_use(
+    session_issuer: LocalIssuer, validator: TokenValidator
+) -> None:
+    token = session_issuer.mint(roles=["R"], object_id="oid-7")
+    identity = await validator.validate(token)
+    claims = identity.claims
+    assert claims["oid"] == "oid-7"
+    assert dict(claims) == json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert len(claims) == len(dict(claims))
+    assert "TokenClaims({" in repr(claims)
+    assert (await validator.validate(token)).claims is claims  # the cached identity

@@ -66,8 +66,13 @@ def _strings(values: list[Any]) -> frozenset[str]:
     return frozenset(v for v in found if type(v) is str)
 
 
-def identity_from_claims(claims: dict[str, Any], *, audience: str) -> Identity:
-    """Build an :class:`Identity` from already verified claims (this runs per new token)."""
+def identity_from_claims(
+    claims: dict[str, Any], *, audience: str, mapping: Mapping[str, Any] | None = None
+) -> Identity:
+    """Build an :class:`Identity` from already verified claims (this runs per new token).
+
+    ``mapping`` is what ``Identity.claims`` holds (default: a read-only view of ``claims``).
+    """
     get = claims.get
     oid = _text(get("oid"))
     sub = _text(get("sub"))
@@ -105,7 +110,7 @@ def identity_from_claims(claims: dict[str, Any], *, audience: str) -> Identity:
     _set_scopes(identity, scopes)
     _set_expires_at(identity, int(claims["exp"]))
     _set_not_before(identity, int(nbf) if nbf is not None else None)
-    _set_claims(identity, MappingProxyType(claims))
+    _set_claims(identity, MappingProxyType(claims) if mapping is None else mapping)
     return identity
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, NamedTuple
 
 from ._errors import InvalidToken
@@ -19,6 +20,7 @@ from ._errors import InvalidToken
 __all__ = [
     "DEFAULT_MAX_TOKEN_BYTES",
     "ParsedToken",
+    "TokenClaims",
     "b64url_decode",
     "parse_json_object",
     "parse_token",
@@ -147,3 +149,40 @@ def parse_token(token: str, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> ParsedT
         signing_input,
         b64url_decode(s64),
     )
+
+
+class TokenClaims(Mapping[str, Any]):
+    """The claims of a verified token, read-only, decoded from the token when first used.
+
+    The verified-token cache keeps each token's bytes anyway; keeping the decoded
+    claims too would more than double an entry (~1.7 KB of small objects), and most
+    apps read the typed :class:`~tokenguard.Identity` fields, never ``claims``. The
+    first access decodes the payload again (a few microseconds, once per token).
+    """
+
+    __slots__ = ("_claims", "_end", "_start", "_token")
+
+    def __init__(self, token: bytes, start: int, end: int) -> None:
+        self._token = token
+        self._start = start
+        self._end = end
+        self._claims: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        claims = self._claims
+        if claims is None:
+            payload = self._token[self._start : self._end]
+            claims = self._claims = parse_json_object(b64url_decode(payload))
+        return claims
+
+    def __getitem__(self, name: str) -> Any:
+        return self._decoded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"TokenClaims({self._decoded()!r})"

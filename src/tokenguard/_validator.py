@@ -23,7 +23,13 @@ from ._errors import InvalidToken, TokenGuardError
 from ._identity import Identity, identity_from_claims
 from ._keys import MAX_KID_LENGTH
 from ._keyset import KeySet, KeySetStatus
-from ._token import DEFAULT_MAX_TOKEN_BYTES, b64url_decode, parse_json_object, split_token
+from ._token import (
+    DEFAULT_MAX_TOKEN_BYTES,
+    TokenClaims,
+    b64url_decode,
+    parse_json_object,
+    split_token,
+)
 
 __all__ = ["TokenValidator", "ValidationObserver", "fingerprint"]
 
@@ -294,7 +300,11 @@ class TokenValidator:
         if known is None and len(self._headers) < _MAX_KNOWN_HEADERS:
             # Only headers of tokens that verified are remembered: no one can fill this.
             self._headers[h64] = (header, alg, kid)
-        identity = identity_from_claims(claims, audience=audience)
+        # The identity keeps the token's bytes (the cache holds them anyway), not the
+        # decoded claims: they are decoded again if the app ever reads them.
+        start = len(h64) + 1
+        mapping = None if raw is None else TokenClaims(raw, start, start + len(p64))
+        identity = identity_from_claims(claims, audience=audience, mapping=mapping)
         leeway = issuer.leeway
         nbf = claims.get("nbf")
         if raw is not None:  # pragma: no branch - a token that verified is ASCII
