@@ -46,7 +46,7 @@ async def run(bench: Bench) -> list[Row]:
             _BUDGET_MB,
             "<=",
             1.0,
-            f"{per_entry / 1024:.2f} KB per entry",
+            f"{per_entry / 1024:.2f} KB per entry, {traced['alg']} tokens",
             {"bytes_per_entry": per_entry, "entries": sizes[0]},
         )
     ]
@@ -61,7 +61,7 @@ async def run(bench: Bench) -> list[Row]:
                 "MB",
                 "tracemalloc x entries",
                 per_entry * size / 1e6,
-                notes=f"{grown['bytes'] / size / 1024:.2f} KB per entry",
+                notes=f"{grown['bytes'] / size / 1024:.2f} KB per entry, {grown['alg']} tokens",
                 extra={"bytes_per_entry": grown["bytes"] / size, "entries": size},
             )
         )
