@@ -67,7 +67,7 @@ def b64url_decode(segment: bytes) -> bytes:
 
 
 def split_token(
-    token: str, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    token: str | bytes, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES
 ) -> tuple[bytes, bytes, bytes, bytes]:
     """Split a compact JWS, checking only its shape.
 
@@ -75,20 +75,22 @@ def split_token(
     """
     if len(token) > max_bytes:
         raise InvalidToken("token exceeds the size limit", reason="token_too_large")
-    first = token.find(".")
-    second = token.find(".", first + 1)
+    if not token.isascii():
+        raise InvalidToken("token is not ASCII", reason="malformed")
+    data = token.encode("ascii") if isinstance(token, str) else token
+    first = data.find(b".")
+    second = data.find(b".", first + 1)
     if (
         first < 1
         or second < first + 2
-        or second == len(token) - 1
-        or token.find(".", second + 1) != -1
-        or not token.isascii()
+        or second == len(data) - 1
+        or data.find(b".", second + 1) != -1
+        # find, not ``in``: bytes ``in`` raises and swallows a TypeError each time.
+        or data.find(b"+") != -1
+        or data.find(b"/") != -1
+        or data.find(b"=") != -1
     ):
-        raise InvalidToken("not a compact JWS", reason="malformed")
-    data = token.encode("ascii")
-    # find, not ``in``: bytes ``in`` raises and swallows a TypeError each time.
-    if data.find(b"+") != -1 or data.find(b"/") != -1 or data.find(b"=") != -1:
-        raise InvalidToken("not base64url", reason="malformed")
+        raise InvalidToken("not a compact JWS of base64url segments", reason="malformed")
     return data[:second], data[:first], data[first + 1 : second], data[second + 1 :]
 
 

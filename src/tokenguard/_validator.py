@@ -40,7 +40,9 @@ _TENANT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: A tuple, not a set: with several present the reason must not depend on hash order.
 _UNSUPPORTED_HEADER: Final = ("crit", "b64", "zip", "enc")
 #: Claims only OpenID Connect ID tokens carry; an ID token is not an access token.
-_ID_TOKEN_CLAIMS: Final = ("nonce", "at_hash", "c_hash")
+_ID_TOKEN_CLAIMS: Final = frozenset({"nonce", "at_hash", "c_hash"})
+#: JSON numbers: ``type(x) in _NUMBER`` refuses bool (a subclass of int) and strings.
+_NUMBER: Final = (int, float)
 #: Parsed JWS headers of verified tokens, by their base64url text (issuers reuse a few).
 _MAX_KNOWN_HEADERS: Final = 64
 
@@ -73,10 +75,6 @@ def fingerprint(token: str) -> str:
 def _loggable(value: str) -> str:
     """A header value fit for a log line: short, printable ASCII only."""
     return value[:64].encode("unicode_escape").decode("ascii")
-
-
-def _is_number(value: object) -> bool:
-    return type(value) is int or type(value) is float
 
 
 class _IssuerState:
@@ -267,7 +265,9 @@ class TokenValidator:
     # -- the pipeline -----------------------------------------------------------
 
     async def _verify(self, token: str, raw: bytes | None, now: float) -> Identity:
-        signing_input, h64, p64, s64 = split_token(token, self.max_token_bytes)
+        signing_input, h64, p64, s64 = split_token(
+            token if raw is None else raw, self.max_token_bytes
+        )
         known = self._headers.get(h64)
         if known is None:
             header = parse_json_object(b64url_decode(h64))
@@ -359,19 +359,19 @@ class TokenValidator:
         exp = claims.get("exp")
         if exp is None:
             raise InvalidToken("exp missing", reason="missing_claim")
-        if not _is_number(exp):
+        if type(exp) not in _NUMBER:  # not bool, not a string of digits
             raise InvalidToken("exp is not a number", reason="invalid_claim")
         if exp + leeway <= now:
             raise InvalidToken("token expired", reason="expired")
         nbf = claims.get("nbf")
         if nbf is not None:
-            if not _is_number(nbf):
+            if type(nbf) not in _NUMBER:
                 raise InvalidToken("nbf is not a number", reason="invalid_claim")
             if nbf - leeway > now:
                 raise InvalidToken("token not yet valid", reason="not_yet_valid")
         iat = claims.get("iat")
         if iat is not None:
-            if not _is_number(iat):
+            if type(iat) not in _NUMBER:
                 raise InvalidToken("iat is not a number", reason="invalid_claim")
             if iat - leeway > now:
                 raise InvalidToken("token issued in the future", reason="issued_in_future")
@@ -379,10 +379,8 @@ class TokenValidator:
         for name in state.config.required_claims:
             if name not in claims:
                 raise InvalidToken("required claim missing", reason="missing_claim")
-        if self.reject_id_tokens:
-            for name in _ID_TOKEN_CLAIMS:
-                if name in claims:
-                    raise InvalidToken("an ID token is not an access token", reason="wrong_type")
+        if self.reject_id_tokens and not _ID_TOKEN_CLAIMS.isdisjoint(claims):
+            raise InvalidToken("an ID token is not an access token", reason="wrong_type")
         return audience
 
     @staticmethod
