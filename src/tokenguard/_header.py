@@ -57,7 +57,7 @@ def bearer_credentials(
         if len(value) > limit:
             raise InvalidToken(reason="token_too_large")
         # The common spelling, checked cheaply; anything else takes the general path.
-        if value[:7] == b"Bearer " and value[7:8] not in (b" ", b"") and value[-1] != 32:
+        if len(value) > 7 and value[7] != 32 and value[-1] != 32 and value.startswith(b"Bearer "):
             return value[7:]
     query_token = _query_token(scope)
     if value is None:
