@@ -16,7 +16,7 @@ from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement
 from ._errors import InvalidToken, KeysUnavailable, MissingToken, TokenGuardError
 from ._header import bearer_credentials
 from ._identity import TokenGuardUser
-from ._responses import DEFAULT_REALM, error_headers, error_response
+from ._responses import DEFAULT_REALM, ErrorAnswers, error_headers, error_response
 from ._validator import TokenValidator
 
 __all__ = ["ErrorRenderer", "TokenGuardMiddleware"]
@@ -65,6 +65,7 @@ class TokenGuardMiddleware:
         self.realm = realm
         self.challenge_params = dict(challenge_params or {})
         self._challenge = (realm, self.challenge_params)
+        self._answers = ErrorAnswers(realm, self.challenge_params)
         self.allow_query_token = allow_query_token
         self.on_error = on_error
         self.warm_up = warm_up
@@ -129,6 +130,9 @@ class TokenGuardMiddleware:
             conn = HTTPConnection(scope, receive)
             result = self.on_error(conn, exc, error_headers(exc, self.realm, self.challenge_params))
             response = await result if inspect.isawaitable(result) else result
+        elif scope["type"] == "http":
+            await self._answers.send(exc, send)
+            return
         else:
             response = error_response(exc, self.realm, self.challenge_params)
         if scope["type"] == "websocket":

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from typing import Final
 
 from starlette.responses import JSONResponse
+from starlette.types import Send
 
 from ._errors import InsufficientScope, KeysUnavailable, MissingToken, TokenGuardError
 
-__all__ = ["DEFAULT_REALM", "challenge", "error_headers", "error_response"]
+__all__ = ["DEFAULT_REALM", "ErrorAnswers", "challenge", "error_headers", "error_response"]
 
 DEFAULT_REALM: Final = "tokenguard"
 _BODY_ERROR: Final = {MissingToken: "unauthenticated", KeysUnavailable: "temporarily_unavailable"}
@@ -74,3 +75,48 @@ def error_response(
         status_code=exc.status_code,
         headers=error_headers(exc, realm, params),
     )
+
+
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+_MAX_ANSWERS: Final = 256
+
+
+class ErrorAnswers:
+    """Ready-made raw ASGI answers per error, built once (rejection floods stay cheap).
+
+    Keyed by error class, reason, required scopes and ``Retry-After``: all from the
+    fixed vocabulary and the app's configuration, never from the request. Bounded
+    anyway; past the bound an answer is built each time.
+    """
+
+    __slots__ = ("_answers", "params", "realm")
+
+    def __init__(self, realm: str | None, params: Mapping[str, str] | None) -> None:
+        self.realm = realm
+        self.params = dict(params or {})
+        self._answers: dict[tuple[object, ...], _Answer] = {}
+
+    def answer(self, exc: TokenGuardError) -> _Answer:
+        """``(status, raw headers, body)`` for ``exc``."""
+        key = (
+            type(exc),
+            exc.reason,
+            exc.required if isinstance(exc, InsufficientScope) else None,
+            exc.retry_after if isinstance(exc, KeysUnavailable) else None,
+        )
+        found = self._answers.get(key)
+        if found is None:
+            found = self._build(exc)
+            if len(self._answers) < _MAX_ANSWERS:
+                self._answers[key] = found
+        return found
+
+    def _build(self, exc: TokenGuardError) -> _Answer:
+        response = error_response(exc, self.realm, self.params)
+        return response.status_code, response.raw_headers, bytes(response.body)
+
+    async def send(self, exc: TokenGuardError, send: Send) -> None:
+        """Send the answer for ``exc`` on an HTTP connection."""
+        status, headers, body = self.answer(exc)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
