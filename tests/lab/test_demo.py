@@ -30,17 +30,8 @@ def run_demo(module: str, tmp_path: Path, **extra: str) -> subprocess.CompletedP
     )
 
 
-def needs_services() -> None:
-    if (
-        not (ROOT / "examples/lab/keyvault.py").exists()
-        or not (ROOT / "examples/lab/blob.py").exists()
-    ):
-        pytest.skip("the toy Key Vault and Storage are not in this checkout")
-
-
 @pytest.mark.parametrize("module", ["examples.vm_app", "examples.vm_app_sdk"])
 def test_demo_walks_the_flow_and_exits_0(tmp_path: Path, module: str) -> None:
-    needs_services()
     result = run_demo(module, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -55,7 +46,6 @@ def test_demo_walks_the_flow_and_exits_0(tmp_path: Path, module: str) -> None:
 
 
 def test_demo_exits_non_zero_when_a_step_does_not_answer_as_expected(tmp_path: Path) -> None:
-    needs_services()
     # Give norole-id a role: its 403 step now answers 200.
     config = tmp_path / "lab.toml"
     config.write_text(
