@@ -7,16 +7,28 @@ assignments by the caller's object id (as Azure RBAC does), not from token claim
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final
 
+from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokenguard import IDENTITY_SCOPE_KEY, Identity, InsufficientScope, challenge
+from tokenguard import (
+    IDENTITY_SCOPE_KEY,
+    ErrorRenderer,
+    Identity,
+    InsufficientScope,
+    TokenGuardMiddleware,
+    TokenValidator,
+    challenge,
+)
 
 from .rbac import RoleAssignments
 
@@ -29,6 +41,7 @@ __all__ = [
     "caller_label",
     "forbidden_challenge",
     "identity_of",
+    "protected_app",
     "read_body",
 ]
 
@@ -159,3 +172,44 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def protected_app(
+    *,
+    routes: Sequence[BaseRoute],
+    validator: TokenValidator,
+    challenge_params: Mapping[str, str],
+    on_error: ErrorRenderer,
+    headers: Middleware,
+    exception_handlers: Mapping[Any, Callable[..., Any]],
+    on_shutdown: Callable[[], None],
+) -> Starlette:
+    """A toy resource: ``headers`` outermost, then tokenguard (Azure's bare challenge,
+    no realm; the lab closes the validator, not the app), then the routes.
+    ``on_shutdown`` runs when the app stops (closing its database)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            on_shutdown()
+
+    app = Starlette(
+        routes=list(routes),
+        middleware=[
+            headers,
+            Middleware(
+                TokenGuardMiddleware,
+                validator=validator,
+                realm=None,
+                challenge_params=challenge_params,
+                on_error=on_error,
+                close_validator=False,
+            ),
+        ],
+        exception_handlers=dict(exception_handlers),
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False
+    return app

@@ -22,10 +22,9 @@ snapshots, leases and SAS are out of scope: such requests get a clear 400.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -44,14 +43,13 @@ from tokenguard import (
     KeysUnavailable,
     MissingToken,
     TokenGuardError,
-    TokenGuardMiddleware,
     TokenValidator,
 )
 
 from . import blob_io
 from . import blob_shapes as shapes
 from . import blob_store as store
-from ._resource import LabHeaders
+from ._resource import LabHeaders, protected_app
 from ._store import Database
 from .blob_service import (
     READ_ROLES,
@@ -326,34 +324,19 @@ def create_app(
         "resource_id": STORAGE_RESOURCE,
     }
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            db.close()
-
-    app = Starlette(
+    app = protected_app(
         routes=_ROUTES,
-        middleware=[
-            Middleware(LabHeaders, version=DEFAULT_VERSION),
-            Middleware(
-                TokenGuardMiddleware,
-                validator=validator,
-                realm=None,
-                challenge_params=challenge_params,
-                on_error=_token_error,
-                close_validator=False,
-            ),
-        ],
+        validator=validator,
+        challenge_params=challenge_params,
+        on_error=_token_error,
+        headers=Middleware(LabHeaders, version=DEFAULT_VERSION),
         exception_handlers={
             StorageError: _storage_error,
             HTTPException: _http_error,
             Exception: _server_error,
         },
-        lifespan=lifespan,
+        on_shutdown=db.close,
     )
-    app.router.redirect_slashes = False
     app.state.storage = Storage(
         db=db,
         files=files,

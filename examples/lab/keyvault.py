@@ -20,10 +20,9 @@ writes, deletes, recovers and purges, and reads deleted secrets.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -42,7 +41,6 @@ from tokenguard import (
     KeysUnavailable,
     MissingToken,
     TokenGuardError,
-    TokenGuardMiddleware,
     TokenValidator,
     challenge,
 )
@@ -55,6 +53,7 @@ from ._resource import (
     caller_label,
     forbidden_challenge,
     identity_of,
+    protected_app,
 )
 from ._store import Database
 from .keyvault_input import MAX_BODY_BYTES, MAX_VALUE_BYTES
@@ -429,34 +428,19 @@ def create_app(
         "resource": KEYVAULT_AUDIENCE,
     }
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            db.close()
-
-    app = Starlette(
+    app = protected_app(
         routes=_ROUTES,
-        middleware=[
-            Middleware(LabHeaders, static={"x-ms-keyvault-service-version": "lab"}),
-            Middleware(
-                TokenGuardMiddleware,
-                validator=validator,
-                realm=None,
-                challenge_params=challenge_params,
-                on_error=_token_error,
-                close_validator=False,
-            ),
-        ],
+        validator=validator,
+        challenge_params=challenge_params,
+        on_error=_token_error,
+        headers=Middleware(LabHeaders, static={"x-ms-keyvault-service-version": "lab"}),
         exception_handlers={
             VaultError: _vault_error,
             HTTPException: _http_error,
             Exception: _server_error,
         },
-        lifespan=lifespan,
+        on_shutdown=db.close,
     )
-    app.router.redirect_slashes = False
     app.state.vault = _Vault(
         db=db,
         rbac=rbac,
