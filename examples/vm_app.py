@@ -198,14 +198,7 @@ async def main() -> int:
     except (LabError, ConfigError) as exc:
         print(f"the lab did not start: {exc}", file=sys.stderr)
         return 1
-    print("\n== Summary ==")
-    print(report.table())
-    print(
-        "\nall steps answered as expected"
-        if report.ok
-        else "\nSOME STEPS DID NOT ANSWER AS EXPECTED"
-    )
-    return 0 if report.ok else 1
+    return report.finish()
 
 
 if __name__ == "__main__":

@@ -131,6 +131,17 @@ class Report:
         """Whether every step answered as expected (and there was at least one)."""
         return bool(self.steps) and all(step.ok for step in self.steps)
 
+    def finish(self) -> int:
+        """Print the summary table; the exit code: 0 when every step answered as expected."""
+        print("\n== Summary ==")
+        print(self.table())
+        print(
+            "\nall steps answered as expected"
+            if self.ok
+            else "\nSOME STEPS DID NOT ANSWER AS EXPECTED"
+        )
+        return 0 if self.ok else 1
+
     def table(self) -> str:
         """The final table."""
         rows = [("step", "expected", "got", "")]
