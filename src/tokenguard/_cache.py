@@ -105,9 +105,11 @@ class TokenCache:
             return
         data = self._data
         index = token[-_INDEX_BYTES:]
+        size = len(data)
         data[index] = CachedToken(token, identity, key, not_after, not_before)
-        data.move_to_end(index)
-        if len(data) > self.maxsize:
+        if len(data) == size:  # replaced an entry in place: it is now the most recent
+            data.move_to_end(index)
+        elif size >= self.maxsize:
             data.popitem(last=False)
 
     def clear(self) -> None:
