@@ -476,3 +476,16 @@ async def test_claims_are_decoded_from_the_token_on_first_use(
     assert len(claims) == len(dict(claims))
     assert "TokenClaims({" in repr(claims)
     assert (await validator.validate(token)).claims is claims  # the cached identity
+
+
+async def test_header_memo_stays_bounded_across_rotations() -> None:
+    issuer = LocalIssuer()
+    validator = issuer.validator(VAULT)
+    for _ in range(3):
+        issuer.rotate()
+    kids = list(issuer.keys)
+    for i in range(70):  # 70 distinct headers, four keys
+        token = issuer.mint(kid=kids[i % 4], headers={"x-n": i})
+        assert await validator.validate(token)
+    assert 0 < len(validator._headers) <= 64
+    assert await validator.validate(issuer.mint(kid=kids[0], headers={"x-n": 0}))

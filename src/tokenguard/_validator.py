@@ -297,8 +297,11 @@ class TokenValidator:
             exc.issuer = issuer.issuer
             exc.kid = _loggable(kid)
             raise
-        if known is None and len(self._headers) < _MAX_KNOWN_HEADERS:
-            # Only headers of tokens that verified are remembered: no one can fill this.
+        if known is None:
+            # Only headers of tokens that verified are remembered, so no caller can fill
+            # this; rotations add a header per key, so start afresh when it is full.
+            if len(self._headers) >= _MAX_KNOWN_HEADERS:
+                self._headers.clear()
             self._headers[h64] = (header, alg, kid)
         # The identity keeps the token's bytes (the cache holds them anyway), not the
         # decoded claims: they are decoded again if the app ever reads them.
