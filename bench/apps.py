@@ -10,14 +10,26 @@ from typing import Any
 
 from fastapi import FastAPI, Security
 from starlette.applications import Starlette
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    BaseUser,
+    SimpleUser,
+)
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from tokenguard import TokenGuardMiddleware, TokenValidator
 
-__all__ = ["fastapi_app", "fastapi_azure_auth_app", "starlette_app"]
+__all__ = [
+    "fastapi_app",
+    "fastapi_azure_auth_app",
+    "starlette_app",
+    "starlette_constant_auth_app",
+]
 
 
 async def _data(request: Request) -> PlainTextResponse:
@@ -33,6 +45,20 @@ def _guard(validator: TokenValidator | None) -> list[Middleware]:
 def starlette_app(validator: TokenValidator | None = None) -> Starlette:
     """The Starlette route, behind ``TokenGuardMiddleware`` when a validator is given."""
     return Starlette(routes=[Route("/data", _data)], middleware=_guard(validator))
+
+
+class _ConstantUser(AuthenticationBackend):
+    """Authenticates everyone as the same user without reading any credential."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        return AuthCredentials(["R"]), SimpleUser("someone")
+
+
+def starlette_constant_auth_app() -> Starlette:
+    """The route behind Starlette's own ``AuthenticationMiddleware`` doing no token work:
+    what injecting a user costs before any token is looked at."""
+    middleware = [Middleware(AuthenticationMiddleware, backend=_ConstantUser())]
+    return Starlette(routes=[Route("/data", _data)], middleware=middleware)
 
 
 def fastapi_app(validator: TokenValidator | None = None) -> FastAPI:

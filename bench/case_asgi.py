@@ -11,7 +11,12 @@ from ._context import Bench
 from ._measure import Subject, best_rates, progress
 from ._report import Row
 from ._tokens import AUDIENCE
-from .apps import fastapi_app, fastapi_azure_auth_app, starlette_app
+from .apps import (
+    fastapi_app,
+    fastapi_azure_auth_app,
+    starlette_app,
+    starlette_constant_auth_app,
+)
 
 __all__ = ["run"]
 
@@ -57,6 +62,7 @@ async def run(bench: Bench) -> list[Row]:
     subjects = [
         route_subject("starlette", starlette_app(), repeated),
         route_subject("starlette+tg", starlette_app(tg_repeated), repeated),
+        route_subject("starlette+const", starlette_constant_auth_app(), repeated),
         route_subject(
             "starlette+tg unique", starlette_app(tg_unique), tokens, tg_unique.cache.clear
         ),
@@ -128,5 +134,14 @@ async def run(bench: Bench) -> list[Row]:
             "req/s",
             "Starlette no auth",
             bare_rate,
+        ),
+        Row(
+            "6h",
+            "Starlette's AuthenticationMiddleware, constant user (no token work at all)",
+            rates["starlette+const"],
+            "req/s",
+            "no auth",
+            bare_rate,
+            notes="what any user-injecting middleware costs on this route",
         ),
     ]
