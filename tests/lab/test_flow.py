@@ -92,6 +92,18 @@ def test_secret_client_through_the_lab(
         assert refused.value.status_code == 403
     with secrets(lab, credentials["vm"]) as officer:
         assert officer.get_secret(name).value == "v1"  # the refused write changed nothing
+        # soft delete and recover, through the same IMDS token
+        officer.begin_delete_secret(name).wait()
+        assert officer.get_deleted_secret(name).name == name
+        officer.begin_recover_deleted_secret(name).wait()
+        assert officer.get_secret(name).value == "v1"
+        # paged listing: more secrets than one page holds
+        for i in range(3):
+            officer.set_secret(f"{name}-page-{i}", str(i))
+        pages = list(officer.list_properties_of_secrets(max_page_size=2).by_page())
+        listed = {p.name for page in pages for p in page}
+        assert len(pages) >= 2
+        assert {name, *(f"{name}-page-{i}" for i in range(3))} <= listed
 
 
 @pytest.mark.parametrize("kind", ["forged", "expired"])
@@ -118,10 +130,14 @@ def test_blob_client_through_the_lab(
         box.upload_blob("a/b.txt", data)
         assert box.download_blob("a/b.txt").readall() == data
         assert box.download_blob("a/b.txt", offset=18, length=18).readall() == data[18:36]
+        for i in range(3):
+            box.upload_blob(f"p/{i}.txt", b"page")
+        pages = list(box.list_blobs(name_starts_with="p/", results_per_page=2).by_page())
+        assert [[b.name for b in page] for page in pages] == [["p/0.txt", "p/1.txt"], ["p/2.txt"]]
     with blobs(lab, credentials["reader"]) as reader:
         box = reader.get_container_client(container)
         assert box.download_blob("a/b.txt").readall() == data
-        assert [b.name for b in box.list_blobs()] == ["a/b.txt"]
+        assert [b.name for b in box.list_blobs(name_starts_with="a/")] == ["a/b.txt"]
         with pytest.raises(HttpResponseError) as denied:
             box.upload_blob("c.txt", b"no")
         assert denied.value.status_code == 403
