@@ -489,3 +489,26 @@ async def test_header_memo_stays_bounded_across_rotations() -> None:
         assert await validator.validate(token)
     assert 0 < len(validator._headers) <= 64
     assert await validator.validate(issuer.mint(kid=kids[0], headers={"x-n": 0}))
+
+
+async def test_one_issuer_refuses_unknown_kids_before_decoding_claims(
+    session_issuer: LocalIssuer, validator: TokenValidator
+) -> None:
+    await validator.warm_up()
+    header = b64(json.dumps({"alg": "RS256", "kid": "nobody-knows"}).encode())
+    garbage_payload = b64(b"{not json at all")
+    # The payload is never decoded: the kid alone settles it.
+    token = f"{header}.{garbage_payload}.{b64(bytes(256))}"
+    assert await reason(validator, token) == "unknown_key"
+    # With several issuers the payload's iss picks the key set, so it is decoded first.
+    other = LocalIssuer()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        owner = other if other.tenant_id in request.url.path else session_issuer
+        return owner.handler(request)
+
+    both = TokenValidator(
+        [session_issuer.issuer_config(VAULT), other.issuer_config(VAULT)],
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+    )
+    assert await reason(both, token) == "malformed"

@@ -137,6 +137,7 @@ class TokenValidator:
         self._exact = {s.config.issuer: s for s in states if s.template_parts is None}
         self._templates = [s for s in states if s.template_parts is not None]
         self._states = states
+        self._only = states[0] if len(states) == 1 else None
 
     @property
     def issuers(self) -> tuple[Issuer, ...]:
@@ -274,6 +275,16 @@ class TokenValidator:
             alg, kid = self._check_header(header)
         else:
             header, alg, kid = known
+        only = self._only
+        if only is not None and only.keys.get(kid) is None:
+            # One issuer: a kid its key set lacks is fetched, or refused, before the
+            # payload is even decoded, so a flood of random kids parses no claims.
+            try:
+                await only.keys.resolve(kid)
+            except TokenGuardError as exc:
+                exc.issuer = only.config.issuer
+                exc.kid = _loggable(kid)
+                raise
         claims = parse_json_object(b64url_decode(p64))
         signature = b64url_decode(s64)
         state = self._select_issuer(claims)
