@@ -276,11 +276,12 @@ class TokenValidator:
         else:
             header, alg, kid = known
         only = self._only
-        if only is not None and only.keys.get(kid) is None:
+        key = None if only is None else only.keys.get(kid)
+        if only is not None and key is None:
             # One issuer: a kid its key set lacks is fetched, or refused, before the
             # payload is even decoded, so a flood of random kids parses no claims.
             try:
-                await only.keys.resolve(kid)
+                key = await only.keys.resolve(kid)
             except TokenGuardError as exc:
                 exc.issuer = only.config.issuer
                 exc.kid = _loggable(kid)
@@ -296,9 +297,8 @@ class TokenValidator:
                 typ = header.get("typ")
                 if not isinstance(typ, str) or _fold_typ(typ) not in state.token_types:
                     raise InvalidToken("token type not accepted", reason="wrong_type")
-            key = state.keys.get(kid)
-            if key is None:
-                key = await state.keys.resolve(kid)
+            if key is None:  # several issuers: the payload's iss chose the key set
+                key = state.keys.get(kid) or await state.keys.resolve(kid)
             if alg not in key.algorithms:
                 raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
             if not key.verify(alg, signing_input, signature):
