@@ -31,7 +31,8 @@ class Settings:
     http_requests: int = 6_000  # requests per HTTP round and server
     http_seconds: float = 6.0  # time cap of one HTTP round
     http_connections: int = 8  # keep-alive connections of the load generator
-    http_rounds: int = 5
+    http_rounds: int = 10  # the ~2 % tokenguard costs over HTTP needs many rounds to show
+    flood_rounds: int = 5  # chunks of the HTTP flood, each compared with valid traffic alone
     cold_requests: int = 1_000
     flood_tokens: int = 10_000
     flood_windows: int = 5  # cooldown windows the in-process flood is spread over
@@ -54,6 +55,7 @@ QUICK = Settings(
     http_seconds=2.0,
     http_connections=2,
     http_rounds=1,
+    flood_rounds=1,
     cold_requests=40,
     flood_tokens=120,
     flood_windows=2,

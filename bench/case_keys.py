@@ -130,7 +130,7 @@ async def _flood_over_http(bench: Bench) -> list[Row]:
     server = await bench.http_server("tokenguard")
     valid = [get_request(bench.repeated)]
     flood = [get_request(t) for t in unknown_kid_tokens(bench.repeated, settings.flood_tokens)]
-    share = -(-len(flood) // settings.http_rounds)
+    share = -(-len(flood) // settings.flood_rounds)
     during: list[Load] = []
     alone: list[Load] = []
     fetches = allowed = 0
