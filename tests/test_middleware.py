@@ -459,3 +459,11 @@ async def test_cached_identity_is_reused(
     assert seen[0] is seen[1] is seen[2]
     assert validator.cache.hits >= 2
     assert json.dumps(validator.cache.hits)
+
+
+async def test_token_just_over_the_limit_is_too_large(client: httpx.AsyncClient) -> None:
+    # Under the header limit (token limit + scheme + slack) but over the token limit.
+    token = "a." * 8 + "a" * (16 * 1024 - 10)
+    response = await client.get("/whoami", headers=bearer(token))
+    assert response.status_code == 401
+    assert "The token is too large" in response.headers["www-authenticate"]

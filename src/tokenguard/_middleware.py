@@ -102,7 +102,7 @@ class TokenGuardMiddleware:
             validator = self.validator
             entry = validator.cached_entry(token)
             if entry is None:
-                identity = await validator.validate(token.decode("latin-1"))
+                identity = await validator.validate_uncached(token.decode("latin-1"), token)
                 user = TokenGuardUser(identity)
                 permissions: Sequence[str] = tuple(identity.permissions)
             else:  # the common case: a token seen before, its user built once

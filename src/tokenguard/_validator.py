@@ -214,6 +214,14 @@ class TokenValidator:
             identity = self._lookup(raw)
             if identity is not None:
                 return identity
+        return await self.validate_uncached(token, raw)
+
+    async def validate_uncached(self, token: str, raw: bytes | None) -> Identity:
+        """:meth:`validate` for a token whose cache lookup just missed (no second lookup).
+
+        ``raw`` is the token's bytes (``None`` if it has none, which no valid token
+        lacks); integrations that looked it up with :meth:`cached_entry` call this.
+        """
         now = self._clock()
         observer = self._observer
         if observer is None:
