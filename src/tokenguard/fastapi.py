@@ -174,9 +174,7 @@ class TokenGuard:
         token = bearer_token(conn, validator.max_token_bytes)
         if token is None:
             return None
-        identity = validator.cached(token)
-        if identity is None:
-            identity = await validator.validate(token)
+        identity = await validator.validate(token)  # answers from the cache when it can
         # Later dependencies and get_identity(request) see it, as with the middleware.
         conn.scope[IDENTITY_SCOPE_KEY] = identity
         conn.scope["user"] = TokenGuardUser(identity)
