@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,53 +38,49 @@ def principals() -> Principals:
 
 
 @contextlib.contextmanager
+def _running(
+    create_app: Callable[..., Starlette],
+    audiences: list[str],
+    issuer: LocalIssuer,
+    principals: Principals,
+    tls: TlsFiles,
+    state_dir: Path,
+    **options: Any,
+) -> Iterator[str]:
+    validator = issuer.validator(audiences=audiences)
+
+    def app_for(url: str) -> Starlette:
+        return create_app(
+            validator=validator,
+            rbac=principals.rbac(),
+            state_dir=state_dir,
+            public_url=url,
+            authority=AUTHORITY,
+            tenant_id=issuer.tenant_id,
+            **options,
+        )
+
+    try:
+        with serve_tls(app_for, tls) as url:
+            yield url
+    finally:
+        asyncio.run(validator.aclose())
+
+
 def running_vault(
     issuer: LocalIssuer, principals: Principals, tls: TlsFiles, state_dir: Path, **options: Any
-) -> Iterator[str]:
+) -> contextlib.AbstractContextManager[str]:
     """A toy Key Vault on a free port; yields its URL."""
-    validator = issuer.validator(audiences=[VAULT])
-
-    def app_for(url: str) -> Starlette:
-        return keyvault.create_app(
-            validator=validator,
-            rbac=principals.rbac(),
-            state_dir=state_dir,
-            public_url=url,
-            authority=AUTHORITY,
-            tenant_id=issuer.tenant_id,
-            **options,
-        )
-
-    try:
-        with serve_tls(app_for, tls) as url:
-            yield url
-    finally:
-        asyncio.run(validator.aclose())
+    return _running(keyvault.create_app, [VAULT], issuer, principals, tls, state_dir, **options)
 
 
-@contextlib.contextmanager
 def running_storage(
     issuer: LocalIssuer, principals: Principals, tls: TlsFiles, state_dir: Path, **options: Any
-) -> Iterator[str]:
+) -> contextlib.AbstractContextManager[str]:
     """A toy Blob Storage on a free port; yields its URL (add ``/{account}``)."""
-    validator = issuer.validator(audiences=[STORAGE + "/", STORAGE])
-
-    def app_for(url: str) -> Starlette:
-        return blob.create_app(
-            validator=validator,
-            rbac=principals.rbac(),
-            state_dir=state_dir,
-            public_url=url,
-            authority=AUTHORITY,
-            tenant_id=issuer.tenant_id,
-            **options,
-        )
-
-    try:
-        with serve_tls(app_for, tls) as url:
-            yield url
-    finally:
-        asyncio.run(validator.aclose())
+    return _running(
+        blob.create_app, [STORAGE + "/", STORAGE], issuer, principals, tls, state_dir, **options
+    )
 
 
 @pytest.fixture(scope="module")
