@@ -160,3 +160,18 @@ def test_same_key_compares_public_material(rsa_jwk: dict[str, Any]) -> None:
     assert ed1.same_key(ed1)
     assert not a.same_key(ed1)
     assert isinstance(a, VerificationKey)
+
+
+@pytest.mark.parametrize("alg", ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"])
+def test_every_rsa_algorithm_verifies_its_own_signatures(alg: str) -> None:
+    from jwt.algorithms import get_default_algorithms
+
+    private = generate_key("RSA")
+    jwk = {**SigningKey("k", alg, private).public_jwk}
+    key = load_jwks({"keys": [jwk]}, ALL | {"RS384", "RS512", "PS384", "PS512"}, 10)["k"]
+    data = b"header.payload"
+    signature = get_default_algorithms()[alg].sign(data, private)
+    assert key.verify(alg, data, signature)
+    assert not key.verify(alg, data + b"!", signature)
+    other = "PS256" if alg.startswith("RS") else "RS256"
+    assert not key.verify(other, data, signature)

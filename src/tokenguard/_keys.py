@@ -50,7 +50,7 @@ class VerificationKey:
     cached token it verified.
     """
 
-    __slots__ = ("_rsa_size", "_verifiers", "algorithms", "alive", "kid", "kty", "public_key")
+    __slots__ = ("_verifiers", "algorithms", "alive", "kid", "kty", "public_key")
 
     def __init__(self, kid: str, kty: str, public_key: Any, algorithms: frozenset[str]) -> None:
         self.kid = kid
@@ -61,13 +61,9 @@ class VerificationKey:
         self._verifiers: dict[str, Verifier] = {
             alg: _make_verifier(public_key, alg) for alg in algorithms
         }
-        rsa256 = "RS256" in algorithms and isinstance(public_key, rsa.RSAPublicKey)
-        self._rsa_size = (public_key.key_size + 7) // 8 if rsa256 else 0
 
     def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
         """True when ``signature`` is valid for ``signing_input`` under ``alg``."""
-        if alg == "RS256" and self._rsa_size:
-            return self._verify_rs256(signing_input, signature)
         verifier = self._verifiers.get(alg)
         if verifier is None:
             return False
@@ -76,19 +72,6 @@ class VerificationKey:
         except (InvalidSignature, ValueError):
             return False
         return True
-
-    def _verify_rs256(self, signing_input: bytes, signature: bytes) -> bool:
-        # RFC 8017 8.2.2: undo the RSA operation (OpenSSL checks the 00 01 FF..FF 00
-        # padding), then compare the whole DigestInfo we expect. Encoding and comparing,
-        # never parsing, is what keeps this safe from signature-forgery tricks; it is the
-        # check ``verify`` does, measured faster (hashlib hashes, the RSA step is shared).
-        if len(signature) != self._rsa_size:
-            return False
-        try:
-            recovered = self.public_key.recover_data_from_signature(signature, _PKCS1, None)
-        except (InvalidSignature, ValueError):
-            return False
-        return bool(recovered == _SHA256_DIGEST_INFO + hashlib.sha256(signing_input).digest())
 
     def same_key(self, other: VerificationKey) -> bool:
         """Whether two entries hold the same public key with the same binding."""
@@ -110,9 +93,28 @@ def _public_numbers(key: Any) -> Any:
     return key.public_numbers()
 
 
+def _rs256_verifier(key: rsa.RSAPublicKey) -> Verifier:
+    size = (key.key_size + 7) // 8
+
+    def verify_rs256(signature: bytes, data: bytes) -> None:
+        # RFC 8017 8.2.2: undo the RSA operation (OpenSSL checks the 00 01 FF..FF 00
+        # padding), then compare the whole DigestInfo we expect. Encoding and comparing,
+        # never parsing, keeps this safe from signature-forgery tricks; it is the check
+        # ``key.verify`` makes, measured faster (21 us against 24 us per token here).
+        if len(signature) != size:
+            raise InvalidSignature
+        recovered = key.recover_data_from_signature(signature, _PKCS1, None)
+        if recovered != _SHA256_DIGEST_INFO + hashlib.sha256(data).digest():
+            raise InvalidSignature
+
+    return verify_rs256
+
+
 def _make_verifier(key: Any, alg: str) -> Verifier:
     if alg == "EdDSA":
         return key.verify  # type: ignore[no-any-return]
+    if alg == "RS256":
+        return _rs256_verifier(key)
     hash_cls = _HASHES[alg[2:]]
     if alg.startswith("RS"):
         h = hash_cls()

@@ -59,12 +59,14 @@ class ValidationObserver(Protocol):
         """A discovery or JWKS fetch ended with ``ok``, ``not_modified`` or ``error``."""
 
 
-def _as_bytes(token: str) -> bytes | None:
-    """The token as the bytes of its header, the cache key; ``None`` if it cannot be."""
+def _as_bytes(token: str) -> bytes:
+    """The token as the bytes its header carried (the cache key)."""
     try:
         return token.encode("latin-1")
-    except UnicodeEncodeError:  # never a verified token: those are ASCII
-        return None
+    except UnicodeEncodeError:
+        # Not ASCII, so never valid (and never equal to a cached, ASCII, token): these
+        # bytes only have to carry it to split_token, which refuses it.
+        return token.encode("utf-8", "surrogatepass")
 
 
 def fingerprint(token: str) -> str:
@@ -75,6 +77,12 @@ def fingerprint(token: str) -> str:
 def _loggable(value: str) -> str:
     """A header value fit for a log line: short, printable ASCII only."""
     return value[:64].encode("unicode_escape").decode("ascii")
+
+
+def _add_context(exc: TokenGuardError, issuer: Issuer, kid: str) -> None:
+    """Name the issuer and kid on a rejection, for the log line (never for the caller)."""
+    exc.issuer = issuer.issuer
+    exc.kid = _loggable(kid)
 
 
 class _IssuerState:
@@ -178,8 +186,7 @@ class TokenValidator:
         """
         if len(token) > self.max_token_bytes:
             return None
-        raw = _as_bytes(token) if isinstance(token, str) else token
-        return None if raw is None else self._lookup(raw)
+        return self._lookup(_as_bytes(token) if isinstance(token, str) else token)
 
     def _lookup(self, raw: bytes) -> Identity | None:
         entry = self.cached_entry(raw)
@@ -210,28 +217,26 @@ class TokenValidator:
         # One bytes object serves the lookup and, on a miss, the insert: its hash is
         # computed once.
         raw = _as_bytes(token)
-        if raw is not None:
-            identity = self._lookup(raw)
-            if identity is not None:
-                return identity
+        identity = self._lookup(raw)
+        if identity is not None:
+            return identity
         return await self.validate_uncached(token, raw)
 
-    async def validate_uncached(self, token: str, raw: bytes | None) -> Identity:
+    async def validate_uncached(self, token: str, raw: bytes) -> Identity:
         """:meth:`validate` for a token whose cache lookup just missed (no second lookup).
 
-        ``raw`` is the token's bytes (``None`` if it has none, which no valid token
-        lacks); integrations that looked it up with :meth:`cached_entry` call this.
+        ``raw`` is the token's bytes, as looked up with :meth:`cached_entry`.
         """
         now = self._clock()
         observer = self._observer
         if observer is None:
             try:
-                return await self._verify(token, raw, now)
+                return await self._verify(raw, now)
             except TokenGuardError as exc:
                 raise self._rejected(exc, token) from None
         started = time.perf_counter()
         try:
-            identity = await self._verify(token, raw, now)
+            identity = await self._verify(raw, now)
         except TokenGuardError as exc:
             seconds = time.perf_counter() - started
             observer.validation("invalid", exc.reason, exc.issuer, seconds, False)
@@ -273,10 +278,8 @@ class TokenValidator:
 
     # -- the pipeline -----------------------------------------------------------
 
-    async def _verify(self, token: str, raw: bytes | None, now: float) -> Identity:
-        signing_input, h64, p64, s64 = split_token(
-            token if raw is None else raw, self.max_token_bytes
-        )
+    async def _verify(self, raw: bytes, now: float) -> Identity:
+        signing_input, h64, p64, s64 = split_token(raw, self.max_token_bytes)
         known = self._headers.get(h64)
         if known is None:
             header = parse_json_object(b64url_decode(h64))
@@ -291,8 +294,7 @@ class TokenValidator:
             try:
                 key = await only.keys.resolve(kid)
             except TokenGuardError as exc:
-                exc.issuer = only.config.issuer
-                exc.kid = _loggable(kid)
+                _add_context(exc, only.config, kid)
                 raise
         claims = parse_json_object(b64url_decode(p64))
         signature = b64url_decode(s64)
@@ -313,8 +315,7 @@ class TokenValidator:
                 raise InvalidToken("signature does not verify", reason="bad_signature")
             audience = self._check_claims(state, claims, now)
         except TokenGuardError as exc:
-            exc.issuer = issuer.issuer
-            exc.kid = _loggable(kid)
+            _add_context(exc, issuer, kid)
             raise
         if known is None:
             # Only headers of tokens that verified are remembered, so no caller can fill
@@ -325,18 +326,18 @@ class TokenValidator:
         # The identity keeps the token's bytes (the cache holds them anyway), not the
         # decoded claims: they are decoded again if the app ever reads them.
         start = len(h64) + 1
-        mapping = None if raw is None else TokenClaims(raw, start, start + len(p64))
-        identity = identity_from_claims(claims, audience=audience, mapping=mapping)
+        identity = identity_from_claims(
+            claims, audience=audience, mapping=TokenClaims(raw, start, start + len(p64))
+        )
         leeway = issuer.leeway
         nbf = claims.get("nbf")
-        if raw is not None:  # pragma: no branch - a token that verified is ASCII
-            self.cache.put(
-                raw,
-                identity,
-                key,
-                claims["exp"] + leeway,
-                (nbf - leeway) if nbf is not None else -float("inf"),
-            )
+        self.cache.put(
+            raw,
+            identity,
+            key,
+            claims["exp"] + leeway,
+            (nbf - leeway) if nbf is not None else -float("inf"),
+        )
         return identity
 
     def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
