@@ -8,7 +8,6 @@ decoded (unverified) header and claims.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import jwt
+
+from tokenguard import fingerprint
 
 from .config import LabConfig, load_config
 from .runner import DEFAULT_PORT, LabError
@@ -68,11 +69,6 @@ def lab_location() -> Iterator[tuple[Path, int, LabConfig]]:
         return
     with tempfile.TemporaryDirectory(prefix="tokenguard-lab-") as tmp:
         yield Path(tmp), port, config
-
-
-def fingerprint(token: str) -> str:
-    """A short SHA-256 fingerprint, safe to print."""
-    return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def describe_token(token: str) -> list[str]:

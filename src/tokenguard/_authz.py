@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from starlette.authentication import AuthCredentials
 from starlette.requests import HTTPConnection
 
 from ._errors import InsufficientScope, MissingToken
-from ._identity import Identity, IdentityKind
+from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
 
-__all__ = ["CHALLENGE_SCOPE_KEY", "IDENTITY_SCOPE_KEY", "Requirement", "get_identity", "requires"]
+__all__ = [
+    "CHALLENGE_SCOPE_KEY",
+    "IDENTITY_SCOPE_KEY",
+    "Requirement",
+    "attach_identity",
+    "get_identity",
+    "requires",
+]
 
 #: Where the middleware puts the :class:`Identity` in the ASGI scope.
 IDENTITY_SCOPE_KEY = "tokenguard.identity"
@@ -103,6 +111,22 @@ class Requirement:
             allowed is not None and value is not None and value.lower() in allowed
             for allowed, value in lists
         )
+
+
+def attach_identity(
+    scope: MutableMapping[str, Any],
+    identity: Identity,
+    auth: tuple[TokenGuardUser, Sequence[str]] | None = None,
+) -> None:
+    """Put a verified identity where tokenguard and Starlette look for it:
+    ``scope["tokenguard.identity"]``, ``request.user`` and ``request.auth.scopes``.
+
+    ``auth`` is the user and permissions when already built (the cache keeps them).
+    """
+    user, permissions = starlette_auth(identity) if auth is None else auth
+    scope[IDENTITY_SCOPE_KEY] = identity
+    scope["user"] = user
+    scope["auth"] = AuthCredentials(permissions)
 
 
 def get_identity(conn: HTTPConnection) -> Identity | None:

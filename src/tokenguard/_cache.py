@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
-from ._identity import Identity, TokenGuardUser
+from ._identity import Identity, TokenGuardUser, starlette_auth
 from ._keys import VerificationKey
 
 __all__ = ["DEFAULT_CACHE_SIZE", "CachedToken", "TokenCache"]
@@ -53,8 +53,7 @@ class CachedToken:
         """
         request = self._request
         if request is None:
-            identity = self.identity
-            request = self._request = (TokenGuardUser(identity), tuple(identity.permissions))
+            request = self._request = starlette_auth(self.identity)
         return request
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from ._config import DEFAULT_LEEWAY, Issuer
 from ._errors import InvalidToken, KeysUnavailable, TokenGuardError
 from ._identity import Identity
-from ._token import b64url_decode, parse_json_object, split_token
+from ._token import parse_token
 from ._validator import TokenValidator
 
 __all__ = ["main"]
@@ -100,14 +100,12 @@ def _human(seconds: float) -> str:
 
 def _decode(args: argparse.Namespace) -> int:
     try:
-        _, h64, p64, _ = split_token(_read_token(args.token))
-        header = parse_json_object(b64url_decode(h64))
-        claims = parse_json_object(b64url_decode(p64))
+        parsed = parse_token(_read_token(args.token))
     except InvalidToken as exc:
         print(json.dumps({"error": "invalid_token", "reason": exc.reason}))
         return EXIT_REJECTED
-    out: dict[str, Any] = {"verified": False, "header": header, "claims": claims}
-    exp = claims.get("exp")
+    out: dict[str, Any] = {"verified": False, "header": parsed.header, "claims": parsed.claims}
+    exp = parsed.claims.get("exp")
     if isinstance(exp, int | float) and not isinstance(exp, bool):
         left = exp - time.time()
         when = dt.datetime.fromtimestamp(exp, dt.UTC).isoformat()

@@ -50,20 +50,22 @@ def bearer_credentials(
             if value is not None:
                 raise InvalidRequest(reason="multiple_authorization")
             value = header
-    limit = max_header_bytes(max_token_bytes)
-    # bytes.find, not ``in``: ``in`` first tries the operand as an int and raises
-    # (and swallows) a TypeError, which costs more than the search itself.
-    if value is not None and scope.get("query_string", b"").find(b"access_token") == -1:
-        if len(value) > limit:
-            raise InvalidToken(reason="token_too_large")
-        # The common spelling, checked cheaply; anything else takes the general path.
-        if len(value) > 7 and value[7] != 32 and value[-1] != 32 and value.startswith(b"Bearer "):
-            return value[7:]
-    query_token = _query_token(scope)
     if value is None:
-        return _query_only(query_token, allow_query_token)
-    if len(value) > limit:
+        return _query_only(_query_token(scope), allow_query_token)
+    if len(value) > max_header_bytes(max_token_bytes):
         raise InvalidToken(reason="token_too_large")
+    # The common spelling, checked cheaply (bytes.find, not ``in``: ``in`` first tries
+    # the operand as an int and raises, and swallows, a TypeError); anything else takes
+    # the general path.
+    if (
+        len(value) > 7
+        and value[7] != 32
+        and value[-1] != 32
+        and value.startswith(b"Bearer ")
+        and scope.get("query_string", b"").find(b"access_token") == -1
+    ):
+        return value[7:]
+    query_token = _query_token(scope)
     scheme, _, credentials = value.partition(b" ")
     if scheme.lower() != b"bearer":
         return _query_only(query_token, allow_query_token)

@@ -9,7 +9,13 @@ from typing import Any, Literal
 
 from starlette.authentication import BaseUser
 
-__all__ = ["Identity", "IdentityKind", "TokenGuardUser", "identity_from_claims"]
+__all__ = [
+    "Identity",
+    "IdentityKind",
+    "TokenGuardUser",
+    "identity_from_claims",
+    "starlette_auth",
+]
 
 IdentityKind = Literal["managed_identity", "app", "user"]
 
@@ -163,3 +169,8 @@ class TokenGuardUser(BaseUser):
 
     def __repr__(self) -> str:
         return f"TokenGuardUser({self.identity.kind}, {self.identity_id!r})"
+
+
+def starlette_auth(identity: Identity) -> tuple[TokenGuardUser, tuple[str, ...]]:
+    """``request.user`` and the ``request.auth.scopes`` (roles and scopes) for an identity."""
+    return TokenGuardUser(identity), tuple(identity.permissions)

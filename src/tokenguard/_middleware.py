@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -12,10 +12,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement
+from ._authz import CHALLENGE_SCOPE_KEY, Requirement, attach_identity
 from ._errors import InvalidToken, KeysUnavailable, MissingToken, TokenGuardError
 from ._header import bearer_credentials
-from ._identity import TokenGuardUser
 from ._responses import DEFAULT_REALM, ErrorAnswers, error_headers, error_response
 from ._validator import TokenValidator
 
@@ -103,19 +102,16 @@ class TokenGuardMiddleware:
             entry = validator.cached_entry(token)
             if entry is None:
                 identity = await validator.validate_uncached(token.decode("latin-1"), token)
-                user = TokenGuardUser(identity)
-                permissions: Sequence[str] = tuple(identity.permissions)
+                auth = None
             else:  # the common case: a token seen before, its user built once
                 identity = entry.identity
-                user, permissions = entry.request_auth
+                auth = entry.request_auth
             if self.require is not None:
                 self.require.check(identity)
         except TokenGuardError as exc:
             await self._reject(exc, scope, receive, send)
             return
-        scope[IDENTITY_SCOPE_KEY] = identity
-        scope["user"] = user
-        scope["auth"] = AuthCredentials(permissions)
+        attach_identity(scope, identity, auth)
         await self.app(scope, receive, send)
 
     # -- answers ----------------------------------------------------------------

@@ -34,12 +34,11 @@ except ImportError:  # tested by hiding fastapi from sys.modules
     raise ImportError(
         "tokenguard.fastapi needs FastAPI: pip install 'tokenguard[fastapi]'"
     ) from None
-from starlette.authentication import AuthCredentials
 from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement, get_identity
+from ._authz import CHALLENGE_SCOPE_KEY, Requirement, attach_identity, get_identity
 from ._errors import (
     InsufficientScope,
     InvalidToken,
@@ -48,7 +47,7 @@ from ._errors import (
     TokenGuardError,
 )
 from ._header import bearer_token as _bearer_token
-from ._identity import Identity, IdentityKind, TokenGuardUser
+from ._identity import Identity, IdentityKind
 from ._responses import DEFAULT_REALM, error_body, error_headers
 from ._validator import TokenValidator
 from .readiness import STATE_KEY
@@ -176,9 +175,7 @@ class TokenGuard:
             return None
         identity = await validator.validate(token)  # answers from the cache when it can
         # Later dependencies and get_identity(request) see it, as with the middleware.
-        conn.scope[IDENTITY_SCOPE_KEY] = identity
-        conn.scope["user"] = TokenGuardUser(identity)
-        conn.scope["auth"] = AuthCredentials(list(identity.permissions))
+        attach_identity(conn.scope, identity)
         return identity
 
     def _validator(self, conn: HTTPConnection) -> TokenValidator:
