@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from jwt.algorithms import RSAAlgorithm
 
-from tokenguard.testing import generate_key
+from tokenguard.testing import SigningKey, generate_key, self_signed_certificate
 
 __all__ = ["KeyRing", "LabKey", "ScheduledKey"]
 
@@ -63,32 +61,16 @@ class LabKey:
     certificate: x509.Certificate
 
     def public_jwk(self) -> dict[str, Any]:
-        """The JWK as Entra publishes it: ``kty, use, kid, x5t, n, e, x5c``."""
-        numbers: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
-        der = self.certificate.public_bytes(serialization.Encoding.DER)
-        return {
-            "kty": "RSA",
-            "use": "sig",
-            "kid": self.kid,
-            "x5t": self.kid,
-            "n": numbers["n"],
-            "e": numbers["e"],
-            "x5c": [base64.b64encode(der).decode("ascii")],
-        }
+        """The JWK as Entra publishes it: ``kty, use, kid, x5t, n, e, x5c`` (x5t = kid)."""
+        return SigningKey(
+            self.kid, "RS256", self.private_key, certificate=self.certificate
+        ).public_jwk
 
 
 def _certificate(key: rsa.RSAPrivateKey, now: float) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tokenguard lab token signing")])
     start = dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(days=1)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=5 * 365))
-        .sign(key, hashes.SHA256())
+    return self_signed_certificate(
+        key, "tokenguard lab token signing", not_before=start, days=5 * 365
     )
 
 

@@ -39,7 +39,14 @@ from ._config import Issuer
 from ._identity import IdentityKind
 from ._validator import TokenValidator
 
-__all__ = ["KeyType", "LocalIssuer", "SigningKey", "encode_jws", "generate_key"]
+__all__ = [
+    "KeyType",
+    "LocalIssuer",
+    "SigningKey",
+    "encode_jws",
+    "generate_key",
+    "self_signed_certificate",
+]
 
 KeyType = Literal["RSA", "EC", "OKP"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -68,12 +75,20 @@ def generate_key(kty: KeyType = "RSA", *, bits: int = 2048, curve: str = "P-256"
 
 @dataclass
 class SigningKey:
-    """A key of the local issuer: the private half, its kid and its JWK."""
+    """A key of the local issuer: the private half, its kid, certificate and JWK."""
 
     kid: str
     alg: str
     private_key: PrivateKey
     published: bool = True
+    #: The key's certificate (the JWK's ``x5c``); a self-signed one when not given.
+    certificate: x509.Certificate | None = None
+
+    def __post_init__(self) -> None:
+        if self.certificate is None:
+            self.certificate = self_signed_certificate(
+                self.private_key, f"tokenguard test key {self.kid}"
+            )
 
     @property
     def public_jwk(self) -> dict[str, Any]:
@@ -86,8 +101,9 @@ class SigningKey:
             jwk = json.loads(ECAlgorithm.to_jwk(public))
         else:
             jwk = json.loads(OKPAlgorithm.to_jwk(public))
-        cert = _self_signed(self.private_key, self.kid)
-        der = cert.public_bytes(serialization.Encoding.DER)
+        jwk.pop("key_ops", None)  # PyJWT adds it; Entra's keys do not carry it
+        assert self.certificate is not None  # set in __post_init__
+        der = self.certificate.public_bytes(serialization.Encoding.DER)
         x5t = _b64(hashlib.sha1(der).digest())  # noqa: S324 - x5t is SHA-1 by definition
         ordered = {"kty": jwk.pop("kty"), "use": "sig", "kid": self.kid, "x5t": x5t}
         ordered.update(jwk)
@@ -95,9 +111,16 @@ class SigningKey:
         return ordered
 
 
-def _self_signed(key: PrivateKey, kid: str) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"tokenguard test key {kid}")])
-    now = dt.datetime.now(dt.UTC)
+def self_signed_certificate(
+    key: PrivateKey,
+    common_name: str,
+    *,
+    not_before: dt.datetime | None = None,
+    days: int = 365,
+) -> x509.Certificate:
+    """A self-signed certificate for ``key`` (what an issuer's JWK puts in ``x5c``)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return (
         x509.CertificateBuilder()
@@ -105,8 +128,8 @@ def _self_signed(key: PrivateKey, kid: str) -> x509.Certificate:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
         .sign(key, algorithm)
     )
 
