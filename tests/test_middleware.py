@@ -29,7 +29,7 @@ from tokenguard import (
 )
 from tokenguard.testing import LocalIssuer
 
-from .helpers import SwitchableIssuer
+from .helpers import FakeClock, SwitchableIssuer
 
 pytestmark = pytest.mark.anyio
 
@@ -465,3 +465,120 @@ async def test_token_just_over_the_limit_is_too_large(client: httpx.AsyncClient)
     response = await client.get("/whoami", headers=bearer(token))
     assert response.status_code == 401
     assert "The token is too large" in response.headers["www-authenticate"]
+
+
+# -- the cache-hit path ------------------------------------------------------------
+# A request whose exact token is cached takes a shorter path through __call__. Each
+# test below caches the token first, then checks that path keeps the general rules.
+
+
+async def cached_client(
+    validator: TokenValidator, token: str, **options: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = build(validator, **options)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/whoami", headers=bearer(token))).status_code == 200
+        assert validator.cache.get(token.encode(), validator.clock()) is not None
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "status"),
+    [
+        ([("authorization", "Bearer {t}")], "", 200),
+        ([("authorization", "bearer {t}")], "", 200),  # other spellings: the general path
+        ([("authorization", "Bearer  {t}")], "", 200),
+        ([("authorization", "Bearer {t}"), ("authorization", "Bearer {t}")], "", 400),
+        ([("authorization", "Bearer {t}")], "access_token={t}", 400),
+        ([("authorization", "Bearer {t}")], "access_token=", 400),
+        ([("authorization", "Bearer {t}")], "x=access_tokenish", 200),
+        ([("authorization", "Bearer {t}x")], "", 401),  # same tail, other token
+        ([("authorization", "Bearer x{t}")], "", 401),
+    ],
+)
+async def test_cached_token_follows_the_general_rules(
+    validator: TokenValidator,
+    session_issuer: LocalIssuer,
+    headers: list[tuple[str, str]],
+    query: str,
+    status: int,
+) -> None:
+    token = session_issuer.mint()
+    async for c in cached_client(validator, token):
+        filled = [(k, v.format(t=token)) for k, v in headers]
+        response = await c.get(f"/whoami?{query.format(t=token)}", headers=filled)
+        assert response.status_code == status
+
+
+async def test_cached_token_expires_and_dies_with_its_key(session_issuer: LocalIssuer) -> None:
+    clock = FakeClock(session_issuer.clock())
+    validator = session_issuer.validator(VAULT, clock=clock)
+    token = session_issuer.mint(lifetime=600)
+    async for c in cached_client(validator, token):
+        clock.advance(600 + 60 - 1)  # just inside exp + the default leeway
+        assert (await c.get("/whoami", headers=bearer(token))).status_code == 200
+        clock.advance(1)
+        response = await c.get("/whoami", headers=bearer(token))
+        assert response.status_code == 401
+        assert "expired" in response.headers["www-authenticate"]
+    fresh = session_issuer.mint()
+    validator = session_issuer.validator(VAULT)
+    async for c in cached_client(validator, fresh):
+        validator.cache.discard_keys({entry.key for entry in validator.cache.index.values()})
+        assert len(validator.cache) == 0  # the next request verifies again
+        assert (await c.get("/whoami", headers=bearer(fresh))).status_code == 200
+        assert validator.cache.misses == 2
+
+
+async def test_cached_token_meets_the_requirement_and_the_observer(
+    session_issuer: LocalIssuer,
+) -> None:
+    calls: list[tuple[str, bool]] = []
+
+    class Observer:
+        def validation(
+            self, outcome: str, reason: str | None, issuer: str | None, s: float, cached: bool
+        ) -> None:
+            calls.append((outcome, cached))
+
+        def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
+            pass
+
+    validator = session_issuer.validator(VAULT, observer=Observer())
+    reader = session_issuer.mint(roles=["Reader"])
+    other = session_issuer.mint(roles=["Other"])
+    options = {"require": Requirement(roles=["Reader"]), "challenge_params": {"resource": VAULT}}
+    async for c in cached_client(validator, reader, **options):
+        assert (await c.get("/whoami", headers=bearer(reader))).status_code == 200
+        for _ in range(2):
+            denied = await c.get("/whoami", headers=bearer(other))
+            assert denied.status_code == 403
+            assert f'resource="{VAULT}"' in denied.headers["www-authenticate"]
+    assert calls == [("valid", False), ("valid", True), ("valid", False), ("valid", True)]
+    middleware = TokenGuardMiddleware(PlainTextResponse("ok"), validator=validator)
+    middleware.require = Requirement(roles=["Admin"])  # set later: the hit path sees it
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware), base_url="http://t"
+    ) as c:
+        assert (await c.get("/", headers=bearer(reader))).status_code == 403
+
+
+async def test_cached_requests_share_read_only_credentials(
+    validator: TokenValidator, session_issuer: LocalIssuer
+) -> None:
+    seen: list[Any] = []
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        seen.append((request.user, request.auth))
+        request.auth.scopes.append("Admin")  # changes a copy only
+        return PlainTextResponse(",".join(request.auth.scopes))
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[Middleware(TokenGuardMiddleware, validator=validator)],
+    )
+    token = session_issuer.mint(roles=["Reader"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        bodies = [(await c.get("/", headers=bearer(token))).text for _ in range(3)]
+    assert bodies == ["Reader"] * 3
+    assert seen[1][0] is seen[2][0] and seen[1][1] is seen[2][1]

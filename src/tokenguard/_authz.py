@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -116,17 +116,17 @@ class Requirement:
 def attach_identity(
     scope: MutableMapping[str, Any],
     identity: Identity,
-    auth: tuple[TokenGuardUser, Sequence[str]] | None = None,
+    auth: tuple[TokenGuardUser, AuthCredentials] | None = None,
 ) -> None:
     """Put a verified identity where tokenguard and Starlette look for it:
     ``scope["tokenguard.identity"]``, ``request.user`` and ``request.auth.scopes``.
 
-    ``auth`` is the user and permissions when already built (the cache keeps them).
+    ``auth`` is the user and credentials when already built (the cache keeps them).
     """
-    user, permissions = starlette_auth(identity) if auth is None else auth
+    user, credentials = starlette_auth(identity) if auth is None else auth
     scope[IDENTITY_SCOPE_KEY] = identity
     scope["user"] = user
-    scope["auth"] = AuthCredentials(permissions)
+    scope["auth"] = credentials
 
 
 def get_identity(conn: HTTPConnection) -> Identity | None:

@@ -1,4 +1,4 @@
-"""The verified-token cache: a bounded LRU of verified tokens and their :class:`Identity`.
+"""The verified-token cache: a bounded cache of verified tokens and their :class:`Identity`.
 
 Managed-identity clients reuse one token for hours, so most requests hit here and
 skip the signature check. A hit still re-checks ``exp``/``nbf`` against the clock,
@@ -8,109 +8,180 @@ Lookups are exact: an entry is found by the token's last 32 bytes (the tail of i
 signature, so hashing the index costs ~32 bytes of SipHash, not 1.5 KB) and then the
 whole stored token is compared to the presented one. A different token never hits,
 whatever it shares with a cached one; only tokens that verified are ever stored.
+An entry keeps the token as the ``Authorization`` value that carries it
+(``b"Bearer " + token``), so the middleware compares a request's header value with
+one ``==`` and no copy.
+
+Eviction is "second chance" (CLOCK), an approximation of least-recently-used that
+costs a hit one counter increment instead of a reordering: entries leave in insertion
+order, except that an entry hit since it was last passed over goes round again.
+When a key set drops a key, :meth:`TokenCache.discard_keys` removes the tokens it
+verified, so a hit needs no per-request check of the key.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import Final
 
-from ._identity import Identity, TokenGuardUser, starlette_auth
+from ._identity import Identity, SharedCredentials, TokenGuardUser, starlette_auth
 from ._keys import VerificationKey
 
-__all__ = ["DEFAULT_CACHE_SIZE", "CachedToken", "TokenCache"]
+__all__ = ["BEARER", "DEFAULT_CACHE_SIZE", "INDEX_BYTES", "CachedToken", "TokenCache"]
 
 DEFAULT_CACHE_SIZE: Final = 10_000
-_INDEX_BYTES: Final = 32
+#: An entry's index: the token's last bytes (which are also its header value's last bytes).
+INDEX_BYTES: Final = 32
+#: The prefix of a stored ``Authorization`` value.
+BEARER: Final = b"Bearer "
+_BEARER_LEN: Final = len(BEARER)
 
 
 class CachedToken:
-    """A verified token with what each request needs, built on the first hit."""
+    """A verified token and what each request needs, the latter built on the first hit."""
 
-    __slots__ = ("_request", "identity", "key", "not_after", "not_before", "token")
+    __slots__ = (
+        "authorization",
+        "credentials",
+        "hits",
+        "identity",
+        "key",
+        "not_after",
+        "not_before",
+        "user",
+    )
 
     def __init__(
         self,
-        token: bytes,
+        authorization: bytes,
         identity: Identity,
         key: VerificationKey,
         not_after: float,
         not_before: float,
     ) -> None:
-        self.token = token
+        #: ``b"Bearer " + token``: the header value a request presents this token with.
+        self.authorization = authorization
         self.identity = identity
         self.key = key
         #: Accept while ``now < not_after`` and ``now >= not_before`` (leeway included).
         self.not_after = not_after
         self.not_before = not_before
-        self._request: tuple[TokenGuardUser, tuple[str, ...]] | None = None
+        #: Hits since the eviction scan last passed it (non-zero: a second chance).
+        self.hits = 0
+        #: ``request.user`` and ``request.auth``: see :meth:`request_auth`.
+        self.user: TokenGuardUser | None = None
+        self.credentials: SharedCredentials | None = None
+
+    def request_auth(self) -> tuple[TokenGuardUser, SharedCredentials]:
+        """The Starlette user and credentials (roles and scopes) for this token.
+
+        Built on the first hit, not at insert: a token seen once never pays. Both are
+        read-only, so every request with this token can share them.
+        """
+        user, credentials = self.user, self.credentials
+        if user is None or credentials is None:
+            user, credentials = starlette_auth(self.identity)
+            self.user, self.credentials = user, credentials
+        return user, credentials
 
     @property
-    def request_auth(self) -> tuple[TokenGuardUser, tuple[str, ...]]:
-        """The Starlette user and the permissions (roles and scopes) for this token.
-
-        Built on the first cache hit, not at insert: a token seen once never pays.
-        """
-        request = self._request
-        if request is None:
-            request = self._request = starlette_auth(self.identity)
-        return request
+    def token(self) -> bytes:
+        """The token's bytes."""
+        return self.authorization[_BEARER_LEN:]
 
 
 class TokenCache:
-    """Bounded LRU of verified tokens; ``maxsize=0`` disables it."""
+    """Bounded cache of verified tokens; ``maxsize=0`` disables it.
 
-    __slots__ = ("_data", "hits", "maxsize", "misses")
+    ``index`` maps a token's last :data:`INDEX_BYTES` to its entry. Request-path code
+    may read it directly (the middleware does) if it does what :meth:`get` does:
+    compare the whole token, check the time window and count the hit on the entry.
+    """
+
+    __slots__ = ("_counted_hits", "index", "maxsize", "misses")
 
     def __init__(self, maxsize: int = DEFAULT_CACHE_SIZE) -> None:
         if maxsize < 0:
             raise ValueError("cache size must not be negative")
         self.maxsize = maxsize
-        self._data: OrderedDict[bytes, CachedToken] = OrderedDict()
-        self.hits = 0
+        self.index: OrderedDict[bytes, CachedToken] = OrderedDict()
+        #: Hits moved off entries by the eviction scan, or counted by entries now gone.
+        self._counted_hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self.index)
+
+    @property
+    def hits(self) -> int:
+        """Lookups answered from the cache so far (summed over the entries: not for hot paths)."""
+        return self._counted_hits + sum(entry.hits for entry in self.index.values())
 
     def get(self, token: bytes, now: float) -> CachedToken | None:
         """The entry for exactly ``token`` if cached and acceptable at ``now``."""
-        index = token[-_INDEX_BYTES:]
-        entry = self._data.get(index)
-        if entry is None or entry.token != token:
-            self.misses += 1
-            return None
-        if now >= entry.not_after or not entry.key.alive:
-            del self._data[index]
-            self.misses += 1
-            return None
-        if now < entry.not_before:
-            self.misses += 1
-            return None
-        self._data.move_to_end(index)
-        self.hits += 1
-        return entry
+        entry = self.index.get(token[-INDEX_BYTES:])
+        if (
+            entry is not None
+            and len(entry.authorization) == len(token) + _BEARER_LEN
+            and entry.authorization.endswith(token)
+        ):
+            if entry.not_before <= now < entry.not_after:
+                entry.hits += 1
+                return entry
+            if now >= entry.not_after:  # expired for good (not yet valid may become so)
+                self._remove(entry)
+        self.misses += 1
+        return None
+
+    def _remove(self, entry: CachedToken) -> None:
+        slot = entry.authorization[-INDEX_BYTES:]
+        if self.index.get(slot) is entry:
+            del self.index[slot]
+            self._counted_hits += entry.hits
 
     def put(
         self,
-        token: bytes,
+        authorization: bytes,
         identity: Identity,
         key: VerificationKey,
         not_after: float,
         not_before: float,
     ) -> None:
-        """Remember a verified token, evicting the least recently used beyond ``maxsize``."""
-        if self.maxsize == 0:
+        """Remember a verified token, given as ``b"Bearer " + token``, evicting beyond
+        ``maxsize`` (second chance). Tokens of a key already dropped are not kept."""
+        if self.maxsize == 0 or not key.alive:
             return
-        data = self._data
-        index = token[-_INDEX_BYTES:]
-        size = len(data)
-        data[index] = CachedToken(token, identity, key, not_after, not_before)
-        if len(data) == size:  # replaced an entry in place: it is now the most recent
-            data.move_to_end(index)
-        elif size >= self.maxsize:
-            data.popitem(last=False)
+        if not authorization.startswith(BEARER):
+            raise ValueError('give the token as b"Bearer " + token')
+        index = self.index
+        slot = authorization[-INDEX_BYTES:]
+        previous = index.get(slot)
+        if previous is not None:  # a token with the same tail: the new one takes its place
+            self._remove(previous)
+        elif len(index) >= self.maxsize:
+            self._evict()
+        index[slot] = CachedToken(authorization, identity, key, not_after, not_before)
+
+    def _evict(self) -> None:
+        index = self.index
+        # Every pass moves an entry's hits to the total, so this ends within one round.
+        while True:
+            slot, entry = index.popitem(last=False)
+            if not entry.hits:
+                return
+            self._counted_hits += entry.hits
+            entry.hits = 0
+            index[slot] = entry
+
+    def discard_keys(self, keys: Collection[VerificationKey]) -> None:
+        """Forget every token verified by one of ``keys`` (dropped by their key set)."""
+        if keys:
+            for entry in [e for e in self.index.values() if e.key in keys]:
+                self._remove(entry)
 
     def clear(self) -> None:
         """Forget every entry."""
-        self._data.clear()
+        for entry in self.index.values():
+            self._counted_hits += entry.hits
+        self.index.clear()

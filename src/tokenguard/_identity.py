@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
-from starlette.authentication import BaseUser
+from starlette.authentication import AuthCredentials, BaseUser
 
 __all__ = [
     "Identity",
     "IdentityKind",
+    "SharedCredentials",
     "TokenGuardUser",
     "identity_from_claims",
     "starlette_auth",
@@ -171,6 +172,25 @@ class TokenGuardUser(BaseUser):
         return f"TokenGuardUser({self.identity.kind}, {self.identity_id!r})"
 
 
-def starlette_auth(identity: Identity) -> tuple[TokenGuardUser, tuple[str, ...]]:
-    """``request.user`` and the ``request.auth.scopes`` (roles and scopes) for an identity."""
-    return TokenGuardUser(identity), tuple(identity.permissions)
+class SharedCredentials(AuthCredentials):
+    """``request.auth`` of a verified caller, shared by every request with the same token.
+
+    Read-only: ``scopes`` hands out a new list on each access and cannot be assigned,
+    so no request can change what the next request with this token is granted.
+    """
+
+    __slots__ = ("_scopes",)
+
+    def __init__(self, scopes: Sequence[str]) -> None:  # no super(): there is no list to set
+        self._scopes = tuple(scopes)
+
+    # Read-only on purpose: the object is shared between requests.
+    @property
+    def scopes(self) -> list[str]:  # type: ignore[override]
+        """The roles and scopes of the token, as a fresh list."""
+        return list(self._scopes)
+
+
+def starlette_auth(identity: Identity) -> tuple[TokenGuardUser, SharedCredentials]:
+    """``request.user`` and ``request.auth`` (roles and scopes) for an identity."""
+    return TokenGuardUser(identity), SharedCredentials(tuple(identity.permissions))

@@ -64,8 +64,12 @@ class KeySet:
         *,
         clock: Callable[[], float] = time.monotonic,
         observer: FetchObserver | None = None,
+        on_dropped: Callable[[set[VerificationKey]], None] | None = None,
     ) -> None:
         self.issuer = issuer
+        #: Called with the keys a refresh dropped or replaced (the validator's cache
+        #: forgets the tokens they verified).
+        self._on_dropped = on_dropped
         self._client = client
         self._clock = clock
         self._observer = observer
@@ -273,9 +277,11 @@ class KeySet:
             previous = old.get(kid)
             if previous is not None and previous.same_key(key):
                 keys[kid] = previous  # keep the object: its cached tokens stay valid
-        for kid, key in old.items():
-            if keys.get(kid) is not key:
-                key.alive = False  # dropped or replaced: its cached tokens die with it
+        dropped = {key for kid, key in old.items() if keys.get(kid) is not key}
+        for key in dropped:
+            key.alive = False  # dropped or replaced: its cached tokens die with it
+        if dropped and self._on_dropped is not None:
+            self._on_dropped(dropped)
         if keys.keys() != old.keys() or any(old[k] is not key for k, key in keys.items()):
             self._changed_at = self._clock()
         self._keys = keys

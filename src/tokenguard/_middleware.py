@@ -12,7 +12,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._authz import CHALLENGE_SCOPE_KEY, Requirement, attach_identity
+from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement, attach_identity
+from ._cache import INDEX_BYTES, CachedToken
 from ._errors import InvalidToken, KeysUnavailable, MissingToken, TokenGuardError
 from ._header import bearer_credentials
 from ._responses import DEFAULT_REALM, ErrorAnswers, error_headers, error_response
@@ -59,18 +60,97 @@ class TokenGuardMiddleware:
         excluded = list(exclude_paths)
         self._exclude_exact = frozenset(p for p in excluded if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in excluded if p.endswith("*"))
+        self._excluding = bool(excluded)
+        # What the fast path of __call__ reads, bound once.
+        self._index = validator.cache.index
+        self._clock = validator.clock
+        self._observer = validator.observer
         self.allow_anonymous = allow_anonymous
-        self.require = require
         self.realm = realm
         self.challenge_params = dict(challenge_params or {})
         self._challenge = (realm, self.challenge_params)
+        # Per-route checks (``requires``) fall back to the default challenge: only a
+        # custom one needs a place in the scope.
+        self._custom_challenge = realm != DEFAULT_REALM or bool(self.challenge_params)
+        self.require = require  # a property: it also sets _plain
         self._answers = ErrorAnswers(realm, self.challenge_params)
         self.allow_query_token = allow_query_token
         self.on_error = on_error
         self.warm_up = warm_up
         self.close_validator = close_validator
 
+    @property
+    def require(self) -> Requirement | None:
+        """The requirement every caller must meet (``None``: any verified caller)."""
+        return self._require
+
+    @require.setter
+    def require(self, requirement: Requirement | None) -> None:
+        self._require = requirement
+        # A cache hit needs nothing beyond the identity: no observer to tell, no
+        # requirement to check, no custom challenge to leave for per-route checks.
+        self._plain = requirement is None and self._observer is None and not self._custom_challenge
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The common request on the fewest steps: HTTP, one "Authorization: Bearer
+        # <token>" header whose token is in the verified-token cache and within its
+        # time window, no query token. These are the general path's checks (and the
+        # cache's ``get``) written out, because every request pays for them; anything
+        # else (other spellings, misses, errors) takes the general path.
+        if scope["type"] == "http" and not (self._excluding and self._excluded(scope["path"])):
+            value = None
+            for name, header in scope["headers"]:
+                if name == b"authorization":
+                    value = header if value is None else b""  # two: the general path refuses
+            if value is not None:
+                try:
+                    entry = self._index[value[-INDEX_BYTES:]]
+                    query = scope["query_string"]
+                except KeyError:
+                    pass
+                else:
+                    now = self._clock()
+                    if (
+                        value == entry.authorization  # the very token, after "Bearer "
+                        and entry.not_before <= now < entry.not_after
+                        and not (query and query.find(b"access_token") != -1)
+                    ):
+                        entry.hits += 1
+                        credentials = entry.credentials
+                        if credentials is None:
+                            credentials = entry.request_auth()[1]
+                        if not self._plain:
+                            error = self._after_hit(entry, scope)
+                            if error is not None:
+                                await self._reject(error, scope, receive, send)
+                                return
+                        scope[IDENTITY_SCOPE_KEY] = entry.identity
+                        scope["user"] = entry.user
+                        scope["auth"] = credentials
+                        await self.app(scope, receive, send)
+                        return
+        await self._general(scope, receive, send)
+
+    def _after_hit(self, entry: CachedToken, scope: Scope) -> TokenGuardError | None:
+        """A cache hit's optional steps: observer, requirement, custom challenge."""
+        identity = entry.identity
+        if self._observer is not None:
+            self._observer.validation("valid", None, identity.issuer, 0.0, True)
+        if self._custom_challenge:
+            scope[CHALLENGE_SCOPE_KEY] = self._challenge
+        if self._require is not None:
+            try:
+                self._require.check(identity)
+            except TokenGuardError as exc:
+                return exc
+        return None
+
+    def _excluded(self, path: str) -> bool:
+        return path in self._exclude_exact or (
+            bool(self._exclude_prefixes) and path.startswith(self._exclude_prefixes)
+        )
+
+    async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
@@ -78,13 +158,11 @@ class TokenGuardMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        if path in self._exclude_exact or (
-            self._exclude_prefixes and path.startswith(self._exclude_prefixes)
-        ):
+        if self._excluding and self._excluded(scope["path"]):
             await self.app(scope, receive, send)
             return
-        scope[CHALLENGE_SCOPE_KEY] = self._challenge
+        if self._custom_challenge:
+            scope[CHALLENGE_SCOPE_KEY] = self._challenge
         try:
             token = bearer_credentials(
                 scope,
@@ -103,11 +181,11 @@ class TokenGuardMiddleware:
             if entry is None:
                 identity = await validator.validate_uncached(token.decode("latin-1"), token)
                 auth = None
-            else:  # the common case: a token seen before, its user built once
+            else:  # a token seen before, its user built once
                 identity = entry.identity
-                auth = entry.request_auth
-            if self.require is not None:
-                self.require.check(identity)
+                auth = entry.request_auth()
+            if self._require is not None:
+                self._require.check(identity)
         except TokenGuardError as exc:
             await self._reject(exc, scope, receive, send)
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from ._cache import DEFAULT_CACHE_SIZE, CachedToken, TokenCache
+from ._cache import BEARER, DEFAULT_CACHE_SIZE, CachedToken, TokenCache
 from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
 from ._errors import InvalidToken, TokenGuardError
 from ._identity import Identity, identity_from_claims
@@ -131,15 +132,24 @@ class TokenValidator:
             raise ValueError("max_token_bytes must be at least 256")
         self._own_client = http_client is None
         self._http_client = http_client
-        self._clock = clock
-        self._observer = observer
+        self.clock = clock
+        self.observer = observer
         self.max_token_bytes = max_token_bytes
         self.reject_id_tokens = reject_id_tokens
         self.cache = TokenCache(cache_size)
         self._headers: dict[bytes, tuple[dict[str, Any], str, str]] = {}
         fetch_observer = observer.key_fetch if observer is not None else None
         states = [
-            _IssuerState(c, KeySet(c, self._client, clock=monotonic, observer=fetch_observer))
+            _IssuerState(
+                c,
+                KeySet(
+                    c,
+                    self._client,
+                    clock=monotonic,
+                    observer=fetch_observer,
+                    on_dropped=self.cache.discard_keys,
+                ),
+            )
             for c in configs
         ]
         self._exact = {s.config.issuer: s for s in states if s.template_parts is None}
@@ -198,9 +208,9 @@ class TokenValidator:
         For integrations on the request path (the middleware): the entry carries the
         Starlette user and permissions, built once per token instead of per request.
         """
-        entry = self.cache.get(raw, self._clock())
-        if entry is not None and self._observer is not None:
-            self._observer.validation("valid", None, entry.identity.issuer, 0.0, True)
+        entry = self.cache.get(raw, self.clock())
+        if entry is not None and self.observer is not None:
+            self.observer.validation("valid", None, entry.identity.issuer, 0.0, True)
         return entry
 
     async def validate(self, token: str) -> Identity:
@@ -211,8 +221,8 @@ class TokenValidator:
         """
         if len(token) > self.max_token_bytes:
             error = InvalidToken("token exceeds the size limit", reason="token_too_large")
-            if self._observer is not None:
-                self._observer.validation("invalid", error.reason, None, 0.0, False)
+            if self.observer is not None:
+                self.observer.validation("invalid", error.reason, None, 0.0, False)
             raise self._rejected(error, token)
         # One bytes object serves the lookup and, on a miss, the insert: its hash is
         # computed once.
@@ -227,8 +237,8 @@ class TokenValidator:
 
         ``raw`` is the token's bytes, as looked up with :meth:`cached_entry`.
         """
-        now = self._clock()
-        observer = self._observer
+        now = self.clock()
+        observer = self.observer
         if observer is None:
             try:
                 return await self._verify(raw, now)
@@ -324,19 +334,22 @@ class TokenValidator:
                 self._headers.clear()
             self._headers[h64] = (header, alg, kid)
         # The identity keeps the token's bytes (the cache holds them anyway), not the
-        # decoded claims: they are decoded again if the app ever reads them.
-        start = len(h64) + 1
+        # decoded claims: they are decoded again if the app ever reads them. The cache
+        # keeps them as the Authorization value that carries them.
+        authorization = BEARER + raw
+        start = len(BEARER) + len(h64) + 1
         identity = identity_from_claims(
-            claims, audience=audience, mapping=TokenClaims(raw, start, start + len(p64))
+            claims, audience=audience, mapping=TokenClaims(authorization, start, start + len(p64))
         )
         leeway = issuer.leeway
         nbf = claims.get("nbf")
+        # Floats: the cache compares them with the clock's float on every hit.
         self.cache.put(
-            raw,
+            authorization,
             identity,
             key,
-            claims["exp"] + leeway,
-            (nbf - leeway) if nbf is not None else -float("inf"),
+            float(claims["exp"] + leeway),
+            float(nbf - leeway) if nbf is not None else -math.inf,
         )
         return identity
 
