@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from tokenguard import TokenGuardUser
+from tokenguard import Identity, TokenGuardUser
 from tokenguard._identity import identity_from_claims
 
 BASE: dict[str, Any] = {"iss": "i", "exp": 10}
@@ -89,3 +90,33 @@ def test_fast_construction_equals_the_dataclass() -> None:
 def test_rfc9068_scope_claim() -> None:
     assert make(scope="read write").scopes == {"read", "write"}
     assert make(scp="a", scope="b").scopes == {"a"}
+
+
+def test_built_identities_are_ordinary_frozen_identities() -> None:
+    claims = {
+        "iss": "i",
+        "exp": 5,
+        "oid": "o",
+        "roles": ["R"],
+        "xms_mirid": "/x/vm",
+        "idtyp": "app",
+    }
+    built = identity_from_claims(claims, audience="a")
+    assert type(built) is Identity
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.kind = "user"  # type: ignore[misc]
+    same = Identity(
+        kind="managed_identity",
+        object_id="o",
+        tenant_id=None,
+        app_id=None,
+        subject=None,
+        issuer="i",
+        audience="a",
+        mi_resource_id="/x/vm",
+        roles=frozenset({"R"}),
+        expires_at=5,
+        claims=built.claims,
+    )
+    assert built == same
+    assert dataclasses.replace(built, audience="b").audience == "b"

@@ -152,8 +152,6 @@ class TokenCache:
         ``maxsize`` (second chance). Tokens of a key already dropped are not kept."""
         if self.maxsize == 0 or not key.alive:
             return
-        if not authorization.startswith(BEARER):
-            raise ValueError('give the token as b"Bearer " + token')
         index = self.index
         slot = authorization[-INDEX_BYTES:]
         previous = index.get(slot)

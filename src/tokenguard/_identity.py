@@ -59,10 +59,6 @@ class Identity:
         return self.roles | self.scopes
 
 
-def _text(value: object) -> str | None:
-    return value if type(value) is str and value else None
-
-
 def _strings(values: list[Any]) -> frozenset[str]:
     try:
         found = frozenset(values)
@@ -79,10 +75,14 @@ def identity_from_claims(
     """Build an :class:`Identity` from already verified claims (this runs per new token).
 
     ``mapping`` is what ``Identity.claims`` holds (default: a read-only view of ``claims``).
+    Text fields take non-empty strings only; anything else counts as absent.
     """
     get = claims.get
-    oid = _text(get("oid"))
-    sub = _text(get("sub"))
+    # Written out rather than a helper per field: this runs once per new token.
+    oid = get("oid")
+    oid = oid if type(oid) is str and oid else None
+    sub = get("sub")
+    sub = sub if type(sub) is str and sub else None
     # Entra puts delegated scopes in ``scp``; RFC 9068 servers in ``scope``.
     scp = get("scp")
     if scp is None:
@@ -101,46 +101,64 @@ def identity_from_claims(
     app_only = (
         idtyp == "app" if idtyp is not None else (not scopes and oid is not None and oid == sub)
     )
-    mirid = _text(get("xms_mirid"))
+    mirid = get("xms_mirid")
+    mirid = mirid if type(mirid) is str and mirid else None
     kind: IdentityKind = ("managed_identity" if mirid else "app") if app_only else "user"
+    tid = get("tid")
+    app_id = get("appid")
+    if not (type(app_id) is str and app_id):
+        app_id = get("azp")
+        app_id = app_id if type(app_id) is str and app_id else None
     nbf = get("nbf")
-    identity = _new_identity(Identity)
-    _set_kind(identity, kind)
-    _set_object_id(identity, oid)
-    _set_tenant_id(identity, _text(get("tid")))
-    _set_app_id(identity, _text(get("appid")) or _text(get("azp")))
-    _set_subject(identity, sub)
-    _set_issuer(identity, claims["iss"])
-    _set_audience(identity, audience)
-    _set_mi_resource_id(identity, mirid)
-    _set_roles(identity, roles)
-    _set_scopes(identity, scopes)
-    _set_expires_at(identity, int(claims["exp"]))
-    _set_not_before(identity, int(nbf) if nbf is not None else None)
-    _set_claims(identity, MappingProxyType(claims) if mapping is None else mapping)
-    return identity
+    # See _IdentityBuilder: plain slot stores, then the object becomes an Identity.
+    identity = _new_builder(_IdentityBuilder)
+    identity.kind = kind
+    identity.object_id = oid
+    identity.tenant_id = tid if type(tid) is str and tid else None
+    identity.app_id = app_id
+    identity.subject = sub
+    identity.issuer = claims["iss"]
+    identity.audience = audience
+    identity.mi_resource_id = mirid
+    identity.roles = roles
+    identity.scopes = scopes
+    identity.expires_at = int(claims["exp"])
+    identity.not_before = int(nbf) if nbf is not None else None
+    identity.claims = MappingProxyType(claims) if mapping is None else mapping
+    identity.__class__ = Identity  # type: ignore[assignment]
+    return identity  # type: ignore[return-value]
 
 
-# This runs once per new token, so it skips the frozen dataclass's __init__ (one
-# object.__setattr__ per field) and fills the slots through their descriptors:
-# the same object, built in a quarter of the time.
-_new_identity = object.__new__
-_SETTERS = {f.name: vars(Identity)[f.name].__set__ for f in fields(Identity)}
-_set_kind = _SETTERS["kind"]
-_set_object_id = _SETTERS["object_id"]
-_set_tenant_id = _SETTERS["tenant_id"]
-_set_app_id = _SETTERS["app_id"]
-_set_subject = _SETTERS["subject"]
-_set_issuer = _SETTERS["issuer"]
-_set_audience = _SETTERS["audience"]
-_set_mi_resource_id = _SETTERS["mi_resource_id"]
-_set_roles = _SETTERS["roles"]
-_set_scopes = _SETTERS["scopes"]
-_set_expires_at = _SETTERS["expires_at"]
-_set_not_before = _SETTERS["not_before"]
-_set_claims = _SETTERS["claims"]
-if len(_SETTERS) != 13:  # pragma: no cover - a field was added without a setter above
-    raise AssertionError("identity_from_claims must set every Identity field")
+class _IdentityBuilder:
+    """The slots of :class:`Identity`, without the freeze.
+
+    ``identity_from_claims`` runs once per new token: the frozen dataclass's
+    ``__init__`` stores each field through ``object.__setattr__`` (2.7 us for the 13
+    fields here), while plain slot stores followed by one ``__class__`` assignment
+    (Python allows it between classes of identical layout) take 0.4 us. The result
+    is an ordinary, frozen ``Identity``.
+    """
+
+    __slots__ = Identity.__slots__
+
+    kind: IdentityKind
+    object_id: str | None
+    tenant_id: str | None
+    app_id: str | None
+    subject: str | None
+    issuer: str
+    audience: str
+    mi_resource_id: str | None
+    roles: frozenset[str]
+    scopes: frozenset[str]
+    expires_at: int
+    not_before: int | None
+    claims: Mapping[str, Any]
+
+
+_new_builder = object.__new__
+if tuple(f.name for f in fields(Identity)) != _IdentityBuilder.__slots__:  # pragma: no cover
+    raise AssertionError("_IdentityBuilder must have exactly the slots of Identity")
 
 
 class TokenGuardUser(BaseUser):

@@ -196,10 +196,7 @@ class TokenValidator:
         """
         if len(token) > self.max_token_bytes:
             return None
-        return self._lookup(_as_bytes(token) if isinstance(token, str) else token)
-
-    def _lookup(self, raw: bytes) -> Identity | None:
-        entry = self.cached_entry(raw)
+        entry = self.cached_entry(_as_bytes(token) if isinstance(token, str) else token)
         return None if entry is None else entry.identity
 
     def cached_entry(self, raw: bytes) -> CachedToken | None:
@@ -224,12 +221,10 @@ class TokenValidator:
             if self.observer is not None:
                 self.observer.validation("invalid", error.reason, None, 0.0, False)
             raise self._rejected(error, token)
-        # One bytes object serves the lookup and, on a miss, the insert: its hash is
-        # computed once.
         raw = _as_bytes(token)
-        identity = self._lookup(raw)
-        if identity is not None:
-            return identity
+        entry = self.cached_entry(raw)
+        if entry is not None:
+            return entry.identity
         return await self.validate_uncached(token, raw)
 
     async def validate_uncached(self, token: str, raw: bytes) -> Identity:
@@ -308,7 +303,10 @@ class TokenValidator:
                 raise
         claims = parse_json_object(b64url_decode(p64))
         signature = b64url_decode(s64)
-        state = self._select_issuer(claims)
+        iss = claims.get("iss")
+        state = self._exact.get(iss) if type(iss) is str else None
+        if state is None:  # a tenant template, or no issuer we know
+            state = self._select_issuer(claims)
         issuer = state.config
         try:
             if alg not in issuer.algorithms:
@@ -411,7 +409,10 @@ class TokenValidator:
                 raise InvalidToken("iat is not a number", reason="invalid_claim")
             if iat - leeway > now:
                 raise InvalidToken("token issued in the future", reason="issued_in_future")
-        audience = self._match_audience(state, claims.get("aud"))
+        aud = claims.get("aud")
+        audience = aud if type(aud) is str and aud in state.audiences else None
+        if audience is None:
+            audience = self._match_audience(state, aud)
         for name in state.config.required_claims:
             if name not in claims:
                 raise InvalidToken("required claim missing", reason="missing_claim")
