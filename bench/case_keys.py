@@ -184,8 +184,10 @@ async def _flood_over_http(bench: Bench) -> list[Row]:
             f"{baseline.ms(0.99):.2f} ms alone; flood {attacked.rate:,.0f} req/s, "
             f"server CPU {attacked.server_cpu:.2f}"
         )
-    best_during = min(during, key=lambda load: load.ms(0.99))
-    best_alone = min(alone, key=lambda load: load.ms(0.99))
+    # One p99 over all rounds on each side (~2 000 valid requests each): the whole
+    # flood, as the target reads, and a steadier figure than any round's 400.
+    pooled_during = _pooled(during)
+    pooled_alone = _pooled(alone)
     return [
         Row(
             "8d",
@@ -201,17 +203,26 @@ async def _flood_over_http(bench: Bench) -> list[Row]:
         Row(
             "8e",
             "Valid requests' p99 during the HTTP flood",
-            best_during.ms(0.99),
+            pooled_during.ms(0.99),
             "ms",
             "p99 without flood",
-            best_alone.ms(0.99),
+            pooled_alone.ms(0.99),
             "<=",
             2.0,
             f"flood {settings.flood_rate:g}/s + valid {settings.valid_rate:g}/s, paced, one "
-            f"connection each; p50 {best_during.ms(0.5):.2f} vs {best_alone.ms(0.5):.2f} ms",
-            {"p50_ms": best_during.ms(0.5), "p50_alone_ms": best_alone.ms(0.5)},
+            f"connection each; {pooled_during.count} vs {pooled_alone.count} requests; "
+            f"p50 {pooled_during.ms(0.5):.2f} vs {pooled_alone.ms(0.5):.2f} ms",
+            {"p50_ms": pooled_during.ms(0.5), "p50_alone_ms": pooled_alone.ms(0.5)},
         ),
     ]
+
+
+def _pooled(loads: list[Load]) -> Load:
+    """The latencies of several runs as one."""
+    return Load(
+        seconds=sum(load.seconds for load in loads),
+        latencies=[latency for load in loads for latency in load.latencies],
+    )
 
 
 async def run(bench: Bench) -> list[Row]:

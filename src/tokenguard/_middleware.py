@@ -103,13 +103,11 @@ class TokenGuardMiddleware:
                 if name == b"authorization":
                     value = header if value is None else b""  # two: the general path refuses
             if value is not None:
-                try:
-                    entry = self._index[value[-INDEX_BYTES:]]
-                    query = scope["query_string"]
-                except KeyError:
-                    pass
-                else:
+                # get(), not [] and KeyError: as fast on a hit, 3x cheaper on a miss.
+                entry = self._index.get(value[-INDEX_BYTES:])
+                if entry is not None:
                     now = self._clock()
+                    query = scope.get("query_string")
                     if (
                         value == entry.authorization  # the very token, after "Bearer "
                         and entry.not_before <= now < entry.not_after
