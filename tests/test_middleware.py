@@ -556,6 +556,7 @@ async def test_cached_token_meets_the_requirement_and_the_observer(
             assert f'resource="{VAULT}"' in denied.headers["www-authenticate"]
     assert calls == [("valid", False), ("valid", True), ("valid", False), ("valid", True)]
     middleware = TokenGuardMiddleware(PlainTextResponse("ok"), validator=validator)
+    assert middleware.require is None
     middleware.require = Requirement(roles=["Admin"])  # set later: the hit path sees it
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=middleware), base_url="http://t"

@@ -154,7 +154,7 @@ async def test_cache_hit_rechecks_not_before(session_issuer: LocalIssuer) -> Non
     assert await reason(validator, token) == "not_yet_valid"
 
 
-async def test_cache_is_bounded_lru(session_issuer: LocalIssuer) -> None:
+async def test_cache_is_bounded(session_issuer: LocalIssuer) -> None:
     validator = session_issuer.validator(VAULT, cache_size=2)
     tokens = [session_issuer.mint() for _ in range(3)]
     for token in tokens:
@@ -423,12 +423,15 @@ async def test_observer_sees_every_outcome(session_issuer: LocalIssuer) -> None:
     assert validator.cached(token)
     with pytest.raises(InvalidToken):
         await validator.validate(session_issuer.forge())
+    with pytest.raises(InvalidToken):
+        await validator.validate("a" * (validator.max_token_bytes + 1))
     iss = session_issuer.issuer
     assert recorder.validations == [
         ("valid", None, iss, False),
         ("valid", None, iss, True),
         ("valid", None, iss, True),
         ("invalid", "bad_signature", iss, False),
+        ("invalid", "token_too_large", None, False),
     ]
     assert recorder.fetches == [(iss, "discovery", "ok"), (iss, "jwks", "ok")]
 

@@ -85,11 +85,6 @@ class CachedToken:
             self.user, self.credentials = user, credentials
         return user, credentials
 
-    @property
-    def token(self) -> bytes:
-        """The token's bytes."""
-        return self.authorization[_BEARER_LEN:]
-
 
 class TokenCache:
     """Bounded cache of verified tokens; ``maxsize=0`` disables it.
@@ -135,10 +130,9 @@ class TokenCache:
         return None
 
     def _remove(self, entry: CachedToken) -> None:
-        slot = entry.authorization[-INDEX_BYTES:]
-        if self.index.get(slot) is entry:
-            del self.index[slot]
-            self._counted_hits += entry.hits
+        """Drop ``entry``, which is in the index, keeping its hits in the total."""
+        del self.index[entry.authorization[-INDEX_BYTES:]]
+        self._counted_hits += entry.hits
 
     def put(
         self,
@@ -174,9 +168,8 @@ class TokenCache:
 
     def discard_keys(self, keys: Collection[VerificationKey]) -> None:
         """Forget every token verified by one of ``keys`` (dropped by their key set)."""
-        if keys:
-            for entry in [e for e in self.index.values() if e.key in keys]:
-                self._remove(entry)
+        for entry in [e for e in self.index.values() if e.key in keys]:
+            self._remove(entry)
 
     def clear(self) -> None:
         """Forget every entry."""

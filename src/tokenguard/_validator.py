@@ -370,14 +370,12 @@ class TokenValidator:
         return alg, kid
 
     def _select_issuer(self, claims: dict[str, Any]) -> _IssuerState:
+        """The issuer of a token whose ``iss`` is not one of the exact issuers."""
         iss = claims.get("iss")
         if not isinstance(iss, str):
             raise InvalidToken(
                 "iss missing", reason="missing_claim" if iss is None else "malformed"
             )
-        state = self._exact.get(iss)
-        if state is not None:
-            return state
         tid = claims.get("tid")
         for state in self._templates:
             prefix, suffix = state.template_parts  # type: ignore[misc]
@@ -425,18 +423,16 @@ class TokenValidator:
 
     @staticmethod
     def _match_audience(state: _IssuerState, aud: object) -> str:
+        """The accepted audience of a token whose ``aud`` is not one of ours as a string."""
         if aud is None:
             raise InvalidToken("aud missing", reason="missing_claim")
-        if isinstance(aud, str):
-            if aud in state.audiences:
-                return aud
-        elif isinstance(aud, list):
+        if isinstance(aud, list):
             for value in aud:
                 if not isinstance(value, str):
                     raise InvalidToken("aud has a non-string member", reason="invalid_claim")
             for value in aud:
                 if value in state.audiences:
                     return str(value)
-        else:
+        elif not isinstance(aud, str):
             raise InvalidToken("aud is not a string or list", reason="invalid_claim")
         raise InvalidToken("audience not accepted", reason="wrong_audience")
