@@ -104,3 +104,17 @@ async def test_rounds_interleave_and_set_up_every_round() -> None:
     assert calls == ["setup", "a", "setup", "b", "async", "async", "setup", "b", "setup", "a"]
     assert set(rates) == {"a", "b", "c"}
     assert all(rate > 0 for rate in rates.values())
+
+
+def test_profile_report_runs_on_tiny_counts(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.profile import main as profile_main
+
+    profile_main(["--tokens", "4", "--repeat", "40", "--top", "3", "--out", str(tmp_path)])
+    report = (tmp_path / "profile-cprofile.md").read_text()
+    assert report == capsys.readouterr().out
+    for title in ("validate, unique tokens", "validate, repeated token", "RSA operation"):
+        assert title in report
+    split = [line for line in report.splitlines() if line.startswith("| the RSA operation")]
+    assert len(split) == 1 and math.isfinite(float(split[0].split("|")[2]))
