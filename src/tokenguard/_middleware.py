@@ -174,20 +174,13 @@ class TokenGuardMiddleware:
                     await self.app(scope, receive, send)
                     return
                 raise MissingToken
-            validator = self.validator
-            entry = validator.cached_entry(token)
-            if entry is None:
-                identity = await validator.validate_uncached(token.decode("latin-1"), token)
-                auth = None
-            else:  # a token seen before, its user built once
-                identity = entry.identity
-                auth = entry.request_auth()
+            identity, entry = await self.validator.validate_credentials(token)
             if self._require is not None:
                 self._require.check(identity)
         except TokenGuardError as exc:
             await self._reject(exc, scope, receive, send)
             return
-        attach_identity(scope, identity, auth)
+        attach_identity(scope, identity, None if entry is None else entry.request_auth())
         await self.app(scope, receive, send)
 
     # -- answers ----------------------------------------------------------------

@@ -226,28 +226,37 @@ class TokenValidator:
         entry = self.cached_entry(raw)
         if entry is not None:
             return entry.identity
-        return await self.validate_uncached(token, raw)
+        return await self.validate_uncached(raw, token)
 
-    async def validate_uncached(self, token: str, raw: bytes) -> Identity:
+    async def validate_credentials(self, raw: bytes) -> tuple[Identity, CachedToken | None]:
+        """:meth:`validate` for the credentials of an ``Authorization`` header (bytes).
+
+        Returns the identity and, when the token was verified before, its cache entry,
+        whose Starlette user and credentials every request with the token can share.
+        """
+        entry = self.cached_entry(raw)
+        if entry is not None:
+            return entry.identity, entry
+        return await self.validate_uncached(raw), None
+
+    async def validate_uncached(self, raw: bytes, token: str | None = None) -> Identity:
         """:meth:`validate` for a token whose cache lookup just missed (no second lookup).
 
-        ``raw`` is the token's bytes, as looked up with :meth:`cached_entry`.
+        ``raw`` is the token's bytes, as looked up with :meth:`cached_entry`; ``token``
+        its text when the caller has it (for the log line of a rejection).
         """
-        now = self.clock()
         observer = self.observer
-        if observer is None:
-            try:
-                return await self._verify(raw, now)
-            except TokenGuardError as exc:
-                raise self._rejected(exc, token) from None
-        started = time.perf_counter()
+        started = time.perf_counter() if observer is not None else 0.0
         try:
-            identity = await self._verify(raw, now)
+            identity = await self._verify(raw, self.clock())
         except TokenGuardError as exc:
+            if observer is not None:
+                seconds = time.perf_counter() - started
+                observer.validation("invalid", exc.reason, exc.issuer, seconds, False)
+            raise self._rejected(exc, raw.decode("latin-1") if token is None else token) from None
+        if observer is not None:
             seconds = time.perf_counter() - started
-            observer.validation("invalid", exc.reason, exc.issuer, seconds, False)
-            raise self._rejected(exc, token) from None
-        observer.validation("valid", None, identity.issuer, time.perf_counter() - started, False)
+            observer.validation("valid", None, identity.issuer, seconds, False)
         return identity
 
     def _rejected(self, exc: TokenGuardError, token: str) -> TokenGuardError:

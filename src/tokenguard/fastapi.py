@@ -46,6 +46,7 @@ from ._errors import (
     MissingToken,
     TokenGuardError,
 )
+from ._header import bearer_credentials
 from ._header import bearer_token as _bearer_token
 from ._identity import Identity, IdentityKind
 from ._responses import DEFAULT_REALM, error_body, error_headers
@@ -170,12 +171,12 @@ class TokenGuard:
         if identity is not None:
             return identity  # the middleware (or an earlier dependency) verified it
         validator = self._validator(conn)
-        token = bearer_token(conn, validator.max_token_bytes)
+        token = bearer_credentials(conn.scope, max_token_bytes=validator.max_token_bytes)
         if token is None:
             return None
-        identity = await validator.validate(token)  # answers from the cache when it can
+        identity, entry = await validator.validate_credentials(token)  # cache first
         # Later dependencies and get_identity(request) see it, as with the middleware.
-        attach_identity(conn.scope, identity)
+        attach_identity(conn.scope, identity, None if entry is None else entry.request_auth())
         return identity
 
     def _validator(self, conn: HTTPConnection) -> TokenValidator:
