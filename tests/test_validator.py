@@ -131,6 +131,17 @@ async def test_time_claims_and_leeway_edges(
         assert await reason(validator, token) == expected
 
 
+async def test_times_beyond_float_range(session_issuer: LocalIssuer) -> None:
+    # 10**400 is valid JSON and within the integer digit limit, but not a float: the
+    # cache window must not overflow (a far-future exp is accepted, as NumericDate allows).
+    validator = session_issuer.validator(VAULT)
+    token = session_issuer.mint(VAULT, claims={"exp": 10**400})
+    assert await validator.validate(token)
+    assert validator.cached(token) is not None
+    late = session_issuer.mint(VAULT, claims={"nbf": 10**400})
+    assert await reason(validator, late) == "not_yet_valid"
+
+
 async def test_cache_hit_rechecks_expiry(session_issuer: LocalIssuer) -> None:
     clock = WallClock(2_000_000_000.0)
     validator = session_issuer.validator(VAULT, clock=clock)

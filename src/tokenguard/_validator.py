@@ -81,6 +81,14 @@ def _loggable(value: str) -> str:
     return value[:64].encode("unicode_escape").decode("ascii")
 
 
+def _seconds(value: float) -> float:
+    """A claim's time as a float; integers beyond float range become infinities."""
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer such as 10**400
+        return math.inf if value > 0 else -math.inf
+
+
 def _add_context(exc: TokenGuardError, issuer: Issuer, kid: str) -> None:
     """Name the issuer and kid on a rejection, for the log line (never for the caller)."""
     exc.issuer = issuer.issuer
@@ -331,7 +339,7 @@ class TokenValidator:
                 raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
             if not key.verify(alg, signing_input, signature):
                 raise InvalidToken("signature does not verify", reason="bad_signature")
-            audience = self._check_claims(state, claims, now)
+            audience, not_after, not_before = self._check_claims(state, claims, now)
         except TokenGuardError as exc:
             _add_context(exc, issuer, kid)
             raise
@@ -349,16 +357,7 @@ class TokenValidator:
         identity = identity_from_claims(
             claims, audience=audience, mapping=TokenClaims(authorization, start, start + len(p64))
         )
-        leeway = issuer.leeway
-        nbf = claims.get("nbf")
-        # Floats: the cache compares them with the clock's float on every hit.
-        self.cache.put(
-            authorization,
-            identity,
-            key,
-            float(claims["exp"] + leeway),
-            float(nbf - leeway) if nbf is not None else -math.inf,
-        )
+        self.cache.put(authorization, identity, key, not_after, not_before)
         return identity
 
     def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
@@ -396,7 +395,12 @@ class TokenValidator:
                 return state
         raise InvalidToken("issuer not accepted", reason="wrong_issuer")
 
-    def _check_claims(self, state: _IssuerState, claims: dict[str, Any], now: float) -> str:
+    def _check_claims(
+        self, state: _IssuerState, claims: dict[str, Any], now: float
+    ) -> tuple[str, float, float]:
+        """Check the claims at ``now``; return the audience matched and the window in
+        which the token stays acceptable, leeway included (floats: the cache compares
+        them with the clock's float on every hit)."""
         leeway = state.config.leeway
         exp = claims.get("exp")
         if exp is None:
@@ -406,10 +410,12 @@ class TokenValidator:
         if exp + leeway <= now:
             raise InvalidToken("token expired", reason="expired")
         nbf = claims.get("nbf")
+        not_before = -math.inf
         if nbf is not None:
             if type(nbf) not in _NUMBER:
                 raise InvalidToken("nbf is not a number", reason="invalid_claim")
-            if nbf - leeway > now:
+            not_before = _seconds(nbf - leeway)
+            if not_before > now:
                 raise InvalidToken("token not yet valid", reason="not_yet_valid")
         iat = claims.get("iat")
         if iat is not None:
@@ -428,7 +434,7 @@ class TokenValidator:
             for name in _ID_TOKEN_CLAIMS:
                 if name in claims:
                     raise InvalidToken("an ID token is not an access token", reason="wrong_type")
-        return audience
+        return audience, _seconds(exp + leeway), not_before
 
     @staticmethod
     def _match_audience(state: _IssuerState, aud: object) -> str:
