@@ -90,7 +90,7 @@ class Requirement:
         """Raise :class:`InsufficientScope` unless ``identity`` meets every condition."""
         if self.kinds is not None and identity.kind not in self.kinds:
             raise InsufficientScope("identity kind not allowed", reason="caller_not_allowed")
-        if not self._caller_allowed(identity):
+        if self._allow_lists and not self._caller_allowed(identity):
             raise InsufficientScope("caller not in allow-list", reason="caller_not_allowed")
         if not self.roles <= identity.roles:
             raise InsufficientScope("missing role", reason="missing_role", required=self.roles)
@@ -99,14 +99,21 @@ class Requirement:
         if not self.scopes <= identity.scopes:
             raise InsufficientScope("missing scope", reason="missing_scope", required=self.scopes)
 
+    @property
+    def _allow_lists(self) -> bool:
+        return (
+            self.mi_resource_ids is not None
+            or self.app_ids is not None
+            or self.object_ids is not None
+        )
+
     def _caller_allowed(self, identity: Identity) -> bool:
+        """Whether the caller is on one of the allow-lists (at least one is given)."""
         lists = (
             (self.mi_resource_ids, identity.mi_resource_id),
             (self.app_ids, identity.app_id),
             (self.object_ids, identity.object_id),
         )
-        if all(allowed is None for allowed, _ in lists):
-            return True
         return any(
             allowed is not None and value is not None and value.lower() in allowed
             for allowed, value in lists
