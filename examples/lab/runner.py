@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import json
 import os
 import secrets
@@ -32,6 +31,7 @@ import httpx
 
 from tokenguard import Issuer, TokenValidator
 
+from . import blob, keyvault, tls
 from .appservice import TOKEN_PATH, create_app_service_app
 from .config import LabConfig, load_config
 from .envfile import lab_environment, write_env_files
@@ -44,22 +44,12 @@ from .tokens import TokenService
 __all__ = ["DEFAULT_PORT", "Lab", "LabError", "LabThread", "LabUrls", "ServiceState"]
 
 DEFAULT_PORT: Final = 8700
-VAULT_AUDIENCE: Final = "https://vault.azure.net"
-STORAGE_AUDIENCES: Final = ("https://storage.azure.com/", "https://storage.azure.com")
 _OFFSETS: Final = {"issuer": 0, "imds": 1, "app_service": 2, "keyvault": 3, "storage": 4}
-#: The optional toy services and the module (in this package) that builds each.
-_SERVICE_MODULES: Final = {"keyvault": "keyvault", "storage": "blob"}
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """``examples.lab.<name>`` if that file exists (the toy services arrive separately)."""
-    full = f"{__package__}.{name}"
-    try:
-        return importlib.import_module(full)
-    except ModuleNotFoundError as exc:
-        if exc.name == full:
-            return None
-        raise
+#: The toy services: the module that builds each, and the audiences it accepts.
+_SERVICES: Final[dict[str, tuple[ModuleType, tuple[str, ...]]]] = {
+    "keyvault": (keyvault, (keyvault.KEYVAULT_AUDIENCE,)),
+    "storage": (blob, blob.STORAGE_AUDIENCES),
+}
 
 
 def _secret_file(path: Path) -> str:
@@ -183,10 +173,7 @@ class Lab:
         """Start every service, check each answers, and write the env files."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
-        modules = {name: _optional_module(_SERVICE_MODULES[name]) for name in self.services}
-        tls_module = _optional_module("tls") if any(modules.values()) else None
-        wanted = ["issuer", "imds", "app_service"]
-        wanted += [name for name, module in modules.items() if module is not None and tls_module]
+        wanted = ["issuer", "imds", "app_service", *self.services]
         sockets = {}
         try:
             for name in wanted:
@@ -196,8 +183,8 @@ class Lab:
                 sock.close()
             raise
         try:
-            await self._start_services(sockets, modules, tls_module)
-            await self._check_ready(modules, tls_module)
+            await self._start_services(sockets)
+            await self._check_ready()
         except BaseException:
             for name, sock in sockets.items():
                 if not any(s.name == name for s in self._servers):
@@ -206,12 +193,7 @@ class Lab:
             raise
         self._write_state()
 
-    async def _start_services(
-        self,
-        sockets: dict[str, Any],
-        modules: dict[str, ModuleType | None],
-        tls_module: ModuleType | None,
-    ) -> None:
+    async def _start_services(self, sockets: dict[str, Any]) -> None:
         config = self.config
         self.log(f"lab state in {self.state_dir} (config {config.source})")
         keys = KeyRing(self.state_dir / "keys", clock=self.clock)
@@ -237,19 +219,18 @@ class Lab:
         )
         await self._serve("app_service", app_service, sockets)
         urls: dict[str, str | None] = {"keyvault": None, "storage": None}
-        if tls_module is not None:
-            tls = tls_module.ensure_tls(self.state_dir)
-            self.ca_cert = Path(tls.ca_cert)
-            pair = (Path(tls.server_cert), Path(tls.server_key))
-            for name, module in modules.items():
-                if module is None:
-                    continue
+        if self.services:
+            files = tls.ensure_tls(self.state_dir)
+            self.ca_cert = Path(files.ca_cert)
+            pair = (Path(files.server_cert), Path(files.server_key))
+            for name in self.services:
+                module, audiences = _SERVICES[name]
                 public_url = f"https://{HOST}:{sockets[name].getsockname()[1]}"
                 # Storage serves the configured account only (any name would be accepted).
                 extra = {"account": config.storage_account} if name == "storage" else {}
                 app = module.create_app(
                     **extra,
-                    validator=self._validator(name),
+                    validator=self._validator(audiences),
                     rbac=config.rbac(),
                     state_dir=self.state_dir,  # each service keeps its files in a subfolder
                     public_url=public_url,
@@ -272,8 +253,7 @@ class Lab:
             storage_account=config.storage_account if storage else None,
         )
 
-    def _validator(self, service: str) -> TokenValidator:
-        audiences = (VAULT_AUDIENCE,) if service == "keyvault" else STORAGE_AUDIENCES
+    def _validator(self, audiences: tuple[str, ...]) -> TokenValidator:
         issuer = self.issuer
         trusted = Issuer(
             issuer=issuer.issuer, audiences=audiences, discovery_url=issuer.discovery_url
@@ -296,9 +276,7 @@ class Lab:
     def _server_url(self, name: str) -> str:
         return next(s.url for s in self._servers if s.name == name)
 
-    async def _check_ready(
-        self, modules: dict[str, ModuleType | None], tls_module: ModuleType | None
-    ) -> None:
+    async def _check_ready(self) -> None:
         urls = self.urls
         verify: ssl.SSLContext | bool = self.ssl_context() if self.ca_cert else True
         # (name, URL shown, URL probed, headers, expected status)
@@ -323,12 +301,8 @@ class Lab:
                 if name == "issuer" and ok:
                     state += f" (signing key {self.issuer.keys.signing().kid})"
                 states.append(ServiceState(name, shown, state, ok))
-        for name, module in modules.items():
-            if module is None or tls_module is None:
-                missing = "tls.py" if module is not None else f"{_SERVICE_MODULES[name]}.py"
-                states.append(ServiceState(name, "-", f"not started ({missing} missing)", False))
         self.states = states
-        failed = [s for s in states if not s.ok and not s.state.startswith("not started")]
+        failed = [s for s in states if not s.ok]
         if failed:
             raise LabError(f"{failed[0].name} is not answering as expected: {failed[0].state}")
 
@@ -353,8 +327,6 @@ class Lab:
     async def stop(self) -> None:
         """Stop every server (all at once: each waits a shutdown tick) and remove ``lab.json``."""
         servers, self._servers = self._servers, []
-        for server in servers:
-            server.server.should_exit = True
         await asyncio.gather(*(server.stop() for server in servers))
         validators, self._validators = self._validators, []
         for validator in validators:
@@ -422,12 +394,6 @@ class LabThread:
         finally:
             await self.lab.stop()
 
-    def call(self, func: Callable[[], Any]) -> Any:
-        """Run ``func`` on the lab's loop thread and return its result (for lab state changes)."""
-        if self._loop is None:
-            raise LabError("the lab is not running")
-        return asyncio.run_coroutine_threadsafe(_as_coro(func), self._loop).result(timeout=60)
-
     def stop(self) -> None:
         """Stop the lab and wait for its thread."""
         # Sync SDK clients can leave connections of unread responses to the garbage
@@ -449,7 +415,3 @@ class LabThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-async def _as_coro(func: Callable[[], Any]) -> Any:
-    return func()

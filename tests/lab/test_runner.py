@@ -69,9 +69,9 @@ def test_lab_json_and_readiness_table(running_lab: Lab) -> None:
     table = running_lab.readiness_table()
     for state in running_lab.states:
         assert state.name in table
-    started = [s for s in running_lab.states if not s.state.startswith("not started")]
-    assert {s.name for s in started} >= {"issuer", "imds", "app_service"}
-    assert all(s.ok and s.state.startswith("ready") for s in started)
+    names = {s.name for s in running_lab.states}
+    assert names == {"issuer", "imds", "app_service", *running_lab.services}
+    assert all(s.ok and s.state.startswith("ready") for s in running_lab.states)
 
 
 def test_stop_removes_lab_json_and_frees_the_ports(tmp_path: Path, roomy_config: LabConfig) -> None:
