@@ -151,9 +151,7 @@ def create_app(
         return store[name]
 
     @app.put("/secrets/{name}")
-    async def put_secret(
-        name: str, value: Annotated[str, Body(embed=True)], caller: Writer
-    ) -> Secret:
+    async def put_secret(name: str, value: SecretValue, caller: Writer) -> Secret:
         store[name] = Secret(name=name, value=value, updated_by=caller.display_name)
         return store[name]
 

@@ -28,13 +28,13 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import httpx
 
+from examples.lab._resource import CALLER_HEADER
 from examples.lab.config import ConfigError, ManagedIdentity
 from examples.lab.demo import STORAGE, VAULT, Report, describe_token, lab_location
 from examples.lab.runner import Lab, LabError
 
 API_VERSION = "7.5"
 STORAGE_VERSION = "2025-01-05"
-CALLER_HEADER = "x-ms-lab-caller"
 
 
 async def imds_token(

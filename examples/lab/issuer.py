@@ -68,6 +68,14 @@ class IssuedToken:
         return int(self.claims["nbf"])
 
 
+def _issuer_v1(tenant: str) -> str:
+    return f"https://sts.windows.net/{tenant}/"
+
+
+def _issuer_v2(tenant: str) -> str:
+    return f"https://login.microsoftonline.com/{tenant}/v2.0"
+
+
 class LabIssuer:
     """Signs managed-identity tokens with the key ring and serves the metadata to verify them.
 
@@ -97,12 +105,7 @@ class LabIssuer:
     @property
     def issuer(self) -> str:
         """The v1 issuer, as managed-identity tokens carry it."""
-        return f"https://sts.windows.net/{self.tenant_id}/"
-
-    @property
-    def issuer_v2(self) -> str:
-        """The v2 issuer."""
-        return f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
+        return _issuer_v1(self.tenant_id)
 
     @property
     def authority(self) -> str:
@@ -123,11 +126,6 @@ class LabIssuer:
     def jwks_uri(self) -> str:
         """The v1 JWKS URL."""
         return f"{self.authority}/discovery/keys"
-
-    @property
-    def jwks_uri_v2(self) -> str:
-        """The v2 JWKS URL."""
-        return f"{self.authority}/discovery/v2.0/keys"
 
     # -- tokens -----------------------------------------------------------------
 
@@ -218,7 +216,7 @@ class LabIssuer:
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "issuer": f"https://login.microsoftonline.com/{tid}/v2.0",
+                "issuer": _issuer_v2(tid),
                 "request_uri_parameter_supported": False,
                 "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                 "tenant_region_scope": "EU",
@@ -243,7 +241,7 @@ class LabIssuer:
                 "token",
             ],
             "scopes_supported": ["openid"],
-            "issuer": f"https://sts.windows.net/{tid}/",
+            "issuer": _issuer_v1(tid),
             "microsoft_multi_refresh_token": True,
             "authorization_endpoint": f"{base}/oauth2/authorize",
             "tenant_region_scope": "EU",
@@ -256,7 +254,7 @@ class LabIssuer:
         if version == "2.0":
             tid = "{tenantid}" if tenant == "common" else self.tenant_id
             for entry in keys:
-                entry["issuer"] = f"https://login.microsoftonline.com/{tid}/v2.0"
+                entry["issuer"] = _issuer_v2(tid)
         return {"keys": keys}
 
     # -- the app ----------------------------------------------------------------
