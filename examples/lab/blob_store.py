@@ -27,6 +27,7 @@ from typing import IO, Any, Final
 
 import anyio.to_thread
 
+from ._files import fsync_dir
 from ._resource import BodyTooLarge
 
 __all__ = [
@@ -243,7 +244,7 @@ class BlobFiles:
 
     def _publish(self, tmp: Path, final: Path) -> None:
         os.rename(tmp, final)
-        _fsync_dir(self.data)
+        fsync_dir(self.data)
 
     def remove(self, files: list[str]) -> None:
         """Delete bodies no row points to any more (after the commit that dropped them)."""
@@ -277,14 +278,6 @@ def _finish(out: IO[bytes], digest: Any, data: bytes) -> None:
     out.flush()
     os.fsync(out.fileno())
     out.close()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- containers ------------------------------------------------------------------

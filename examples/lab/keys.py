@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tokenguard.testing import SigningKey, generate_key, self_signed_certificate
 
+from ._files import write_atomic
+
 __all__ = ["KeyRing", "LabKey", "ScheduledKey"]
 
 _SCHEDULE: Final = "schedule.json"
@@ -83,15 +85,6 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(file.fileno())
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(path)
-
-
 class KeyRing:
     """The issuer's keys in a directory; a new directory gets one key that signs at once."""
 
@@ -140,7 +133,7 @@ class KeyRing:
             serialization.NoEncryption(),
         )
         _write_private(self.directory / f"{kid}.key.pem", pem)
-        _write_atomic(
+        write_atomic(
             self.directory / f"{kid}.cert.pem", cert.public_bytes(serialization.Encoding.PEM)
         )
         self.keys[kid] = LabKey(kid, private_key, cert)
@@ -148,7 +141,7 @@ class KeyRing:
 
     def _save(self) -> None:
         body = {"keys": [asdict(entry) for entry in self.schedule]}
-        _write_atomic(self.directory / _SCHEDULE, json.dumps(body, indent=2).encode())
+        write_atomic(self.directory / _SCHEDULE, json.dumps(body, indent=2).encode())
 
     # -- queries ----------------------------------------------------------------
 

@@ -21,7 +21,6 @@ import datetime as dt
 import fcntl
 import ipaddress
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ._files import write_atomic
 
 __all__ = ["SERVER_NAMES", "TlsFiles", "ensure_tls"]
 
@@ -68,13 +69,13 @@ def ensure_tls(state_dir: Path) -> TlsFiles:
         ca = _load_ca(files.ca_cert, ca_key_path, now)
         if ca is None:
             ca = _new_ca(now)
-            _write(ca_key_path, _key_pem(ca[1]), private=True)
-            _write(files.ca_cert, ca[0].public_bytes(serialization.Encoding.PEM))
+            write_atomic(ca_key_path, _key_pem(ca[1]), private=True)
+            write_atomic(files.ca_cert, ca[0].public_bytes(serialization.Encoding.PEM))
         elif _server_valid(files, ca[0], now):
             return files
         cert, key = _new_server_cert(ca, now)
-        _write(files.server_key, _key_pem(key), private=True)
-        _write(files.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_atomic(files.server_key, _key_pem(key), private=True)
+        write_atomic(files.server_cert, cert.public_bytes(serialization.Encoding.PEM))
     return files
 
 
@@ -206,32 +207,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 # -- files -------------------------------------------------------------------
-
-
-def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        # mkstemp creates the file 0600; certificates are public.
-        os.fchmod(fd, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
