@@ -21,14 +21,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .config import LabConfig, ManagedIdentity
-from .tokens import RateLimiter, TokenService, resource_problem
+from .tokens import ALL_METHODS, RateLimiter, TokenService, resource_problem
 
 __all__ = ["API_VERSION", "TOKEN_PATH", "create_app_service_app"]
 
 API_VERSION: Final = "2019-08-01"
 TOKEN_PATH: Final = "/msi/token"
-_SELECTORS: Final = ("client_id", "principal_id", "object_id", "mi_res_id")
-_ALL_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: The user-assigned identity selectors, each with its ``LabConfig.user_assigned`` keyword.
+_SELECTORS: Final = {
+    "client_id": "client_id",
+    "principal_id": "object_id",
+    "object_id": "object_id",
+    "mi_res_id": "resource_id",
+}
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -52,13 +57,8 @@ class _AppService:
             return _error(400, "Specify at most one of client_id, principal_id and mi_res_id.")
         if not given:
             return self.config.vm.identity
-        name, value = given[0], query[given[0]]
-        if name == "client_id":
-            found = self.config.user_assigned(client_id=value)
-        elif name == "mi_res_id":
-            found = self.config.user_assigned(resource_id=value)
-        else:
-            found = self.config.user_assigned(object_id=value)
+        name = given[0]
+        found = self.config.user_assigned(**{_SELECTORS[name]: query[name]})
         return found if found is not None else _error(404, "Identity not found.")
 
     async def token(self, request: Request) -> Response:
@@ -113,7 +113,7 @@ def create_app_service_app(
     )
     return Starlette(
         routes=[
-            Route(TOKEN_PATH, service.token, methods=_ALL_METHODS),
-            Route("/{path:path}", service.not_found, methods=_ALL_METHODS),
+            Route(TOKEN_PATH, service.token, methods=ALL_METHODS),
+            Route("/{path:path}", service.not_found, methods=ALL_METHODS),
         ]
     )

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .config import LabConfig, ManagedIdentity
-from .tokens import RateLimiter, TokenService, resource_problem
+from .tokens import ALL_METHODS, RateLimiter, TokenService, resource_problem
 
 __all__ = ["API_VERSIONS", "SELECTORS", "create_imds_app", "imds_error"]
 
@@ -36,9 +36,9 @@ API_VERSIONS: Final = (
     "2021-05-01", "2021-08-01", "2021-10-01", "2021-11-01", "2021-11-15", "2021-12-13",
     "2023-07-01", "2023-11-15", "2024-03-15",
 )  # fmt: skip
-#: The user-assigned identity selectors; at most one per request.
-SELECTORS: Final = ("client_id", "object_id", "msi_res_id")
-_ALL_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: The user-assigned identity selectors (at most one per request), each with the
+#: ``LabConfig.user_assigned`` keyword it maps to.
+SELECTORS: Final = {"client_id": "client_id", "object_id": "object_id", "msi_res_id": "resource_id"}
 
 
 def imds_error(status: int, error: str, description: str, **headers: str) -> JSONResponse:
@@ -95,13 +95,7 @@ class _Imds:
         if not given:
             return self.config.vm.identity
         name = given[0]
-        value = query[name]
-        if name == "client_id":
-            found = self.config.user_assigned(client_id=value)
-        elif name == "object_id":
-            found = self.config.user_assigned(object_id=value)
-        else:
-            found = self.config.user_assigned(resource_id=value)
+        found = self.config.user_assigned(**{SELECTORS[name]: query[name]})
         if found is None:
             return imds_error(404, "invalid_request", "Identity not found")
         return found
@@ -230,11 +224,11 @@ def create_imds_app(
     imds = _Imds(config, tokens, RateLimiter(config.imds.rate_limit, monotonic=monotonic))
     return Starlette(
         routes=[
-            Route("/metadata/identity/oauth2/token", imds.token, methods=_ALL_METHODS),
-            Route("/metadata/identity/info", imds.identity_info, methods=_ALL_METHODS),
-            Route("/metadata/versions", imds.versions, methods=_ALL_METHODS),
-            Route("/metadata/instance", imds.instance, methods=_ALL_METHODS),
-            Route("/metadata/instance/{path:path}", imds.instance, methods=_ALL_METHODS),
-            Route("/{path:path}", imds.not_found, methods=_ALL_METHODS),
+            Route("/metadata/identity/oauth2/token", imds.token, methods=ALL_METHODS),
+            Route("/metadata/identity/info", imds.identity_info, methods=ALL_METHODS),
+            Route("/metadata/versions", imds.versions, methods=ALL_METHODS),
+            Route("/metadata/instance", imds.instance, methods=ALL_METHODS),
+            Route("/metadata/instance/{path:path}", imds.instance, methods=ALL_METHODS),
+            Route("/{path:path}", imds.not_found, methods=ALL_METHODS),
         ]
     )

@@ -16,10 +16,12 @@ from typing import Final
 from .config import ManagedIdentity
 from .issuer import IssuedToken, LabIssuer
 
-__all__ = ["REUSE_MARGIN", "RateLimiter", "TokenService", "resource_problem"]
+__all__ = ["ALL_METHODS", "REUSE_MARGIN", "RateLimiter", "TokenService", "resource_problem"]
 
 #: A cached token is handed out again while it has more than this many seconds left
 #: (MSAL treats a token with under 300 s left as expired; stay well clear of that).
+#: Every method: the identity endpoints route them all and answer 405 themselves.
+ALL_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 REUSE_MARGIN: Final = 600
 
 _URI: Final = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/?#]+[^\s]*", re.IGNORECASE)
