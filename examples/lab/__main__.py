@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 
-from .config import ConfigError, load_config
+from .config import ConfigError
 from .issuer import ADMIN_HEADER
-from .runner import DEFAULT_PORT, Lab, LabError
+from .runner import DEFAULT_PORT, Lab, LabError, config_from_env, port_from_env
 
 
 def _state_dir() -> Path:
@@ -35,17 +35,11 @@ def _state_dir() -> Path:
 
 
 def _lab_from_env() -> Lab:
-    port_text = os.environ.get("LAB_PORT") or str(DEFAULT_PORT)
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise LabError(f"LAB_PORT must be a port number, not {port_text!r}") from None
-    config_path = os.environ.get("LAB_CONFIG")
-    config = load_config(Path(config_path) if config_path else None)
+    port = port_from_env()
     return Lab(
         _state_dir(),
-        config=config,
-        base_port=port,
+        config=config_from_env(),
+        base_port=DEFAULT_PORT if port is None else port,
         log=lambda line: print(line, flush=True),
         log_level=os.environ.get("LAB_LOG", "warning"),
     )

@@ -22,8 +22,8 @@ import jwt
 
 from tokenguard import fingerprint
 
-from .config import LabConfig, load_config
-from .runner import DEFAULT_PORT, LabError
+from .config import LabConfig
+from .runner import DEFAULT_PORT, config_from_env, port_from_env
 
 __all__ = ["Report", "describe_token", "lab_location"]
 
@@ -50,19 +50,14 @@ def lab_location() -> Iterator[tuple[Path, int, LabConfig]]:
     if set; else 8700, or any free ports when 8700..8704 are taken (``make lab`` running).
     ``LAB_CONFIG`` if set, else ``examples/lab/default.toml``.
     """
-    port_text = os.environ.get("LAB_PORT")
-    if port_text:
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise LabError(f"LAB_PORT must be a port number, not {port_text!r}") from None
-    elif all(_port_free(DEFAULT_PORT + i) for i in range(5)):
-        port = DEFAULT_PORT
-    else:
-        print(f"ports {DEFAULT_PORT}..{DEFAULT_PORT + 4} are taken: using free ports instead")
-        port = 0
-    config_path = os.environ.get("LAB_CONFIG")
-    config = load_config(Path(config_path) if config_path else None)
+    port = port_from_env()
+    if port is None:
+        if all(_port_free(DEFAULT_PORT + i) for i in range(5)):
+            port = DEFAULT_PORT
+        else:
+            print(f"ports {DEFAULT_PORT}..{DEFAULT_PORT + 4} are taken: using free ports instead")
+            port = 0
+    config = config_from_env()
     state = os.environ.get("LAB_DIR")
     if state:
         yield Path(state), port, config

@@ -41,7 +41,16 @@ from .keys import KeyRing
 from .serving import HOST, LabError, RunningServer, bind, start_server
 from .tokens import TokenService
 
-__all__ = ["DEFAULT_PORT", "Lab", "LabError", "LabThread", "LabUrls", "ServiceState"]
+__all__ = [
+    "DEFAULT_PORT",
+    "Lab",
+    "LabError",
+    "LabThread",
+    "LabUrls",
+    "ServiceState",
+    "config_from_env",
+    "port_from_env",
+]
 
 DEFAULT_PORT: Final = 8700
 _OFFSETS: Final = {"issuer": 0, "imds": 1, "app_service": 2, "keyvault": 3, "storage": 4}
@@ -50,6 +59,23 @@ _SERVICES: Final[dict[str, tuple[ModuleType, tuple[str, ...]]]] = {
     "keyvault": (keyvault, (keyvault.KEYVAULT_AUDIENCE,)),
     "storage": (blob, blob.STORAGE_AUDIENCES),
 }
+
+
+def port_from_env() -> int | None:
+    """``LAB_PORT`` as a port number, or ``None`` when it is not set."""
+    text = os.environ.get("LAB_PORT")
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise LabError(f"LAB_PORT must be a port number, not {text!r}") from None
+
+
+def config_from_env() -> LabConfig:
+    """The config file named by ``LAB_CONFIG``, else the default one."""
+    path = os.environ.get("LAB_CONFIG")
+    return load_config(Path(path) if path else None)
 
 
 def _secret_file(path: Path) -> str:
