@@ -190,9 +190,7 @@ async def set_secret(request: Request) -> Response:
             store.set_secret,
             name=name,
             value=value,
-            content_type=kv_input.content_type(body.get("contentType")),
-            attributes=kv_input.attributes(body.get("attributes")),
-            tags=kv_input.tags(body.get("tags")),
+            **kv_input.properties(body),
             now=vault.now(),
         )
     )
@@ -226,9 +224,7 @@ async def update_secret(request: Request) -> Response:
             store.update,
             name=name,
             version=version,
-            content_type=kv_input.content_type(body.get("contentType")),
-            attributes=kv_input.attributes(body.get("attributes")),
-            tags=kv_input.tags(body.get("tags")),
+            **kv_input.properties(body),
             now=vault.now(),
         )
     )

@@ -28,6 +28,7 @@ __all__ = [
     "name",
     "optional_text",
     "page_size",
+    "properties",
     "skip_token",
     "tags",
     "text",
@@ -147,6 +148,15 @@ def attributes(value: object) -> Attributes:
     if nbf is not None and exp is not None and exp < nbf:
         raise bad("attributes.exp must not be before attributes.nbf.")
     return Attributes(enabled=enabled, nbf=nbf, exp=exp)
+
+
+def properties(body: dict[str, Any]) -> dict[str, Any]:
+    """The settable properties of a secret (set and update): content type, attributes, tags."""
+    return {
+        "content_type": content_type(body.get("contentType")),
+        "attributes": attributes(body.get("attributes")),
+        "tags": tags(body.get("tags")),
+    }
 
 
 def skip_token(request: Request, kind: type[int] | type[str]) -> Any:
