@@ -171,10 +171,14 @@ class Conditions:
     if_match: frozenset[str] | None = None
     if_none_match: frozenset[str] | None = None
 
-    def check_write(self, current: Blob | None) -> None:
-        """For uploads: ``If-None-Match: *`` on an existing blob is 409 ``BlobAlreadyExists``."""
+    def check_match(self, current: Blob | None) -> None:
+        """412 when ``If-Match`` is given and ``current`` (absent: ``None``) fails it."""
         if self.if_match is not None and (current is None or not _matches(self.if_match, current)):
             raise condition_not_met()
+
+    def check_write(self, current: Blob | None) -> None:
+        """For uploads: ``If-None-Match: *`` on an existing blob is 409 ``BlobAlreadyExists``."""
+        self.check_match(current)
         if self.if_none_match is not None and current is not None:
             if "*" in self.if_none_match:
                 raise StorageError(409, "BlobAlreadyExists", "The specified blob already exists.")
@@ -183,8 +187,7 @@ class Conditions:
 
     def not_modified(self, current: Blob) -> bool:
         """For reads: 412 when ``If-Match`` fails; True when ``If-None-Match`` says 304."""
-        if self.if_match is not None and not _matches(self.if_match, current):
-            raise condition_not_met()
+        self.check_match(current)
         return self.if_none_match is not None and _matches(self.if_none_match, current)
 
 
@@ -456,8 +459,7 @@ def delete_blob(
 ) -> str:
     """Remove a blob; returns its file, to delete after the commit."""
     current = get_blob(conn, account, container, name)
-    if conditions.if_match is not None and not _matches(conditions.if_match, current):
-        raise condition_not_met()
+    conditions.check_match(current)
     conn.execute(
         "DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?",
         (account, container, name),
