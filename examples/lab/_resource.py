@@ -178,6 +178,7 @@ def protected_app(
     *,
     routes: Sequence[BaseRoute],
     validator: TokenValidator,
+    audience: str,
     challenge_params: Mapping[str, str],
     on_error: ErrorRenderer,
     headers: Middleware,
@@ -186,7 +187,15 @@ def protected_app(
 ) -> Starlette:
     """A toy resource: ``headers`` outermost, then tokenguard (Azure's bare challenge,
     no realm; the lab closes the validator, not the app), then the routes.
-    ``on_shutdown`` runs when the app stops (closing its database)."""
+    ``on_shutdown`` runs when the app stops (closing its database).
+
+    ``validator`` must accept this resource's ``audience`` only (with or without a
+    trailing slash): a token for another resource must never reach the routes.
+    """
+    others = {a for issuer in validator.issuers for a in issuer.audiences}
+    others = {a for a in others if a.rstrip("/") != audience.rstrip("/")}
+    if others:
+        raise ValueError(f"the validator also accepts {sorted(others)}, not meant for {audience}")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

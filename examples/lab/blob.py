@@ -327,6 +327,7 @@ def create_app(
     app = protected_app(
         routes=_ROUTES,
         validator=validator,
+        audience=STORAGE_RESOURCE,
         challenge_params=challenge_params,
         on_error=_token_error,
         headers=Middleware(LabHeaders, version=DEFAULT_VERSION),

@@ -10,8 +10,6 @@ from typing import Final
 
 from starlette.requests import Request
 
-from tokenguard import InvalidToken, challenge
-
 from ._resource import allowed, caller_label, forbidden_challenge, identity_of
 from ._store import Database
 from .blob_store import BlobFiles, StorageError
@@ -109,15 +107,6 @@ class Storage:
     def authorize(self, request: Request, *, write: bool, container: str | None) -> None:
         """RBAC by object id at the container's scope (or the account's)."""
         identity = identity_of(request)
-        if identity.audience.rstrip("/") != STORAGE_RESOURCE:
-            # Only if the validator was built for more audiences than storage's.
-            exc = InvalidToken(reason="wrong_audience")
-            raise StorageError(
-                401,
-                "InvalidAuthenticationInfo",
-                "Server failed to authenticate the request. The audience is not accepted.",
-                headers={"WWW-Authenticate": challenge(exc, None, self.challenge_params)},
-            )
         scope = "/storage" if container is None else f"/storage/containers/{container}"
         if not allowed(self.rbac, identity, WRITE_ROLES if write else READ_ROLES, scope):
             logger.info("forbidden: %s at %s (write=%s)", caller_label(identity), scope, write)

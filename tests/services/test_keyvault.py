@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,14 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.keyvault.secrets import SecretClient
+from examples.lab import blob, keyvault
 from examples.lab.keyvault import MAX_VALUE_BYTES
 from examples.lab.tls import TlsFiles
 
 from tokenguard.testing import LocalIssuer
 
 from ._kit import (
+    STORAGE,
     VAULT,
     LabCredential,
     Mint,
@@ -416,3 +418,27 @@ def test_value_at_the_limit_is_accepted(officer: SecretClient) -> None:
     value = "é" * (MAX_VALUE_BYTES // 2)  # two bytes each in UTF-8: exactly the limit
     assert officer.set_secret(name, value).value == value
     assert officer.get_secret(name).value == value
+
+
+@pytest.mark.parametrize(
+    ("factory", "own"), [(keyvault.create_app, VAULT), (blob.create_app, STORAGE)]
+)
+def test_a_validator_for_other_audiences_is_refused_at_construction(
+    factory: Callable[..., Any],
+    own: str,
+    lab_issuer: LocalIssuer,
+    principals: Principals,
+    tmp_path: Path,
+) -> None:
+    options: dict[str, Any] = {
+        "rbac": principals.rbac(),
+        "state_dir": tmp_path,
+        "public_url": "https://127.0.0.1:1",
+        "authority": "http://127.0.0.1:2/tenant",
+        "tenant_id": lab_issuer.tenant_id,
+    }
+    # Its own audience, with or without the trailing slash: accepted.
+    factory(validator=lab_issuer.validator(audiences=[own, own.rstrip("/") + "/"]), **options)
+    both = lab_issuer.validator(audiences=[VAULT, STORAGE])
+    with pytest.raises(ValueError, match="also accepts"):
+        factory(validator=both, **options)
