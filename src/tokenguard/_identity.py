@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
@@ -183,7 +183,7 @@ class SharedCredentials(AuthCredentials):
 
     __slots__ = ("_scopes",)
 
-    def __init__(self, scopes: Sequence[str]) -> None:  # no super(): there is no list to set
+    def __init__(self, scopes: Iterable[str]) -> None:  # no super(): there is no list to set
         self._scopes = tuple(scopes)
 
     # Read-only on purpose: the object is shared between requests.
@@ -195,4 +195,4 @@ class SharedCredentials(AuthCredentials):
 
 def starlette_auth(identity: Identity) -> tuple[TokenGuardUser, SharedCredentials]:
     """``request.user`` and ``request.auth`` (roles and scopes) for an identity."""
-    return TokenGuardUser(identity), SharedCredentials(tuple(identity.permissions))
+    return TokenGuardUser(identity), SharedCredentials(identity.permissions)
