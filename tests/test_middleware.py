@@ -27,6 +27,7 @@ from tokenguard import (
     TokenValidator,
     get_identity,
 )
+from tokenguard._cache import INDEX_BYTES
 from tokenguard.testing import LocalIssuer
 
 from .helpers import FakeClock, SwitchableIssuer
@@ -469,7 +470,21 @@ async def test_token_just_over_the_limit_is_too_large(client: httpx.AsyncClient)
 
 # -- the cache-hit path ------------------------------------------------------------
 # A request whose exact token is cached takes a shorter path through __call__. Each
-# test below caches the token first, then checks that path keeps the general rules.
+# test below caches the token first, then checks that path keeps the general rules;
+# ``general_calls`` counts the requests that took the general path instead.
+
+
+@pytest.fixture
+def general_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = TokenGuardMiddleware._general
+
+    async def spy(self: TokenGuardMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append(scope["path"])
+        await real(self, scope, receive, send)
+
+    monkeypatch.setattr(TokenGuardMiddleware, "_general", spy)
+    return calls
 
 
 async def cached_client(
@@ -478,60 +493,104 @@ async def cached_client(
     app = build(validator, **options)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         assert (await c.get("/whoami", headers=bearer(token))).status_code == 200
-        assert validator.cache.get(token.encode(), validator.clock()) is not None
+        assert validator.cache.index.get(token.encode()[-INDEX_BYTES:]) is not None
         yield c
 
 
 @pytest.mark.parametrize(
-    ("headers", "query", "status"),
+    ("headers", "query", "status", "short"),
     [
-        ([("authorization", "Bearer {t}")], "", 200),
-        ([("authorization", "bearer {t}")], "", 200),  # other spellings: the general path
-        ([("authorization", "Bearer  {t}")], "", 200),
-        ([("authorization", "Bearer {t}"), ("authorization", "Bearer {t}")], "", 400),
-        ([("authorization", "Bearer {t}")], "access_token={t}", 400),
-        ([("authorization", "Bearer {t}")], "access_token=", 400),
-        ([("authorization", "Bearer {t}")], "x=access_tokenish", 200),
-        ([("authorization", "Bearer {t}x")], "", 401),  # same tail, other token
-        ([("authorization", "Bearer x{t}")], "", 401),
+        ([("authorization", "Bearer {t}")], "", 200, True),
+        ([("authorization", "bearer {t}")], "", 200, False),  # other spellings
+        ([("authorization", "Bearer  {t}")], "", 200, False),
+        ([("authorization", "Basic  {t}")], "", 401, False),  # same length and tail
+        ([("authorization", "Bearer {t}"), ("authorization", "Bearer {t}")], "", 400, False),
+        ([("authorization", "Bearer {t}")], "access_token={t}", 400, False),
+        ([("authorization", "Bearer {t}")], "access_token=", 400, False),
+        # Any query naming access_token goes the general way, which tells them apart.
+        ([("authorization", "Bearer {t}")], "x=access_tokenish", 200, False),
+        ([("authorization", "Bearer {t}")], "x=1", 200, True),
+        ([("authorization", "Bearer {t}x")], "", 401, False),
+        ([("authorization", "Bearer x{t}")], "", 401, False),  # same tail, other token
     ],
 )
 async def test_cached_token_follows_the_general_rules(
     validator: TokenValidator,
     session_issuer: LocalIssuer,
+    general_calls: list[str],
     headers: list[tuple[str, str]],
     query: str,
     status: int,
+    short: bool,
 ) -> None:
     token = session_issuer.mint()
     async for c in cached_client(validator, token):
         filled = [(k, v.format(t=token)) for k, v in headers]
         response = await c.get(f"/whoami?{query.format(t=token)}", headers=filled)
         assert response.status_code == status
+    assert len(general_calls) == (1 if short else 2)  # the first request cached the token
 
 
-async def test_cached_token_expires_and_dies_with_its_key(session_issuer: LocalIssuer) -> None:
+async def test_cached_token_keeps_its_time_window(
+    session_issuer: LocalIssuer, general_calls: list[str]
+) -> None:
     clock = FakeClock(session_issuer.clock())
     validator = session_issuer.validator(VAULT, clock=clock)
     token = session_issuer.mint(lifetime=600)
     async for c in cached_client(validator, token):
-        clock.advance(600 + 60 - 1)  # just inside exp + the default leeway
+        clock.advance(-61)  # before nbf - the default leeway of 60 s
+        early = await c.get("/whoami", headers=bearer(token))
+        assert early.status_code == 401
+        assert "not valid yet" in early.headers["www-authenticate"]
+        clock.advance(61 + 600 + 60 - 1)  # just inside exp + leeway
         assert (await c.get("/whoami", headers=bearer(token))).status_code == 200
         clock.advance(1)
+        late = await c.get("/whoami", headers=bearer(token))
+        assert late.status_code == 401
+        assert "expired" in late.headers["www-authenticate"]
+    assert len(general_calls) == 3  # the first, the early and the late request
+
+
+async def test_cached_token_dies_with_its_key() -> None:
+    issuer = LocalIssuer()
+    monotonic = FakeClock()
+    validator = issuer.validator(VAULT, monotonic=monotonic)
+    token = issuer.mint()
+    async for c in cached_client(validator, token):
+        old = issuer.signing_kid
+        issuer.rotate()
+        issuer.retire(old)
+        monotonic.advance(3_700)  # past the JWKS lifetime: the next load refreshes
+        await validator.warm_up()
         response = await c.get("/whoami", headers=bearer(token))
         assert response.status_code == 401
-        assert "expired" in response.headers["www-authenticate"]
-    fresh = session_issuer.mint()
-    validator = session_issuer.validator(VAULT)
-    async for c in cached_client(validator, fresh):
-        validator.cache.discard_keys({entry.key for entry in validator.cache.index.values()})
-        assert len(validator.cache) == 0  # the next request verifies again
-        assert (await c.get("/whoami", headers=bearer(fresh))).status_code == 200
-        assert validator.cache.misses == 2
+        assert (await c.get("/whoami", headers=bearer(issuer.mint()))).status_code == 200
+    await validator.aclose()
 
 
-async def test_cached_token_meets_the_requirement_and_the_observer(
-    session_issuer: LocalIssuer,
+async def test_cached_token_meets_the_requirement(
+    validator: TokenValidator, session_issuer: LocalIssuer, general_calls: list[str]
+) -> None:
+    reader = session_issuer.mint(roles=["Reader"])
+    other = session_issuer.mint(roles=["Other"])
+    async for c in cached_client(validator, reader, require=Requirement(roles=["Reader"])):
+        assert (await c.get("/whoami", headers=bearer(reader))).status_code == 200
+        for _ in range(2):  # verified, then cached: refused both times
+            assert (await c.get("/whoami", headers=bearer(other))).status_code == 403
+    assert len(general_calls) == 2  # the first request of each token
+    middleware = TokenGuardMiddleware(PlainTextResponse("ok"), validator=validator)
+    assert middleware.require is None
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware), base_url="http://t"
+    ) as c:
+        assert (await c.get("/", headers=bearer(reader))).status_code == 200
+        middleware.require = Requirement(roles=["Admin"])  # set later: the hit path sees it
+        assert (await c.get("/", headers=bearer(reader))).status_code == 403
+    assert len(general_calls) == 2
+
+
+async def test_cached_token_tells_the_observer_and_keeps_the_challenge(
+    session_issuer: LocalIssuer, general_calls: list[str]
 ) -> None:
     calls: list[tuple[str, bool]] = []
 
@@ -555,17 +614,11 @@ async def test_cached_token_meets_the_requirement_and_the_observer(
             assert denied.status_code == 403
             assert f'resource="{VAULT}"' in denied.headers["www-authenticate"]
     assert calls == [("valid", False), ("valid", True), ("valid", False), ("valid", True)]
-    middleware = TokenGuardMiddleware(PlainTextResponse("ok"), validator=validator)
-    assert middleware.require is None
-    middleware.require = Requirement(roles=["Admin"])  # set later: the hit path sees it
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=middleware), base_url="http://t"
-    ) as c:
-        assert (await c.get("/", headers=bearer(reader))).status_code == 403
+    assert len(general_calls) == 2
 
 
 async def test_cached_requests_share_read_only_credentials(
-    validator: TokenValidator, session_issuer: LocalIssuer
+    validator: TokenValidator, session_issuer: LocalIssuer, general_calls: list[str]
 ) -> None:
     seen: list[Any] = []
 
@@ -583,3 +636,4 @@ async def test_cached_requests_share_read_only_credentials(
         bodies = [(await c.get("/", headers=bearer(token))).text for _ in range(3)]
     assert bodies == ["Reader"] * 3
     assert seen[1][0] is seen[2][0] and seen[1][1] is seen[2][1]
+    assert general_calls == ["/"]  # the second and third took the short path
