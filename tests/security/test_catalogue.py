@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tokenguard import Identity, InvalidToken, TokenGuardMiddleware, TokenValidator, get_identity
+from tokenguard._cache import CachedToken
 from tokenguard._errors import DESCRIPTIONS
 
 from .catalogue import ATTACKS, Attack, Expect, Probe, document_block, markdown_table
@@ -35,17 +36,13 @@ _CHUNK = re.compile(rb"[A-Za-z0-9_\-]{12,}")
 
 
 class CountingValidator(TokenValidator):
-    """Counts every time the middleware consults the validator."""
+    """Counts every time the middleware hands the validator a bearer token."""
 
     consulted = 0
 
-    def cached(self, token: str | bytes) -> Identity | None:
+    async def validate_credentials(self, raw: bytes) -> tuple[Identity, CachedToken | None]:
         self.consulted += 1
-        return super().cached(token)
-
-    async def validate(self, token: str) -> Identity:
-        self.consulted += 1
-        return await super().validate(token)
+        return await super().validate_credentials(raw)
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -183,3 +180,22 @@ def test_security_document_lists_the_catalogue() -> None:
     document = Path(__file__).resolve().parents[2] / "SECURITY.md"
     block = document_block(document.read_text(encoding="utf-8"))
     assert block == markdown_table(), "run: python -m tests.security.catalogue --write"
+
+
+async def test_the_counting_validator_sees_what_the_middleware_hands_over(kit: Kit) -> None:
+    # The control for "a request-level attack reached the validator": a genuine token
+    # is handed over once; repeated, it is answered from the cache before that point.
+    validator = kit.make_validator(CountingValidator)
+    token = kit.valid()
+    transport = httpx.ASGITransport(app=protected(validator))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        counts = []
+        for _ in range(2):
+            response = await client.get("/", headers={"authorization": f"Bearer {token}"})
+            assert response.status_code == 200
+            counts.append(validator.consulted)
+        response = await client.get("/", headers={"authorization": "Bearer not-a-token"})
+        assert response.status_code == 401
+        counts.append(validator.consulted)
+    await validator.aclose()
+    assert counts == [1, 1, 2]
