@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
+from tokenguard import TokenValidator
 from tokenguard.testing import LocalIssuer
 
 
@@ -80,3 +82,16 @@ def serve(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def closing_spy(validator: TokenValidator, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records each ``validator.aclose()`` (which still runs)."""
+    closed: list[bool] = []
+    original = validator.aclose
+
+    async def aclose() -> None:
+        closed.append(True)
+        await original()
+
+    monkeypatch.setattr(validator, "aclose", aclose)
+    return closed

@@ -28,6 +28,7 @@ from tokenguard.fastapi import TokenGuard, TokenGuardHTTPException, add_error_ha
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
+from .helpers import closing_spy
 
 MI_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg/providers/"
@@ -413,14 +414,7 @@ def test_websocket_dependency(validator: TokenValidator, issuer: LocalIssuer) ->
 def test_lifespan_warms_keys_and_closes_validator(
     validator: TokenValidator, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    closed: list[bool] = []
-    original = validator.aclose
-
-    async def aclose() -> None:
-        closed.append(True)
-        await original()
-
-    monkeypatch.setattr(validator, "aclose", aclose)
+    closed = closing_spy(validator, monkeypatch)
     # The app has no validator on its state: the guard's lifespan puts it there.
     app = build_app(None, lifespan=TokenGuard(validator).lifespan)
     fetched = issuer.hits["jwks"]

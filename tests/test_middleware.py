@@ -30,7 +30,7 @@ from tokenguard import (
 from tokenguard._cache import INDEX_BYTES
 from tokenguard.testing import LocalIssuer
 
-from .helpers import FakeClock, SwitchableIssuer
+from .helpers import FakeClock, SwitchableIssuer, closing_spy
 
 pytestmark = pytest.mark.anyio
 
@@ -395,12 +395,18 @@ async def test_keys_unavailable_closes_websocket_with_try_again_later(
     ]
 
 
-def test_lifespan_warms_keys_and_closes_the_validator(session_issuer: LocalIssuer) -> None:
+@pytest.mark.parametrize("enabled", [True, False])
+def test_lifespan_warms_keys_and_closes_the_validator(
+    session_issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
     server = SwitchableIssuer(session_issuer)
     validator = TokenValidator([session_issuer.issuer_config(VAULT)], http_client=server.client())
-    with TestClient(build(validator)):
-        assert validator.is_ready()
-        assert server.count("/keys") == 1
+    closed = closing_spy(validator, monkeypatch)
+    with TestClient(build(validator, warm_up=enabled, close_validator=enabled)):
+        assert validator.is_ready() is enabled
+        assert server.count("/keys") == (1 if enabled else 0)
+        assert closed == []
+    assert closed == ([True] if enabled else [])
 
 
 def test_lifespan_start_survives_an_issuer_outage(

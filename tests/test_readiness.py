@@ -23,6 +23,7 @@ from tokenguard.readiness import (
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
+from .helpers import closing_spy
 
 
 class Clock:
@@ -50,18 +51,6 @@ class Switch:
         if not self.up:
             return httpx.Response(503)
         return self.issuer.handler(request)
-
-
-def closing_spy(validator: TokenValidator, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    closed: list[bool] = []
-    original = validator.aclose
-
-    async def aclose() -> None:
-        closed.append(True)
-        await original()
-
-    monkeypatch.setattr(validator, "aclose", aclose)
-    return closed
 
 
 # -- readiness_report -----------------------------------------------------------------
