@@ -15,6 +15,7 @@ from bench.__main__ import main
 from bench._context import QUICK
 from bench._measure import Subject, best_rates, percentile
 from bench._report import Row
+from bench.profile import main as profile_main
 
 CASES = {"1", "2", "3", "4", "5a", "5b", "5c", "5d"}
 CASES |= {f"6{c}" for c in "abcdefgh"} | {"7a", "7b", "7c"} | {f"8{c}" for c in "abcde"}
@@ -109,12 +110,13 @@ async def test_rounds_interleave_and_set_up_every_round() -> None:
 def test_profile_report_runs_on_tiny_counts(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bench.profile import main as profile_main
-
     profile_main(["--tokens", "4", "--repeat", "40", "--top", "3", "--out", str(tmp_path)])
     report = (tmp_path / "profile-cprofile.md").read_text()
     assert report == capsys.readouterr().out
     for title in ("validate, unique tokens", "validate, repeated token", "RSA operation"):
         assert title in report
-    split = [line for line in report.splitlines() if line.startswith("| the RSA operation")]
-    assert len(split) == 1 and math.isfinite(float(split[0].split("|")[2]))
+    table = report[report.index("| Measure | µs |") :].splitlines()[2:6]
+    figures = [float(line.split("|")[2]) for line in table]
+    assert len(figures) == 4 and all(math.isfinite(f) for f in figures)
+    assert all(f > 0 for f in figures[:3])  # alone, validate, validate without RSA
+    assert figures[3] == pytest.approx(figures[1] - figures[2], abs=0.11)  # rounding

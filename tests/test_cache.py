@@ -38,18 +38,6 @@ def test_a_hit_needs_the_exact_token(key: VerificationKey) -> None:
     assert (cache.hits, cache.misses) == (1, 2)
 
 
-def test_least_recently_used_goes_first(key: VerificationKey) -> None:
-    cache = TokenCache(2)
-    first, second, third = b"1" * 40, b"2" * 40, b"3" * 40
-    put(cache, first, key)
-    put(cache, second, key)
-    assert oid(cache, first)  # first is now the most recent
-    put(cache, third, key)
-    assert len(cache) == 2
-    assert oid(cache, second) is None
-    assert oid(cache, first) and oid(cache, third)
-
-
 def test_replacing_an_entry_makes_it_the_most_recent(key: VerificationKey) -> None:
     cache = TokenCache(2)
     first, second, third = b"1" * 40, b"2" * 40, b"3" * 40

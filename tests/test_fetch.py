@@ -15,10 +15,6 @@ from tokenguard._fetch import FetchError, fetch_json, lifetime_from_headers
 pytestmark = pytest.mark.anyio
 
 
-def client_for(handler: httpx.MockTransport) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=handler)
-
-
 async def fetch(handler: object, url: str = "https://idp.example/keys", **kw: object) -> object:
     transport = httpx.MockTransport(handler)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport) as client:
