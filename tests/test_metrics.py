@@ -23,14 +23,7 @@ from tokenguard.metrics import PrometheusObserver, metrics_endpoint
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .helpers import FakeClock
 
 
 async def hello(request: Request) -> PlainTextResponse:
@@ -53,8 +46,8 @@ def issuer(session_issuer: LocalIssuer) -> LocalIssuer:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(5000.0)
 
 
 @pytest.fixture
@@ -63,7 +56,9 @@ def observer() -> PrometheusObserver:
 
 
 @pytest.fixture
-def validator(issuer: LocalIssuer, observer: PrometheusObserver, clock: Clock) -> TokenValidator:
+def validator(
+    issuer: LocalIssuer, observer: PrometheusObserver, clock: FakeClock
+) -> TokenValidator:
     validator = issuer.validator([VAULT], observer=observer, monotonic=clock)
     observer.watch(validator)
     return validator
@@ -116,7 +111,7 @@ def test_validation_counters_after_requests(
 
 
 def test_key_fetches_and_key_set_gauges(
-    client: TestClient, issuer: LocalIssuer, observer: PrometheusObserver, clock: Clock
+    client: TestClient, issuer: LocalIssuer, observer: PrometheusObserver, clock: FakeClock
 ) -> None:
     fetches = "tokenguard_key_fetches_total"
     iss = issuer.issuer

@@ -23,17 +23,7 @@ from tokenguard.readiness import (
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
-from .helpers import closing_spy
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .helpers import FakeClock, closing_spy
 
 
 def failing_client() -> httpx.AsyncClient:
@@ -58,7 +48,7 @@ class Switch:
 
 @pytest.mark.anyio
 async def test_report_before_and_after_warm_up(issuer: LocalIssuer) -> None:
-    validator = issuer.validator([VAULT], monotonic=Clock())
+    validator = issuer.validator([VAULT], monotonic=FakeClock())
     before = readiness_report(validator)
     assert before == {
         "ready": False,
@@ -90,7 +80,7 @@ async def test_report_before_and_after_warm_up(issuer: LocalIssuer) -> None:
 
 @pytest.mark.anyio
 async def test_keys_past_max_stale_are_not_ready(issuer: LocalIssuer) -> None:
-    clock = Clock()
+    clock = FakeClock()
     switch = Switch(issuer)
     validator = TokenValidator(
         [issuer.issuer_config([VAULT], max_stale=600)],
@@ -112,7 +102,7 @@ async def test_keys_past_max_stale_are_not_ready(issuer: LocalIssuer) -> None:
 
 @pytest.mark.anyio
 async def test_max_age_requires_recent_keys(issuer: LocalIssuer) -> None:
-    clock = Clock()
+    clock = FakeClock()
     validator = issuer.validator([VAULT], monotonic=clock)
     await validator.warm_up()
     clock.now += 120
@@ -150,7 +140,7 @@ async def test_every_issuer_must_be_ready() -> None:
 
 def test_starlette_readyz_behind_the_middleware(issuer: LocalIssuer) -> None:
     switch = Switch(issuer)
-    clock = Clock()
+    clock = FakeClock()
     validator = TokenValidator(
         [issuer.issuer_config([VAULT], max_stale=0)],
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(switch)),

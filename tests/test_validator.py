@@ -16,17 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from tokenguard import InvalidToken, Issuer, KeysUnavailable, TokenValidator
 from tokenguard.testing import LocalIssuer
 
+from .helpers import FakeClock
+
 pytestmark = pytest.mark.anyio
 
 VAULT = "https://vault.azure.net"
-
-
-class WallClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def b64(data: bytes) -> str:
@@ -120,7 +114,7 @@ async def test_time_claims_and_leeway_edges(
     session_issuer: LocalIssuer, claim: str, offset: int, valid: bool
 ) -> None:
     now = 2_000_000_000.0
-    validator = session_issuer.validator(VAULT, clock=WallClock(now))
+    validator = session_issuer.validator(VAULT, clock=FakeClock(now))
     claims: dict[str, Any] = {"iat": now - 10, "nbf": now - 10, "exp": now + 3600}
     claims[claim] = now + offset
     token = session_issuer.mint(VAULT, claims=claims)
@@ -143,7 +137,7 @@ async def test_times_beyond_float_range(session_issuer: LocalIssuer) -> None:
 
 
 async def test_cache_hit_rechecks_expiry(session_issuer: LocalIssuer) -> None:
-    clock = WallClock(2_000_000_000.0)
+    clock = FakeClock(2_000_000_000.0)
     validator = session_issuer.validator(VAULT, clock=clock)
     token = session_issuer.mint(VAULT, issued_at=clock.now, lifetime=100)
     assert await validator.validate(token)
@@ -156,7 +150,7 @@ async def test_cache_hit_rechecks_expiry(session_issuer: LocalIssuer) -> None:
 
 
 async def test_cache_hit_rechecks_not_before(session_issuer: LocalIssuer) -> None:
-    clock = WallClock(2_000_000_000.0)
+    clock = FakeClock(2_000_000_000.0)
     validator = session_issuer.validator(VAULT, clock=clock)
     token = session_issuer.mint(VAULT, issued_at=clock.now, claims={"nbf": clock.now + 30})
     assert await validator.validate(token)

@@ -37,7 +37,7 @@ from tokenguard import (
 )
 from tokenguard.testing import LocalIssuer
 
-from ..security.kit import ManualClock
+from ..helpers import FakeClock
 from .server import FaultyIssuer, Mode, Sink, make_tls
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +56,7 @@ class Rig:
 
     issuer: LocalIssuer
     server: FaultyIssuer
-    clock: ManualClock
+    clock: FakeClock
     validator: TokenValidator
     http: httpx.AsyncClient
 
@@ -112,7 +112,7 @@ async def rig(
     issuer = LocalIssuer(jwks_max_age=int(TTL), key_type="EC")
     pair = make_tls() if tls else None
     async with FaultyIssuer(issuer, tls=pair.server if pair else None) as server:
-        clock = ManualClock(1_000.0)
+        clock = FakeClock(1_000.0)
         config = issuer.issuer_config(
             VAULT,
             min_cache_ttl=1.0,

@@ -18,6 +18,8 @@ from examples.lab.keys import KeyRing
 from examples.lab.runner import Lab, LabThread
 from examples.lab.tokens import TokenService
 
+from ..helpers import FakeClock
+
 #: Environment that steers azure-identity (and HTTP clients) elsewhere; tests unset it.
 AZURE_ENV = (
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
@@ -43,19 +45,6 @@ AZURE_ENV = (
 )
 ADMIN_SECRET = "test-admin-secret"
 IDENTITY_HEADER = "test-identity-header"
-
-
-class FakeClock:
-    """A clock tests move by hand."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +98,7 @@ def copy_keys(source: Path, target: Path) -> Path:
 
 @pytest.fixture
 async def apps(lab_config: LabConfig, key_dir: Path, tmp_path: Path) -> AsyncIterator[Apps]:
-    clock, monotonic = FakeClock(), FakeClock(1000.0)
+    clock, monotonic = FakeClock(time.time()), FakeClock(1000.0)
     keys = KeyRing(copy_keys(key_dir, tmp_path / "keys"), clock=clock)
     issuer = LabIssuer(
         lab_config,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import stat
+import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from examples.lab.keys import KeyRing
 
-from .conftest import FakeClock, copy_keys
+from ..helpers import FakeClock
+from .conftest import copy_keys
 
 pytestmark = pytest.mark.lab
 
@@ -59,7 +61,7 @@ def test_keys_survive_a_restart(key_dir: Path, tmp_path: Path) -> None:
 def test_rotation_publishes_first_signs_after_the_overlap_then_retires(
     key_dir: Path, tmp_path: Path
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(time.time())
     ring = KeyRing(copy_keys(key_dir, tmp_path / "keys"), clock=clock)
     old = ring.signing().kid
     new = ring.rotate(overlap=60, retire_after=30)
@@ -82,7 +84,7 @@ def test_rotation_publishes_first_signs_after_the_overlap_then_retires(
 
 
 def test_a_second_rotation_keeps_the_earlier_retirement(key_dir: Path, tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(time.time())
     ring = KeyRing(copy_keys(key_dir, tmp_path / "keys"), clock=clock)
     first = ring.signing().kid
     second = ring.rotate(overlap=0, retire_after=100)

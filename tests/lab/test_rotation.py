@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from examples.lab.runner import Lab, LabThread
 
 from tokenguard import InvalidToken, Issuer, TokenValidator
 
-from .conftest import FakeClock
+from ..helpers import FakeClock
 
 pytestmark = [pytest.mark.lab, pytest.mark.anyio]
 
@@ -44,7 +45,7 @@ def kid_of(token: str) -> str:
 async def test_rotation_end_to_end(
     tmp_path: Path, roomy_config: LabConfig, clean_env: pytest.MonkeyPatch
 ) -> None:
-    clock, monotonic = FakeClock(), FakeClock(0.0)
+    clock, monotonic = FakeClock(time.time()), FakeClock(0.0)
     lab = Lab(tmp_path, config=roomy_config, base_port=0, clock=clock, log=None, services=())
     with LabThread(lab):
         trusted = Issuer(

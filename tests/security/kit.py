@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from tokenguard import Issuer, TokenValidator
 from tokenguard.testing import LocalIssuer, PrivateKey
 
+from ..helpers import FakeClock
+
 __all__ = [
     "GENERIC_AUDIENCE",
     "NOW",
@@ -30,7 +32,6 @@ __all__ = [
     "TEMPLATE_AUDIENCE",
     "VAULT",
     "Kit",
-    "ManualClock",
     "b64",
     "compact",
     "sign_input",
@@ -100,20 +101,6 @@ def sign_input(token_without_signature: str, key: PrivateKey | bytes, alg: str) 
     r, s = decode_dss_signature(der)
     size = (key.curve.key_size + 7) // 8
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-
-
-class ManualClock:
-    """A clock tests move by hand (``monotonic`` or wall clock)."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += seconds
 
 
 @dataclass
@@ -266,7 +253,7 @@ class Kit:
     def make_validator(self, cls: type[_V], **options: Any) -> _V:
         """Like :meth:`validator`, for a ``TokenValidator`` subclass."""
         options.setdefault("clock", lambda: float(NOW))
-        options.setdefault("monotonic", ManualClock(10_000.0))
+        options.setdefault("monotonic", FakeClock(10_000.0))
         client = httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
         return cls(self.issuers(), http_client=client, **options)
 
