@@ -95,3 +95,27 @@ def closing_spy(validator: TokenValidator, monkeypatch: pytest.MonkeyPatch) -> l
 
     monkeypatch.setattr(validator, "aclose", aclose)
     return closed
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The ``Authorization`` header that carries ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+class RecordingObserver:
+    """A ``ValidationObserver`` that records what it is told."""
+
+    def __init__(self) -> None:
+        #: (outcome, reason, issuer, cached) per validation.
+        self.validations: list[tuple[str, str | None, str | None, bool]] = []
+        #: (issuer, document, outcome) per key fetch.
+        self.fetches: list[tuple[str, str, str]] = []
+
+    def validation(
+        self, outcome: str, reason: str | None, issuer: str | None, seconds: float, cached: bool
+    ) -> None:
+        assert seconds >= 0
+        self.validations.append((outcome, reason, issuer, cached))
+
+    def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
+        self.fetches.append((issuer, document, outcome))

@@ -28,27 +28,12 @@ from tokenguard.fastapi import TokenGuard, TokenGuardHTTPException, add_error_ha
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
-from .helpers import closing_spy
+from .helpers import RecordingObserver, bearer, closing_spy
 
 MI_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg/providers/"
     "Microsoft.ManagedIdentity/userAssignedIdentities/reporter"
 )
-
-
-class CountingObserver:
-    """Counts validations the validator performs (cached or not)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None, bool]] = []
-
-    def validation(
-        self, outcome: str, reason: str | None, issuer: str | None, seconds: float, cached: bool
-    ) -> None:
-        self.calls.append((outcome, reason, cached))
-
-    def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
-        pass
 
 
 #: Module-level guards: FastAPI resolves ``Annotated`` aliases in module globals (the
@@ -128,12 +113,12 @@ def issuer(session_issuer: LocalIssuer) -> LocalIssuer:
 
 
 @pytest.fixture
-def observer() -> CountingObserver:
-    return CountingObserver()
+def observer() -> RecordingObserver:
+    return RecordingObserver()
 
 
 @pytest.fixture
-def validator(issuer: LocalIssuer, observer: CountingObserver) -> TokenValidator:
+def validator(issuer: LocalIssuer, observer: RecordingObserver) -> TokenValidator:
     return issuer.validator([VAULT], observer=observer)
 
 
@@ -141,10 +126,6 @@ def validator(issuer: LocalIssuer, observer: CountingObserver) -> TokenValidator
 def client(validator: TokenValidator) -> Iterator[TestClient]:
     with TestClient(build_app(validator)) as c:
         yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 # -- identity without the middleware --------------------------------------------------
@@ -311,27 +292,30 @@ def test_requires_accepts_a_requirement_object(validator: TokenValidator) -> Non
 
 
 def test_repeated_token_is_served_from_the_cache(
-    client: TestClient, issuer: LocalIssuer, observer: CountingObserver
+    client: TestClient, issuer: LocalIssuer, observer: RecordingObserver
 ) -> None:
     token = issuer.mint(VAULT)
     assert client.get("/me", headers=bearer(token)).status_code == 200
     assert client.get("/me", headers=bearer(token)).status_code == 200
-    assert observer.calls == [("valid", None, False), ("valid", None, True)]
+    assert [(o, r, c) for o, r, _, c in observer.validations] == [
+        ("valid", None, False),
+        ("valid", None, True),
+    ]
 
 
 def test_two_dependencies_validate_once(
-    client: TestClient, issuer: LocalIssuer, observer: CountingObserver
+    client: TestClient, issuer: LocalIssuer, observer: RecordingObserver
 ) -> None:
     response = client.get("/both", headers=bearer(issuer.mint(VAULT)))
     assert response.json() == {"same": True}
-    assert observer.calls == [("valid", None, False)]
+    assert [(o, r, c) for o, r, _, c in observer.validations] == [("valid", None, False)]
 
 
 # -- with the middleware --------------------------------------------------------------
 
 
 def test_with_middleware_reuses_its_identity(
-    validator: TokenValidator, issuer: LocalIssuer, observer: CountingObserver
+    validator: TokenValidator, issuer: LocalIssuer, observer: RecordingObserver
 ) -> None:
     # No validator on the guard and none on app.state: the identity must come from the scope.
     app = build_app(
@@ -356,7 +340,7 @@ def test_with_middleware_reuses_its_identity(
         missing = client.get("/me")
         assert missing.status_code == 401
         assert missing.json()["error"] == "unauthenticated"
-    assert [c[2] for c in observer.calls] == [False, False]  # one full validation per token
+    assert [c[3] for c in observer.validations] == [False, False]  # one full validation per token
 
 
 def test_excluded_path_validates_in_the_dependency(

@@ -23,7 +23,7 @@ from tokenguard.metrics import PrometheusObserver, metrics_endpoint
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
-from .helpers import FakeClock
+from .helpers import FakeClock, bearer
 
 
 async def hello(request: Request) -> PlainTextResponse:
@@ -68,10 +68,6 @@ def validator(
 def client(validator: TokenValidator, observer: PrometheusObserver) -> Iterator[TestClient]:
     with TestClient(protected_app(validator, observer)) as c:
         yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def sample(observer: PrometheusObserver, name: str, **labels: str) -> float | None:

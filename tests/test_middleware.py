@@ -30,7 +30,7 @@ from tokenguard import (
 from tokenguard._cache import INDEX_BYTES
 from tokenguard.testing import LocalIssuer
 
-from .helpers import FakeClock, SwitchableIssuer, closing_spy
+from .helpers import FakeClock, RecordingObserver, SwitchableIssuer, bearer, closing_spy
 
 pytestmark = pytest.mark.anyio
 
@@ -86,10 +86,6 @@ async def client(validator: TokenValidator) -> AsyncIterator[httpx.AsyncClient]:
     app = build(validator, exclude_paths=["/healthz", "/public/*"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_valid_token_injects_identity_user_and_scopes(
@@ -598,18 +594,8 @@ async def test_cached_token_meets_the_requirement(
 async def test_cached_token_tells_the_observer_and_keeps_the_challenge(
     session_issuer: LocalIssuer, general_calls: list[str]
 ) -> None:
-    calls: list[tuple[str, bool]] = []
-
-    class Observer:
-        def validation(
-            self, outcome: str, reason: str | None, issuer: str | None, s: float, cached: bool
-        ) -> None:
-            calls.append((outcome, cached))
-
-        def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
-            pass
-
-    validator = session_issuer.validator(VAULT, observer=Observer())
+    observer = RecordingObserver()
+    validator = session_issuer.validator(VAULT, observer=observer)
     reader = session_issuer.mint(roles=["Reader"])
     other = session_issuer.mint(roles=["Other"])
     options = {"require": Requirement(roles=["Reader"]), "challenge_params": {"resource": VAULT}}
@@ -619,7 +605,8 @@ async def test_cached_token_tells_the_observer_and_keeps_the_challenge(
             denied = await c.get("/whoami", headers=bearer(other))
             assert denied.status_code == 403
             assert f'resource="{VAULT}"' in denied.headers["www-authenticate"]
-    assert calls == [("valid", False), ("valid", True), ("valid", False), ("valid", True)]
+    cached = [(outcome, cached) for outcome, _, _, cached in observer.validations]
+    assert cached == [("valid", False), ("valid", True), ("valid", False), ("valid", True)]
     assert len(general_calls) == 2
 
 

@@ -23,24 +23,11 @@ from tokenguard.readiness import (
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
-from .helpers import FakeClock, closing_spy
+from .helpers import FakeClock, SwitchableIssuer, closing_spy
 
 
 def failing_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
-
-
-class Switch:
-    """A JWKS server that can be taken down."""
-
-    def __init__(self, issuer: LocalIssuer) -> None:
-        self.issuer = issuer
-        self.up = True
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if not self.up:
-            return httpx.Response(503)
-        return self.issuer.handler(request)
 
 
 # -- readiness_report -----------------------------------------------------------------
@@ -81,14 +68,14 @@ async def test_report_before_and_after_warm_up(issuer: LocalIssuer) -> None:
 @pytest.mark.anyio
 async def test_keys_past_max_stale_are_not_ready(issuer: LocalIssuer) -> None:
     clock = FakeClock()
-    switch = Switch(issuer)
+    server = SwitchableIssuer(issuer)
     validator = TokenValidator(
         [issuer.issuer_config([VAULT], max_stale=600)],
-        http_client=httpx.AsyncClient(transport=httpx.MockTransport(switch)),
+        http_client=server.client(),
         monotonic=clock,
     )
     await validator.warm_up()
-    switch.up = False
+    server.override = lambda request: httpx.Response(503)  # the issuer goes down
     clock.now += 3600 + 1  # past the JWKS max-age: stale, still within max_stale
     report = readiness_report(validator)
     assert report["ready"] is True
@@ -139,11 +126,11 @@ async def test_every_issuer_must_be_ready() -> None:
 
 
 def test_starlette_readyz_behind_the_middleware(issuer: LocalIssuer) -> None:
-    switch = Switch(issuer)
+    server = SwitchableIssuer(issuer)
     clock = FakeClock()
     validator = TokenValidator(
         [issuer.issuer_config([VAULT], max_stale=0)],
-        http_client=httpx.AsyncClient(transport=httpx.MockTransport(switch)),
+        http_client=server.client(),
         monotonic=clock,
     )
     app = Starlette(
@@ -157,7 +144,7 @@ def test_starlette_readyz_behind_the_middleware(issuer: LocalIssuer) -> None:
         assert response.status_code == 200
         assert response.json()["ready"] is True
         assert response.headers["cache-control"] == "no-store"
-        switch.up = False
+        server.override = lambda request: httpx.Response(503)  # the issuer goes down
         clock.now += 3601
         response = client.get("/readyz")
         assert response.status_code == 503

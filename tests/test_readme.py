@@ -35,6 +35,8 @@ from tokenguard._errors import DESCRIPTIONS
 from tokenguard.fastapi import TokenGuard
 from tokenguard.testing import LocalIssuer
 
+from .helpers import bearer
+
 README: Final = Path(__file__).resolve().parents[1] / "README.md"
 _MARKED: Final = re.compile(
     r"<!-- test: (?P<name>[\w-]+) -->\n```python\n(?P<code>.*?)^```", re.S | re.M
@@ -134,10 +136,6 @@ def run_block(name: str) -> dict[str, Any]:
     # `from __future__ import annotations`.
     exec(compile(code, f"README.md[{name}]", "exec", dont_inherit=True), namespace)
     return namespace
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def close_all(namespace: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from tokenguard import InvalidToken, Issuer, KeysUnavailable, TokenValidator
 from tokenguard.testing import LocalIssuer
 
-from .helpers import FakeClock
+from .helpers import FakeClock, RecordingObserver
 
 pytestmark = pytest.mark.anyio
 
@@ -404,23 +404,8 @@ async def test_logged_kid_is_escaped(
     assert record.kid == "evil\\nFAKE LOG LINE" + "x" * 46  # type: ignore[attr-defined]
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.validations: list[tuple[str, str | None, str | None, bool]] = []
-        self.fetches: list[tuple[str, str, str]] = []
-
-    def validation(
-        self, outcome: str, reason: str | None, issuer: str | None, seconds: float, cached: bool
-    ) -> None:
-        assert seconds >= 0
-        self.validations.append((outcome, reason, issuer, cached))
-
-    def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
-        self.fetches.append((issuer, document, outcome))
-
-
 async def test_observer_sees_every_outcome(session_issuer: LocalIssuer) -> None:
-    recorder = Recorder()
+    recorder = RecordingObserver()
     validator = session_issuer.validator(VAULT, observer=recorder)
     token = session_issuer.mint()
     await validator.validate(token)
