@@ -17,6 +17,8 @@ import uvicorn
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpResponse
+from azure.keyvault.secrets import SecretClient
+from azure.storage.blob import BlobServiceClient
 from examples.lab.rbac import RoleAssignment, RoleAssignments
 from examples.lab.tls import TlsFiles
 from starlette.types import ASGIApp
@@ -156,11 +158,22 @@ def serve_app(factory: Callable[[str], ASGIApp], tls: TlsFiles | None) -> Iterat
         sock.close()
 
 
-def serve_tls(
-    factory: Callable[[str], ASGIApp], tls: TlsFiles
-) -> contextlib.AbstractContextManager[str]:
-    """:func:`serve_app` over https."""
-    return serve_app(factory, tls)
+def vault_client(url: str, tls: TlsFiles, credential: LabCredential) -> SecretClient:
+    """An SDK client of the toy Key Vault at ``url`` (no retries: tests see each answer)."""
+    return SecretClient(
+        url,
+        credential,
+        verify_challenge_resource=False,
+        connection_verify=str(tls.ca_cert),
+        retry_total=0,
+    )
+
+
+def storage_client(account_url: str, tls: TlsFiles, credential: LabCredential) -> BlobServiceClient:
+    """An SDK client of the toy Storage account at ``account_url`` (no retries)."""
+    return BlobServiceClient(
+        account_url, credential=credential, connection_verify=str(tls.ca_cert), retry_total=0
+    )
 
 
 def response_of(exc: HttpResponseError) -> HttpResponse:

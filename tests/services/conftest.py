@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from tokenguard.testing import LocalIssuer
 
-from ._kit import STORAGE, VAULT, Principals, serve_tls, ssl_context
+from ._kit import STORAGE, VAULT, Principals, serve_app, ssl_context
 
 AUTHORITY = "http://127.0.0.1:8700"
 
@@ -61,7 +61,7 @@ def _running(
         )
 
     try:
-        with serve_tls(app_for, tls) as url:
+        with serve_app(app_for, tls) as url:
             yield url
     finally:
         asyncio.run(validator.aclose())

@@ -26,14 +26,12 @@ from typing import Final, TypeVar
 
 import pytest
 from azure.core.exceptions import IncompleteReadError, ServiceRequestError, ServiceResponseError
-from azure.keyvault.secrets import SecretClient
-from azure.storage.blob import BlobServiceClient
-from examples.lab.tls import TlsFiles, ensure_tls
+from examples.lab.tls import ensure_tls
 from starlette.applications import Starlette
 
 from tokenguard.testing import LocalIssuer
 
-from ._kit import LabCredential, serve_app
+from ._kit import LabCredential, serve_app, storage_client, vault_client
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 4
@@ -169,7 +167,7 @@ def test_key_vault_keeps_every_acknowledged_secret(
     with service_process("keyvault", tmp_path, issuer, oid) as (proc, url):
 
         def writer(i: int, burst: Burst) -> None:
-            with _vault(url, tls, credential) as client:
+            with vault_client(url, tls, credential) as client:
 
                 def attempt(seq: int) -> str:
                     in_flight[i] = f"writer {i} value {seq} " + "x" * (seq % 50)
@@ -187,7 +185,7 @@ def test_key_vault_keeps_every_acknowledged_secret(
 
     with (
         service_process("keyvault", tmp_path, issuer, oid) as (_, url),
-        _vault(url, tls, credential) as client,
+        vault_client(url, tls, credential) as client,
     ):
         for i, writes in acked.items():
             for version, value in writes:
@@ -199,16 +197,6 @@ def test_key_vault_keeps_every_acknowledged_secret(
             assert len(versions) in (len(writes), len(writes) + 1)
         del client
         gc.collect()
-
-
-def _vault(url: str, tls: TlsFiles, credential: LabCredential) -> SecretClient:
-    return SecretClient(
-        url,
-        credential,
-        verify_challenge_resource=False,
-        connection_verify=str(tls.ca_cert),
-        retry_total=0,
-    )
 
 
 # -- Blob Storage ------------------------------------------------------------------------
@@ -226,11 +214,11 @@ def test_blob_storage_keeps_every_acknowledged_blob(
     latest_in_flight: dict[int, bytes] = {}
 
     with service_process("storage", tmp_path, issuer, oid) as (proc, url):
-        with _storage(url, tls, credential) as service:
+        with storage_client(f"{url}/labstorage", tls, credential) as service:
             service.create_container("burst")
 
         def writer(i: int, burst: Burst) -> None:
-            with _storage(url, tls, credential) as service:
+            with storage_client(f"{url}/labstorage", tls, credential) as service:
                 box = service.get_container_client("burst")
 
                 def attempt(seq: int) -> str:
@@ -253,7 +241,7 @@ def test_blob_storage_keeps_every_acknowledged_blob(
 
     with (
         service_process("storage", tmp_path, issuer, oid) as (_, url),
-        _storage(url, tls, credential) as service,
+        storage_client(f"{url}/labstorage", tls, credential) as service,
     ):
         box = service.get_container_client("burst")
         for name, digest in acked.items():
@@ -267,12 +255,3 @@ def test_blob_storage_keeps_every_acknowledged_blob(
         assert os.listdir(tmp_path / "storage" / "tmp") == []
         del box, service
         gc.collect()
-
-
-def _storage(url: str, tls: TlsFiles, credential: LabCredential) -> BlobServiceClient:
-    return BlobServiceClient(
-        f"{url}/labstorage",
-        credential=credential,
-        connection_verify=str(tls.ca_cert),
-        retry_total=0,
-    )

@@ -34,34 +34,27 @@ from ._kit import (
     mint_forged,
     mint_valid,
     response_of,
+    vault_client,
 )
 from .conftest import AUTHORITY, running_vault
 
 API = "api-version=2026-04-01"
 
 
-def _client(url: str, tls: TlsFiles, credential: LabCredential) -> SecretClient:
-    return SecretClient(
-        url,
-        credential,
-        verify_challenge_resource=False,
-        connection_verify=str(tls.ca_cert),
-        retry_total=0,
-    )
-
-
 @pytest.fixture
 def officer(
     vault_url: str, tls: TlsFiles, lab_issuer: LocalIssuer, principals: Principals
 ) -> Iterator[SecretClient]:
-    with _client(vault_url, tls, LabCredential(lab_issuer, principals.vault_officer)) as client:
+    with vault_client(
+        vault_url, tls, LabCredential(lab_issuer, principals.vault_officer)
+    ) as client:
         yield client
 
 
 def _as(
     url: str, tls: TlsFiles, issuer: LocalIssuer, object_id: str, mint: Mint = mint_valid
 ) -> SecretClient:
-    return _client(url, tls, LabCredential(issuer, object_id, mint))
+    return vault_client(url, tls, LabCredential(issuer, object_id, mint))
 
 
 def _name() -> str:
@@ -81,7 +74,7 @@ def test_set_and_get_through_the_challenge(
     credential = LabCredential(lab_issuer, principals.vault_officer)
     seen: list[Any] = []
     name = _name()
-    with _client(vault_url, tls, credential) as client:
+    with vault_client(vault_url, tls, credential) as client:
         saved = client.set_secret(name, "s3cret", content_type="text/plain", tags={"app": "lab"})
         got = client.get_secret(name, raw_response_hook=seen.append)
         by_version = client.get_secret(name, saved.properties.version)
