@@ -34,6 +34,7 @@ from ._kit import (
     mint_valid,
     response_of,
     ssl_context,
+    storage_client,
 )
 from .conftest import AUTHORITY, running_storage
 
@@ -44,12 +45,7 @@ LIMIT = 256 * 1024  # the module's storage fixture refuses larger uploads
 def _service(
     url: str, tls: TlsFiles, issuer: LocalIssuer, object_id: str, mint: Mint = mint_valid
 ) -> BlobServiceClient:
-    return BlobServiceClient(
-        f"{url}/{ACCOUNT}",
-        credential=LabCredential(issuer, object_id, mint),
-        connection_verify=str(tls.ca_cert),
-        retry_total=0,
-    )
+    return storage_client(f"{url}/{ACCOUNT}", tls, LabCredential(issuer, object_id, mint))
 
 
 @pytest.fixture
