@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokenguard import (
@@ -309,10 +309,8 @@ def test_websocket_refused_before_accept(
             assert getattr(info.value, "status_code", None) == 401
 
 
-async def test_websocket_closed_with_policy_violation_without_denial_extension(
-    validator: TokenValidator,
-) -> None:
-    middleware = TokenGuardMiddleware(build(validator), validator=validator)
+async def ws_call(app: ASGIApp, scope: Scope) -> list[Message]:
+    """Open a websocket through ``app``; return what it sent back."""
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -321,9 +319,16 @@ async def test_websocket_closed_with_policy_violation_without_denial_extension(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await middleware(
-        {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}, receive, send
-    )
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_websocket_closed_with_policy_violation_without_denial_extension(
+    validator: TokenValidator,
+) -> None:
+    middleware = TokenGuardMiddleware(build(validator), validator=validator)
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    sent = await ws_call(middleware, scope)
     assert sent == [
         {"type": "websocket.close", "code": 1008, "reason": "A bearer token is required"}
     ]
@@ -333,14 +338,6 @@ async def test_websocket_denial_response_when_the_server_supports_it(
     validator: TokenValidator,
 ) -> None:
     app = build(validator)
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "websocket.connect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
     scope = {
         "type": "websocket",
         "path": "/ws",
@@ -355,7 +352,7 @@ async def test_websocket_denial_response_when_the_server_supports_it(
         "client": ("c", 1),
         "subprotocols": [],
     }
-    await app(scope, receive, send)
+    sent = await ws_call(app, scope)
     assert sent[0]["type"] == "websocket.http.response.start"
     assert sent[0]["status"] == 401
 
@@ -367,21 +364,13 @@ async def test_keys_unavailable_closes_websocket_with_try_again_later(
     server.override = lambda request: httpx.Response(503)
     validator = TokenValidator([session_issuer.issuer_config(VAULT)], http_client=server.client())
     middleware = TokenGuardMiddleware(build(validator), validator=validator)
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "websocket.connect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
     scope = {
         "type": "websocket",
         "path": "/ws",
         "headers": [(b"authorization", b"Bearer " + session_issuer.mint().encode())],
         "query_string": b"",
     }
-    await middleware(scope, receive, send)
+    sent = await ws_call(middleware, scope)
     assert sent == [
         {
             "type": "websocket.close",
