@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from examples.lab import blob
@@ -20,6 +21,33 @@ from ._kit import STORAGE, Principals
 NAMES = ["a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "d", "é/x"]
 
 
+def _put(
+    db: Database,
+    name: str,
+    file: str,
+    *,
+    size: int = 1,
+    now: int = 0,
+    content: ContentSettings | None = None,
+    metadata: dict[str, str] | None = None,
+    conditions: Conditions | None = None,
+) -> Any:
+    """Put a blob of ``size`` bytes (zero MD5) in acct/box; returns what put_blob returns."""
+    return db.write_sync(
+        partial(
+            store.put_blob,
+            account="acct",
+            container="box",
+            name=name,
+            upload=Upload(file=file, size=size, md5=b"\0" * 16),
+            content=content or ContentSettings(),
+            metadata=metadata or {},
+            conditions=conditions or Conditions(),
+            now=now,
+        )
+    )
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     database = Database(tmp_path / "blob.db", store.SCHEMA)
@@ -27,19 +55,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
         partial(store.create_container, account="acct", name="box", metadata={}, now=0)
     )
     for i, name in enumerate(NAMES):
-        database.write_sync(
-            partial(
-                store.put_blob,
-                account="acct",
-                container="box",
-                name=name,
-                upload=Upload(file=f"f{i}", size=i, md5=b"\0" * 16),
-                content=ContentSettings(),
-                metadata={},
-                conditions=Conditions(),
-                now=0,
-            )
-        )
+        _put(database, name, f"f{i}", size=i)
     yield database
     database.close()
 
@@ -103,18 +119,13 @@ def test_missing_container_is_404(db: Database) -> None:
 
 
 def test_overwrite_keeps_creation_time_and_returns_the_replaced_file(db: Database) -> None:
-    saved, replaced = db.write_sync(
-        partial(
-            store.put_blob,
-            account="acct",
-            container="box",
-            name="b",
-            upload=Upload(file="new", size=1, md5=b"\1" * 16),
-            content=ContentSettings(content_type="text/plain"),
-            metadata={"k": "v"},
-            conditions=Conditions(),
-            now=100,
-        )
+    saved, replaced = _put(
+        db,
+        "b",
+        "new",
+        now=100,
+        content=ContentSettings(content_type="text/plain"),
+        metadata={"k": "v"},
     )
     assert isinstance(saved, Blob)
     assert replaced == "f3"
@@ -124,19 +135,7 @@ def test_overwrite_keeps_creation_time_and_returns_the_replaced_file(db: Databas
 
 def test_failed_condition_rolls_back(db: Database) -> None:
     with pytest.raises(store.StorageError) as exists:
-        db.write_sync(
-            partial(
-                store.put_blob,
-                account="acct",
-                container="box",
-                name="d",
-                upload=Upload(file="other", size=1, md5=b"\1" * 16),
-                content=ContentSettings(),
-                metadata={},
-                conditions=Conditions(if_none_match=frozenset({"*"})),
-                now=100,
-            )
-        )
+        _put(db, "d", "other", now=100, conditions=Conditions(if_none_match=frozenset({"*"})))
     assert exists.value.code == "BlobAlreadyExists"
     assert (
         db.read_sync(partial(store.get_blob, account="acct", container="box", name="d")).file
@@ -151,19 +150,7 @@ def test_startup_sweeps_unfinished_uploads_and_unreferenced_bodies(
     files = store.BlobFiles(root)
     db = Database(root / "blob.db", store.SCHEMA)
     db.write_sync(partial(store.create_container, account="acct", name="box", metadata={}, now=0))
-    db.write_sync(
-        partial(
-            store.put_blob,
-            account="acct",
-            container="box",
-            name="kept",
-            upload=Upload(file="kept-body", size=4, md5=b"\0" * 16),
-            content=ContentSettings(),
-            metadata={},
-            conditions=Conditions(),
-            now=0,
-        )
-    )
+    _put(db, "kept", "kept-body", size=4)
     db.close()
     (files.data / "kept-body").write_bytes(b"kept")
     (files.data / "orphan").write_bytes(b"renamed, never committed")  # crash before commit
