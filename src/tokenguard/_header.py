@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from ._errors import InvalidRequest, InvalidToken
 
-__all__ = ["bearer_credentials", "bearer_token", "max_header_bytes"]
+__all__ = ["bearer_credentials", "max_header_bytes"]
 
 _SCHEME_LEN: Final = len(b"bearer ")
 
@@ -22,16 +22,6 @@ _SCHEME_LEN: Final = len(b"bearer ")
 def max_header_bytes(max_token_bytes: int) -> int:
     """The longest ``Authorization`` value that can hold an acceptable token."""
     return max_token_bytes + _SCHEME_LEN + 16
-
-
-def bearer_token(
-    scope: Scope, *, max_token_bytes: int, allow_query_token: bool = False
-) -> str | None:
-    """The bearer token of an HTTP or WebSocket scope as text; see :func:`bearer_credentials`."""
-    raw = bearer_credentials(
-        scope, max_token_bytes=max_token_bytes, allow_query_token=allow_query_token
-    )
-    return None if raw is None else raw.decode("latin-1")
 
 
 def bearer_credentials(

@@ -47,7 +47,6 @@ from ._errors import (
     TokenGuardError,
 )
 from ._header import bearer_credentials
-from ._header import bearer_token as _bearer_token
 from ._identity import Identity, IdentityKind
 from ._responses import DEFAULT_REALM, error_body, error_headers
 from ._validator import TokenValidator
@@ -199,16 +198,6 @@ class TokenGuard:
             return WebSocketException(code=code, reason=exc.description)
         realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (self.realm, self.challenge_params))
         return TokenGuardHTTPException(exc, error_headers(exc, realm, params))
-
-
-def bearer_token(conn: HTTPConnection, max_token_bytes: int) -> str | None:
-    """The bearer token of a request, parsed exactly as the middleware does.
-
-    ``None`` without bearer credentials (no header, or another scheme). Two
-    ``Authorization`` headers, an empty token or a token in the query string are
-    :class:`InvalidRequest`; an oversized header is ``InvalidToken(token_too_large)``.
-    """
-    return _bearer_token(conn.scope, max_token_bytes=max_token_bytes)
 
 
 def _check_security_scopes(identity: Identity, required: list[str]) -> None:
