@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -53,6 +54,11 @@ def test_token_types_are_folded() -> None:
         ({"algorithms": ("RS256", "HS256")}, "symmetric"),
         ({"algorithms": ("XX1",)}, "unsupported"),
         ({"leeway": -1}, "leeway"),
+        ({"leeway": math.inf}, "leeway must be finite"),
+        ({"fetch_timeout": math.inf}, "fetch_timeout must be finite"),
+        ({"leeway": math.nan}, "leeway must be a number"),
+        ({"max_stale": math.nan}, "max_stale must be a number"),
+        ({"fetch_timeout": math.nan}, "fetch_timeout must be a number"),
         ({"fetch_timeout": 0}, "fetch_timeout"),
         ({"max_stale": -1}, "max_stale"),
         ({"min_cache_ttl": 100, "max_cache_ttl": 50}, "min_cache_ttl"),

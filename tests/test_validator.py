@@ -125,15 +125,23 @@ async def test_time_claims_and_leeway_edges(
         assert await reason(validator, token) == expected
 
 
-async def test_times_beyond_float_range(session_issuer: LocalIssuer) -> None:
-    # 10**400 is valid JSON and within the integer digit limit, but not a float: the
-    # cache window must not overflow (a far-future exp is accepted, as NumericDate allows).
-    validator = session_issuer.validator(VAULT)
+@pytest.mark.parametrize("leeway", [60, 30.5])
+async def test_times_beyond_float_range(session_issuer: LocalIssuer, leeway: float) -> None:
+    # 10**400 is valid JSON and within the integer digit limit, but not a float: neither
+    # the checks (with an int or a float leeway) nor the cache window may overflow. A
+    # far-future exp is accepted, as NumericDate allows.
+    validator = session_issuer.validator(VAULT, leeway=leeway)
     token = session_issuer.mint(VAULT, claims={"exp": 10**400})
     assert await validator.validate(token)
     assert validator.cached(token) is not None
     late = session_issuer.mint(VAULT, claims={"nbf": 10**400})
     assert await reason(validator, late) == "not_yet_valid"
+    future = session_issuer.mint(VAULT, claims={"iat": 10**400})
+    assert await reason(validator, future) == "issued_in_future"
+    for claim in ("nbf", "iat"):  # the far past is fine
+        assert await validator.validate(session_issuer.mint(VAULT, claims={claim: -(10**400)}))
+    expired = session_issuer.mint(VAULT, claims={"exp": -(10**400)})
+    assert await reason(validator, expired) == "expired"
 
 
 async def test_cache_hit_rechecks_expiry(session_issuer: LocalIssuer) -> None:

@@ -7,6 +7,7 @@ not when the first token arrives.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -45,6 +46,17 @@ DEFAULT_FETCH_TIMEOUT: Final = 5.0
 DEFAULT_MAX_JWKS_BYTES: Final = 512 * 1024
 DEFAULT_MAX_KEYS: Final = 100
 DEFAULT_ERROR_BACKOFF: Final = 5.0
+#: The settings that are durations in seconds.
+_SECONDS: Final = (
+    "leeway",
+    "min_cache_ttl",
+    "max_cache_ttl",
+    "default_cache_ttl",
+    "refresh_cooldown",
+    "max_stale",
+    "fetch_timeout",
+    "error_backoff",
+)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -89,7 +101,7 @@ class Issuer:
     #: ``None`` skips the check; use ``("at+jwt",)`` for RFC 9068 servers.
     token_types: Sequence[str] | None = None
     required_claims: Sequence[str] = ()
-    leeway: int = DEFAULT_LEEWAY
+    leeway: float = DEFAULT_LEEWAY
     min_cache_ttl: float = DEFAULT_MIN_TTL
     max_cache_ttl: float = DEFAULT_MAX_TTL
     default_cache_ttl: float = DEFAULT_KEYS_TTL
@@ -138,6 +150,14 @@ class Issuer:
         if self.jwks_uri is not None:
             check_url(self.jwks_uri, "jwks_uri")
         _check_algorithms(self.algorithms)
+        for name in _SECONDS:
+            if math.isnan(getattr(self, name)):
+                raise ValueError(f"{name} must be a number of seconds, not NaN")
+        # Both bound something: an infinite leeway would accept every expired token, an
+        # infinite timeout would let a stalled issuer hang key fetches for ever.
+        for name in ("leeway", "fetch_timeout"):
+            if math.isinf(getattr(self, name)):
+                raise ValueError(f"{name} must be finite")
         if self.leeway < 0:
             raise ValueError("leeway must not be negative")
         for name in ("min_cache_ttl", "max_cache_ttl", "default_cache_ttl", "fetch_timeout"):

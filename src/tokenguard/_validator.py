@@ -407,21 +407,23 @@ class TokenValidator:
             raise InvalidToken("exp missing", reason="missing_claim")
         if type(exp) not in _NUMBER:  # not bool, not a string of digits
             raise InvalidToken("exp is not a number", reason="invalid_claim")
-        if exp + leeway <= now:
+        # The leeway moves the clock, never the claim: a claim of 10**400 plus a float
+        # leeway would overflow, while comparing an int with a float is exact.
+        if exp <= now - leeway:
             raise InvalidToken("token expired", reason="expired")
         nbf = claims.get("nbf")
         not_before = -math.inf
         if nbf is not None:
             if type(nbf) not in _NUMBER:
                 raise InvalidToken("nbf is not a number", reason="invalid_claim")
-            not_before = _seconds(nbf - leeway)
+            not_before = _seconds(nbf) - leeway
             if not_before > now:
                 raise InvalidToken("token not yet valid", reason="not_yet_valid")
         iat = claims.get("iat")
         if iat is not None:
             if type(iat) not in _NUMBER:
                 raise InvalidToken("iat is not a number", reason="invalid_claim")
-            if iat - leeway > now:
+            if iat > now + leeway:
                 raise InvalidToken("token issued in the future", reason="issued_in_future")
         aud = claims.get("aud")
         audience = aud if type(aud) is str and aud in state.audiences else None
@@ -434,7 +436,7 @@ class TokenValidator:
             for name in _ID_TOKEN_CLAIMS:
                 if name in claims:
                     raise InvalidToken("an ID token is not an access token", reason="wrong_type")
-        return audience, _seconds(exp + leeway), not_before
+        return audience, _seconds(exp) + leeway, not_before
 
     @staticmethod
     def _match_audience(state: _IssuerState, aud: object) -> str:
