@@ -120,3 +120,14 @@ def test_profile_report_runs_on_tiny_counts(
     assert len(figures) == 4 and all(math.isfinite(f) for f in figures)
     assert all(f > 0 for f in figures[:3])  # alone, validate, validate without RSA
     assert figures[3] == pytest.approx(figures[1] - figures[2], abs=0.11)  # rounding
+    steps = report[report.index("| Step | alone | inside `validate` |") :].splitlines()[2:14]
+    cells = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in steps}
+    assert len(cells) == 12 and "RS256 check (RSA operation + SHA-256 + compare)" in cells
+    alone = [float(a) for a, _ in list(cells.values())[:8]]
+    inside = [float(i.rstrip(" |")) for _, i in list(cells.values())[:8]]
+    assert all(math.isfinite(f) and f >= 0 for f in alone) and max(alone) > 0
+    assert float(cells["all the steps"][0]) == pytest.approx(sum(alone), abs=0.5)
+    assert float(cells["all the steps"][1].rstrip(" |")) == pytest.approx(sum(inside), abs=0.5)
+    total = float(cells["`validate`, unique tokens"][1].rstrip(" |"))
+    rest = float(cells["the rest: the validator's own code"][1].rstrip(" |"))
+    assert total > 0 and rest == pytest.approx(total - sum(inside), abs=0.5)
