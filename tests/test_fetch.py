@@ -137,6 +137,22 @@ def test_lifetime_from_headers() -> None:
 
 
 @pytest.mark.parametrize(
+    "expires",
+    [
+        "soon",
+        "Fri, 01 Jan 99999 00:00:00 GMT",
+        # Numbers beyond a C int or long overflow inside the date parser.
+        "Fri, 01 Jan 99999999999999999999 00:00:00 GMT",
+        "Fri, 99999999999999999999 Jan 2030 00:00:00 GMT",
+        "Fri, 01 Jan 2030 99999999999999999999:00:00 GMT",
+        "Fri, 01 Jan 2030 00:00:00 +99999999999999999",
+    ],
+)
+def test_an_invalid_expires_means_expired(expires: str) -> None:
+    assert lifetime_from_headers(httpx.Headers({"expires": expires}), now=0) == 0.0
+
+
+@pytest.mark.parametrize(
     ("url", "ok"),
     [
         ("https://login.microsoftonline.com/x", True),

@@ -35,12 +35,15 @@ from starlette.routing import Route
 
 from tokenguard.testing import generate_key
 
+from ._resource import BodyTooLarge, read_body
 from .config import LabConfig, ManagedIdentity
 from .keys import KeyRing
 
 __all__ = ["ADMIN_HEADER", "IssuedToken", "LabIssuer"]
 
 ADMIN_HEADER: Final = "X-Lab-Admin"
+#: A rotation request is two numbers; anything longer is refused unread.
+_MAX_ADMIN_BODY: Final = 4096
 #: Entra's tenant creation time claim; any fixed value will do in the lab.
 _TENANT_CREATED: Final = 1_600_000_000
 
@@ -324,13 +327,17 @@ class LabIssuer:
             return refused
         settings = self.config.issuer
         try:
-            body = json.loads(await request.body() or b"{}")
+            raw = await read_body(request, _MAX_ADMIN_BODY)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": "too_large", "error_description": str(exc)}, 413)
+        try:
+            body = json.loads(raw or b"{}")
             overlap = float(body.get("overlap", settings.rotation_overlap))
             retire_after = float(body.get("retire_after", settings.rotation_retire_after))
             if not (math.isfinite(overlap) and math.isfinite(retire_after)):
                 raise ValueError("not a finite number")
             kid = self.keys.rotate(overlap=overlap, retire_after=retire_after)
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, RecursionError):
             return JSONResponse(
                 {
                     "error": "bad_request",

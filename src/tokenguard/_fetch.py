@@ -52,10 +52,10 @@ def lifetime_from_headers(headers: httpx.Headers, now: float | None = None) -> f
     expires = headers.get("expires")
     if expires:
         try:
-            when = email.utils.parsedate_to_datetime(expires)
-        except (TypeError, ValueError):
+            when = email.utils.parsedate_to_datetime(expires).timestamp()
+        except (TypeError, ValueError, OverflowError):  # numbers beyond C ints: overflow
             return 0.0  # RFC 9111: an invalid Expires means already expired
-        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        return max(0.0, when - (time.time() if now is None else now))
     return None
 
 

@@ -170,14 +170,25 @@ async def test_admin_rotate(apps: Apps) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"not json", b'{"overlap": -1}', b'{"overlap": "soon"}', b'{"overlap": NaN}', b"[]"]
+    ("body", "status", "error"),
+    [
+        (b"not json", 400, "bad_request"),
+        (b'{"overlap": -1}', 400, "bad_request"),
+        (b'{"overlap": "soon"}', 400, "bad_request"),
+        (b'{"overlap": NaN}', 400, "bad_request"),
+        (b"[]", 400, "bad_request"),
+        (b"[" * 2000 + b"]" * 2000, 400, "bad_request"),  # deeper than the JSON decoder goes
+        (b'{"overlap": 1}' + b" " * 5000, 413, "too_large"),
+    ],
 )
-async def test_admin_rotate_refuses_bad_bodies(apps: Apps, body: bytes) -> None:
+async def test_admin_rotate_refuses_bad_bodies(
+    apps: Apps, body: bytes, status: int, error: str
+) -> None:
     response = await apps.metadata.post(
         "/_lab/rotate", content=body, headers={ADMIN_HEADER: ADMIN_SECRET}
     )
-    assert response.status_code == 400
-    assert response.json()["error"] == "bad_request"
+    assert response.status_code == status
+    assert response.json()["error"] == error
     assert len(apps.issuer.keys.schedule) == 1
 
 
