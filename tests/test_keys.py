@@ -93,6 +93,23 @@ def test_small_rsa_keys_are_skipped() -> None:
         load_jwks({"keys": [jwk]}, ALL, 10)
 
 
+def _modulus_jwk(bits: int, kid: str) -> dict[str, Any]:
+    # Any odd number of the size will do: key loading checks no more than that.
+    n = (1 << (bits - 1)) + 1
+    return {
+        **json.loads(RSAAlgorithm.to_jwk(rsa.RSAPublicNumbers(65537, n).public_key())),
+        "kid": kid,
+    }
+
+
+def test_huge_rsa_keys_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    jwks = {"keys": [_modulus_jwk(8192, "largest"), _modulus_jwk(8200, "huge")]}
+    with caplog.at_level(logging.WARNING, logger="tokenguard"):
+        keys = load_jwks(jwks, ALL, 10)
+    assert set(keys) == {"largest"}
+    assert [getattr(r, "why", "") for r in caplog.records] == ["RSA key over 8192 bits"]
+
+
 def test_unsupported_curves_are_skipped() -> None:
     p521 = jwk_of("EC", kid="p521", curve="P-521")
     keys = load_jwks({"keys": [p521]}, ALL | {"ES512"}, 10)

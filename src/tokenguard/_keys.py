@@ -2,7 +2,7 @@
 signature check itself.
 
 Key hygiene: only ``use == "sig"`` (or absent) keys with a string ``kid``; RSA keys
-under 2048 bits, keys with private parts and unsupported types are skipped one by
+under 2048 or over 8192 bits, keys with private parts and unsupported types are skipped one by
 one without failing the whole set. An RSA key verifies RS*/PS*, an EC key only the
 ES algorithm of its curve, an Ed25519 key only EdDSA; a JWK ``alg`` narrows further.
 """
@@ -22,11 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
-__all__ = ["MIN_RSA_BITS", "VerificationKey", "load_jwks"]
+__all__ = ["MAX_RSA_BITS", "MIN_RSA_BITS", "VerificationKey", "load_jwks"]
 
 logger = logging.getLogger("tokenguard")
 
 MIN_RSA_BITS: Final = 2048
+#: A bigger modulus makes every signature check of a token naming its kid dearer (a
+#: 16384-bit check takes ~60x as long as a 2048-bit one); issuers use 2048-4096.
+MAX_RSA_BITS: Final = 8192
 MAX_KID_LENGTH: Final = 256
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _RSA_ALGS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -173,6 +176,9 @@ def _load_one(jwk: dict[str, Any], allowed: frozenset[str]) -> VerificationKey |
             key = RSAAlgorithm.from_jwk(text)
             if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
                 _skip(kid, "RSA key under 2048 bits")
+                return None
+            if key.key_size > MAX_RSA_BITS:
+                _skip(kid, "RSA key over 8192 bits")
                 return None
             algs = _RSA_ALGS
         elif kty == "EC":
