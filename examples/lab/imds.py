@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ._resource import ascii_int
 from .config import LabConfig, ManagedIdentity
 from .tokens import ALL_METHODS, RateLimiter, TokenService, resource_problem
 
@@ -154,15 +155,11 @@ class _Imds:
             return refused
         node: Any = instance_document(self.config)
         for part in filter(None, str(request.path_params.get("path", "")).split("/")):
+            index = ascii_int(part) if isinstance(node, list) else None
             if isinstance(node, dict) and part in node:
                 node = node[part]
-            elif (
-                isinstance(node, list)
-                and part.isascii()
-                and part.isdigit()
-                and int(part) < len(node)
-            ):
-                node = node[int(part)]
+            elif index is not None and index < len(node):
+                node = node[index]
             else:
                 return imds_error(404, "not_found", "Path not found")
         if request.query_params.get("format") == "text":

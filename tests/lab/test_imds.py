@@ -388,9 +388,16 @@ async def test_app_service_unknown_path(apps: Apps) -> None:
     assert response.status_code == 404
 
 
-async def test_unicode_digits_in_metadata_paths_are_not_found(apps: Apps) -> None:
-    # "²".isdigit() is true but int("²") fails: this used to answer 500.
+@pytest.mark.parametrize(
+    "index",
+    [
+        "\u00b2",  # "²".isdigit() is true but int("²") fails: this used to answer 500
+        "9" * 5000,  # past int()'s 4300-digit limit: this used to answer 500 too
+        "99",
+    ],
+)
+async def test_odd_list_indexes_in_metadata_paths_are_not_found(apps: Apps, index: str) -> None:
     version = {"api-version": "2021-02-01"}
-    path = "/metadata/instance/network/interface/\u00b2"
+    path = f"/metadata/instance/network/interface/{index}"
     response = await apps.imds.get(path, params=version, headers=META)
     assert response.status_code == 404
