@@ -17,21 +17,16 @@ from examples.lab.issuer import LabIssuer
 from examples.lab.keys import KeyRing
 from examples.lab.runner import Lab, LabThread
 from examples.lab.tokens import TokenService
+from examples.vm_app_sdk import OTHER_FLOWS
 
 from ..helpers import FakeClock
 
 #: Environment that steers azure-identity (and HTTP clients) elsewhere; tests unset it.
 AZURE_ENV = (
+    *OTHER_FLOWS,  # what the demo itself clears
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
-    "AZURE_FEDERATED_TOKEN_FILE",
     "AZUREPS_HOST_ENVIRONMENT",
     "AZURE_AUTHORITY_HOST",
     "HTTP_PROXY",

@@ -13,28 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
 from examples.lab.runner import Lab
+from examples.vm_app_sdk import StaticToken
 
 pytestmark = pytest.mark.lab
 
 VAULT = "https://vault.azure.net"
 STORAGE = "https://storage.azure.com/"
-
-
-class StaticToken:
-    """A credential that hands out one given token."""
-
-    def __init__(self, token: str, expires_on: int) -> None:
-        self.token = token
-        self.expires_on = expires_on
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self.token, self.expires_on)
 
 
 @pytest.fixture
