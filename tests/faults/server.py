@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import tempfile
@@ -20,10 +18,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from examples.lab.tls import ensure_tls
 
 from tokenguard.testing import LocalIssuer
 
@@ -50,7 +45,7 @@ _MAX_HEAD: Final = 64 * 1024
 
 
 class TlsPair:
-    """A self-signed certificate for 127.0.0.1 and the contexts to serve and trust it."""
+    """A certificate for 127.0.0.1 and the contexts to serve it and to trust it."""
 
     def __init__(self, server: ssl.SSLContext, client: ssl.SSLContext) -> None:
         self.server = server
@@ -58,38 +53,12 @@ class TlsPair:
 
 
 def make_tls() -> TlsPair:
-    """Create a throwaway certificate for 127.0.0.1 (EC P-256, valid for a day)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tokenguard fault issuer")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    """A throwaway lab CA and 127.0.0.1 certificate (``ensure_tls``), loaded into contexts."""
     with tempfile.TemporaryDirectory() as folder:
-        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
-        cert_file.write_bytes(cert_pem)
-        key_file.write_bytes(key_pem)
-        server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cadata=cert_pem.decode("ascii"))
+        files = ensure_tls(Path(folder))
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(files.server_cert, files.server_key)
+        client = ssl.create_default_context(cafile=str(files.ca_cert))
     return TlsPair(server, client)
 
 
