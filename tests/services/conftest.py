@@ -38,15 +38,16 @@ def principals() -> Principals:
 
 
 @contextlib.contextmanager
-def _running(
+def service_app(
     create_app: Callable[..., Starlette],
     audiences: list[str],
     issuer: LocalIssuer,
     principals: Principals,
-    tls: TlsFiles,
     state_dir: Path,
     **options: Any,
-) -> Iterator[str]:
+) -> Iterator[Callable[[str], Starlette]]:
+    """A toy service's app factory (``public_url`` -> app) trusting ``issuer`` with the
+    principals' role assignments; its validator is closed on exit."""
     validator = issuer.validator(audiences=audiences)
 
     def app_for(url: str) -> Starlette:
@@ -61,10 +62,26 @@ def _running(
         )
 
     try:
-        with serve_app(app_for, tls) as url:
-            yield url
+        yield app_for
     finally:
         asyncio.run(validator.aclose())
+
+
+@contextlib.contextmanager
+def _running(
+    create_app: Callable[..., Starlette],
+    audiences: list[str],
+    issuer: LocalIssuer,
+    principals: Principals,
+    tls: TlsFiles,
+    state_dir: Path,
+    **options: Any,
+) -> Iterator[str]:
+    with (
+        service_app(create_app, audiences, issuer, principals, state_dir, **options) as app_for,
+        serve_app(app_for, tls) as url,
+    ):
+        yield url
 
 
 def running_vault(

@@ -9,11 +9,9 @@ Requests go in-process through Starlette's TestClient.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -21,10 +19,12 @@ from examples.lab import blob, keyvault
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from tokenguard.testing import LocalIssuer
 
 from ._kit import STORAGE, VAULT, Principals, mint_valid
+from .conftest import service_app
 
 _TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2FF, blacklist_categories=["Cs"]),
@@ -176,46 +176,41 @@ SEEN: dict[str, Counter[int]] = {"vault": Counter(), "storage": Counter()}
 def vault_client(
     tmp_path_factory: pytest.TempPathFactory, lab_issuer: LocalIssuer, principals: Principals
 ) -> Iterator[TestClient]:
-    validator = lab_issuer.validator(audiences=[VAULT])
-    app = keyvault.create_app(
-        validator=validator,
-        rbac=principals.rbac(),
-        state_dir=Path(tmp_path_factory.mktemp("fuzz-vault")),
-        public_url="https://vault.test",
-        authority="http://127.0.0.1:1",
-        tenant_id=lab_issuer.tenant_id,
-    )
+    state_dir = tmp_path_factory.mktemp("fuzz-vault")
     token = mint_valid(lab_issuer, VAULT, principals.vault_officer)
-    with TestClient(app, base_url="https://vault.test", raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
+    with (
+        service_app(keyvault.create_app, [VAULT], lab_issuer, principals, state_dir) as app_for,
+        _client(app_for, "https://vault.test", token) as client,
+    ):
         assert client.put("/secrets/known?api-version=1", json={"value": "v"}).status_code == 200
         yield client
-    asyncio.run(validator.aclose())
 
 
 @pytest.fixture(scope="module")
 def storage_client(
     tmp_path_factory: pytest.TempPathFactory, lab_issuer: LocalIssuer, principals: Principals
 ) -> Iterator[TestClient]:
-    validator = lab_issuer.validator(audiences=[STORAGE])
-    app = blob.create_app(
-        validator=validator,
-        rbac=principals.rbac(),
-        state_dir=Path(tmp_path_factory.mktemp("fuzz-storage")),
-        public_url="https://storage.test",
-        authority="http://127.0.0.1:1",
-        tenant_id=lab_issuer.tenant_id,
-        max_upload_bytes=100,
-    )
+    state_dir = tmp_path_factory.mktemp("fuzz-storage")
     token = mint_valid(lab_issuer, STORAGE, principals.storage_contributor)
-    with TestClient(app, base_url="https://storage.test", raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
+    with (
+        service_app(
+            blob.create_app, [STORAGE], lab_issuer, principals, state_dir, max_upload_bytes=100
+        ) as app_for,
+        _client(app_for, "https://storage.test", token) as client,
+    ):
         assert client.put("/acct/box?restype=container").status_code == 201
         for name, data in (("known", b"0123456789"), ("empty", b"")):
             response = client.put(f"/acct/box/{name}", content=data, headers=_BLOCK)
             assert response.status_code == 201
         yield client
-    asyncio.run(validator.aclose())
+
+
+def _client(app_for: Callable[[str], ASGIApp], url: str, token: str) -> TestClient:
+    """An in-process client of the app for ``url`` that sends ``token`` and sees 500s (use it
+    with ``with``: that runs the app's lifespan)."""
+    client = TestClient(app_for(url), base_url=url, raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
 
 
 @_FUZZ
