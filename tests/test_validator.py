@@ -322,17 +322,23 @@ async def test_tenant_template_and_allow_list() -> None:
     assert await open_validator.validate(multi.mint(tenant_id=other))
 
 
-async def test_several_issuers_each_use_their_own_keys() -> None:
-    one, two = LocalIssuer(), LocalIssuer()
+def validator_of(*issuers: LocalIssuer) -> TokenValidator:
+    """One validator trusting every issuer; each one's metadata comes from its own handler
+    (their URLs differ by tenant id)."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        owner = one if one.tenant_id in request.url.path else two
+        owner = next(i for i in issuers if i.tenant_id in request.url.path)
         return owner.handler(request)
 
-    validator = TokenValidator(
-        [one.issuer_config(VAULT), two.issuer_config(VAULT)],
+    return TokenValidator(
+        [i.issuer_config(VAULT) for i in issuers],
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
     )
+
+
+async def test_several_issuers_each_use_their_own_keys() -> None:
+    one, two = LocalIssuer(), LocalIssuer()
+    validator = validator_of(one, two)
     assert (await validator.validate(one.mint())).issuer == one.issuer
     assert (await validator.validate(two.mint())).issuer == two.issuer
     # issuer two's claims signed with issuer one's key: the kid is unknown to issuer two
@@ -502,14 +508,5 @@ async def test_one_issuer_refuses_unknown_kids_before_decoding_claims(
     token = f"{header}.{garbage_payload}.{b64(bytes(256))}"
     assert await reason(validator, token) == "unknown_key"
     # With several issuers the payload's iss picks the key set, so it is decoded first.
-    other = LocalIssuer()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        owner = other if other.tenant_id in request.url.path else session_issuer
-        return owner.handler(request)
-
-    both = TokenValidator(
-        [session_issuer.issuer_config(VAULT), other.issuer_config(VAULT)],
-        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
-    )
+    both = validator_of(session_issuer, LocalIssuer())
     assert await reason(both, token) == "malformed"
