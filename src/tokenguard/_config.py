@@ -101,6 +101,10 @@ class Issuer:
     #: ``None`` skips the check; use ``("at+jwt",)`` for RFC 9068 servers.
     token_types: Sequence[str] | None = None
     required_claims: Sequence[str] = ()
+    #: Refuse tokens with neither ``scp`` nor ``roles`` (Microsoft.Identity.Web's
+    #: IDW10201): ID tokens without ``nonce`` and apps granted no permission. Turn off
+    #: for APIs that authorize by object id, as Azure RBAC services do.
+    require_roles_or_scopes: bool = False
     leeway: float = DEFAULT_LEEWAY
     min_cache_ttl: float = DEFAULT_MIN_TTL
     max_cache_ttl: float = DEFAULT_MAX_TTL

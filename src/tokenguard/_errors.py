@@ -50,6 +50,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "wrong_type": "The token type is not accepted",
     "missing_claim": "The token lacks a required claim",
     "invalid_claim": "A token claim has an invalid value",
+    "no_permissions": "The token carries neither roles nor scopes",
     "unsupported_critical": "The token has an unsupported critical header",
     # InsufficientScope
     "missing_role": "The caller lacks a required role",

@@ -436,6 +436,10 @@ class TokenValidator:
             for name in _ID_TOKEN_CLAIMS:
                 if name in claims:
                     raise InvalidToken("an ID token is not an access token", reason="wrong_type")
+        if state.config.require_roles_or_scopes and not (
+            claims.get("roles") or claims.get("scp") or claims.get("scope")
+        ):
+            raise InvalidToken("token has neither roles nor scopes", reason="no_permissions")
         return audience, _seconds(exp) + leeway, not_before
 
     @staticmethod
