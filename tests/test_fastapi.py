@@ -22,6 +22,7 @@ from tokenguard import (
     Requirement,
     TokenGuardMiddleware,
     TokenValidator,
+    fingerprint,
     get_identity,
 )
 from tokenguard.fastapi import TokenGuard, TokenGuardHTTPException, add_error_handler
@@ -469,7 +470,10 @@ def test_request_rejection_is_logged_without_token(
     client.get("/read", headers=bearer("x"))  # not a JWT: validator logs it
     client.get("/me")
     records = [r for r in caplog.records if r.name == "tokenguard"]
-    assert [r.getMessage() for r in records] == ["token rejected", "request rejected"]
+    assert [r.getMessage() for r in records] == [
+        f"request rejected: reason=malformed status=401 fingerprint={fingerprint('x')}",
+        "request rejected: reason=missing_token status=401",
+    ]
     assert records[1].__dict__["reason"] == "missing_token"
     assert records[1].__dict__["status"] == 401
 

@@ -427,7 +427,7 @@ async def test_request_rejections_are_logged(
         await client.get(
             "/whoami", headers=[("authorization", "Bearer a"), ("authorization", "Bearer b")]
         )
-    record = next(r for r in caplog.records if r.getMessage() == "request rejected")
+    record = next(r for r in caplog.records if r.getMessage().startswith("request rejected"))
     assert record.reason == "multiple_authorization"  # type: ignore[attr-defined]
 
 
@@ -571,13 +571,9 @@ async def test_cached_token_meets_the_requirement(
     assert len(general_calls) == 2  # the first request of each token
     middleware = TokenGuardMiddleware(PlainTextResponse("ok"), validator=validator)
     assert middleware.require is None
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=middleware), base_url="http://t"
-    ) as c:
-        assert (await c.get("/", headers=bearer(reader))).status_code == 200
-        middleware.require = Requirement(roles=["Admin"])  # set later: the hit path sees it
-        assert (await c.get("/", headers=bearer(reader))).status_code == 403
-    assert len(general_calls) == 2
+    with pytest.raises(AttributeError, match="read-only"):
+        middleware.require = Requirement(roles=["Admin"])  # options are fixed once built
+    assert middleware.require is None
 
 
 async def test_cached_token_tells_the_observer_and_keeps_the_challenge(
@@ -619,3 +615,71 @@ async def test_cached_requests_share_read_only_credentials(
     assert bodies == ["Reader"] * 3
     assert seen[1][0] is seen[2][0] and seen[1][1] is seen[2][1]
     assert general_calls == ["/"]  # the second and third took the short path
+
+
+# -- read when used; every refusal logged; request.user everywhere ----------------------
+
+
+async def test_observer_and_clock_set_after_the_app_was_built(
+    session_issuer: LocalIssuer, general_calls: list[str]
+) -> None:
+    validator = session_issuer.validator(VAULT)
+    token = session_issuer.mint(lifetime=600)
+    app = build(validator)  # observer and clock changed only after this
+    recorder = RecordingObserver()
+    validator.observer = recorder
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for _ in range(4):
+            assert (await c.get("/whoami", headers=bearer(token))).status_code == 200
+        assert [cached for *_, cached in recorder.validations] == [False, True, True, True]
+        clock = FakeClock(session_issuer.clock() + 600 + 60)  # past exp + leeway
+        validator.clock = clock
+        late = await c.get("/whoami", headers=bearer(token))
+    assert late.status_code == 401
+    assert "expired" in late.headers["www-authenticate"]
+    assert len(general_calls) == 2  # the first and the late request
+
+
+async def test_every_refusal_is_logged_once_with_its_facts_in_the_text(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tokenguard")
+    await client.get("/whoami", headers={"Authorization": "Bearer " + "a" * 1_000_000})
+    await client.get("/whoami")
+    lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert lines == [
+        "request rejected: reason=token_too_large status=401",
+        "request rejected: reason=missing_token status=401",
+    ]
+
+
+async def test_refused_caller_is_named_in_the_log(
+    validator: TokenValidator, session_issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tokenguard")
+    token = session_issuer.mint(roles=["Other"], object_id="oid-7", app_id="app-7")
+    app = build(validator, require=Requirement(roles=["Reader"]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for _ in range(2):  # verified, then cached: both refusals logged
+            assert (await c.get("/whoami", headers=bearer(token))).status_code == 403
+    lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(lines) == 2
+    for line in lines:
+        assert line.startswith("request rejected: reason=missing_role status=403 caller=oid-7")
+        assert "app_id=app-7" in line
+    for part in token.split("."):
+        assert part not in caplog.text
+
+
+async def test_excluded_path_has_an_unauthenticated_user(validator: TokenValidator) -> None:
+    async def show(request: Request) -> JSONResponse:
+        return JSONResponse({"authenticated": request.user.is_authenticated})
+
+    app = Starlette(
+        routes=[Route("/open", show)],
+        middleware=[Middleware(TokenGuardMiddleware, validator=validator, exclude_paths=["/open"])],
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        answer = await c.get("/open")
+    assert answer.status_code == 200
+    assert answer.json() == {"authenticated": False}

@@ -21,6 +21,7 @@ from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
 __all__ = [
     "CHALLENGE_SCOPE_KEY",
     "IDENTITY_SCOPE_KEY",
+    "VALIDATOR_SCOPE_KEY",
     "Requirement",
     "attach_identity",
     "get_identity",
@@ -31,6 +32,9 @@ __all__ = [
 IDENTITY_SCOPE_KEY = "tokenguard.identity"
 #: Where the middleware leaves its challenge settings for per-route checks.
 CHALLENGE_SCOPE_KEY = "tokenguard.challenge"
+#: The :class:`~tokenguard.TokenValidator` that verified the identity in the scope: a
+#: FastAPI guard reuses the identity only when it is its own validator.
+VALIDATOR_SCOPE_KEY = "tokenguard.validator"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -124,14 +128,18 @@ def attach_identity(
     scope: MutableMapping[str, Any],
     identity: Identity,
     auth: tuple[TokenGuardUser, AuthCredentials] | None = None,
+    *,
+    validator: object,
 ) -> None:
     """Put a verified identity where tokenguard and Starlette look for it:
-    ``scope["tokenguard.identity"]``, ``request.user`` and ``request.auth.scopes``.
+    ``scope["tokenguard.identity"]``, ``request.user`` and ``request.auth.scopes``,
+    with the ``validator`` that verified it.
 
     ``auth`` is the user and credentials when already built (the cache keeps them).
     """
     user, credentials = starlette_auth(identity) if auth is None else auth
     scope[IDENTITY_SCOPE_KEY] = identity
+    scope[VALIDATOR_SCOPE_KEY] = validator
     scope["user"] = user
     scope["auth"] = credentials
 

@@ -90,8 +90,8 @@ class TokenCache:
     """Bounded cache of verified tokens; ``maxsize=0`` disables it.
 
     ``index`` maps a token's last :data:`INDEX_BYTES` to its entry. Request-path code
-    may read it directly (the middleware does) if it does what :meth:`get` does:
-    compare the whole token, check the time window and count the hit on the entry.
+    looks entries up with :meth:`match_authorization` (a header value) or :meth:`get`
+    (a token).
     """
 
     __slots__ = ("_counted_hits", "index", "maxsize", "misses")
@@ -112,6 +112,25 @@ class TokenCache:
     def hits(self) -> int:
         """Lookups answered from the cache so far (summed over the entries: not for hot paths)."""
         return self._counted_hits + sum(entry.hits for entry in self.index.values())
+
+    def match_authorization(self, value: bytes, now: float) -> CachedToken | None:
+        """The entry whose ``Authorization`` value is exactly ``value``, if it is within
+        its time window at ``now``; counts the hit. Never raises, never counts a miss.
+
+        This is the cache-hit path of every integration (the middleware and the FastAPI
+        dependencies): one slice, one dict lookup, one whole-value compare. ``value`` is
+        the header's raw bytes; anything but ``Bearer <token>`` spelt exactly as a
+        verified token was stored simply misses and takes the general path.
+        """
+        entry = self.index.get(value[-INDEX_BYTES:])
+        if (
+            entry is not None
+            and value == entry.authorization
+            and entry.not_before <= now < entry.not_after
+        ):
+            entry.hits += 1
+            return entry
+        return None
 
     def get(self, token: bytes, now: float) -> CachedToken | None:
         """The entry for exactly ``token`` if cached and acceptable at ``now``."""

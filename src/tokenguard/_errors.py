@@ -75,6 +75,8 @@ class TokenGuardError(Exception):
         self.issuer: str | None = None
         self.kid: str | None = None
         self.fingerprint: str | None = None
+        #: Set once the rejection has been logged, so that no layer logs it twice.
+        self.logged = False
         super().__init__(message or self.description)
 
 

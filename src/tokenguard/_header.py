@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from ._errors import InvalidRequest, InvalidToken
 
-__all__ = ["bearer_credentials", "max_header_bytes"]
+__all__ = ["authorization_value", "bearer_credentials", "max_header_bytes"]
 
 _SCHEME_LEN: Final = len(b"bearer ")
 
@@ -22,6 +22,22 @@ _SCHEME_LEN: Final = len(b"bearer ")
 def max_header_bytes(max_token_bytes: int) -> int:
     """The longest ``Authorization`` value that can hold an acceptable token."""
     return max_token_bytes + _SCHEME_LEN + 16
+
+
+def authorization_value(scope: Scope) -> bytes | None:
+    """The request's one ``Authorization`` value, as sent, for a cache lookup; ``None``
+    when there is none, several, or a query string that may carry a token (the general
+    path, :func:`bearer_credentials`, decides those)."""
+    value = None
+    for name, header in scope["headers"]:
+        if name == b"authorization":
+            if value is not None:
+                return None
+            value = header
+    query = scope.get("query_string")
+    if query and query.find(b"access_token") != -1:
+        return None
+    return value
 
 
 def bearer_credentials(

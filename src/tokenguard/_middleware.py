@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Final
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -12,11 +13,17 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._authz import CHALLENGE_SCOPE_KEY, IDENTITY_SCOPE_KEY, Requirement, attach_identity
-from ._cache import INDEX_BYTES, CachedToken
-from ._errors import InvalidToken, KeysUnavailable, MissingToken, TokenGuardError
-from ._header import bearer_credentials
-from ._responses import DEFAULT_REALM, ErrorAnswers, error_headers, error_response
+from ._authz import (
+    CHALLENGE_SCOPE_KEY,
+    IDENTITY_SCOPE_KEY,
+    VALIDATOR_SCOPE_KEY,
+    Requirement,
+    attach_identity,
+)
+from ._errors import KeysUnavailable, MissingToken, TokenGuardError
+from ._header import authorization_value, bearer_credentials
+from ._identity import Identity
+from ._responses import DEFAULT_REALM, ErrorAnswers, error_headers, error_response, log_rejection
 from ._validator import TokenValidator
 
 __all__ = ["ErrorRenderer", "TokenGuardMiddleware"]
@@ -38,6 +45,9 @@ class TokenGuardMiddleware:
     On success the scope carries ``tokenguard.identity`` (the :class:`Identity`),
     ``user`` (a :class:`TokenGuardUser`) and ``auth`` (roles and scopes as Starlette
     ``AuthCredentials``). Failures are answered per RFC 6750 before the app runs.
+    On an excluded path, and for an anonymous caller when ``allow_anonymous`` is set,
+    ``request.user`` is Starlette's ``UnauthenticatedUser``. Options are read-only
+    once built; the validator's ``clock`` and ``observer`` are read on every request.
     """
 
     def __init__(
@@ -55,90 +65,76 @@ class TokenGuardMiddleware:
         warm_up: bool = True,
         close_validator: bool = True,
     ) -> None:
+        if isinstance(exclude_paths, str):
+            raise TypeError("exclude_paths must be a collection of paths, not a str")
         self.app = app
         self.validator = validator
         excluded = list(exclude_paths)
+        self.exclude_paths = tuple(excluded)
         self._exclude_exact = frozenset(p for p in excluded if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in excluded if p.endswith("*"))
         self._excluding = bool(excluded)
-        # What the fast path of __call__ reads, bound once.
-        self._index = validator.cache.index
-        self._clock = validator.clock
-        self._observer = validator.observer
         self.allow_anonymous = allow_anonymous
+        self.require = require
         self.realm = realm
-        self.challenge_params = dict(challenge_params or {})
+        self.challenge_params = MappingProxyType(dict(challenge_params or {}))
         self._challenge = (realm, self.challenge_params)
         # Per-route checks (``requires``) fall back to the default challenge: only a
         # custom one needs a place in the scope.
         self._custom_challenge = realm != DEFAULT_REALM or bool(self.challenge_params)
-        self.require = require  # a property: it also sets _plain
+        # A cache hit needs nothing beyond the identity: no requirement to check and
+        # no custom challenge to leave for per-route checks.
+        self._plain = require is None and not self._custom_challenge
         self._answers = ErrorAnswers(realm, self.challenge_params)
         self.allow_query_token = allow_query_token
         self.on_error = on_error
         self.warm_up = warm_up
         self.close_validator = close_validator
+        self._built = True
 
-    @property
-    def require(self) -> Requirement | None:
-        """The requirement every caller must meet (``None``: any verified caller)."""
-        return self._require
-
-    @require.setter
-    def require(self, requirement: Requirement | None) -> None:
-        self._require = requirement
-        # A cache hit needs nothing beyond the identity: no observer to tell, no
-        # requirement to check, no custom challenge to leave for per-route checks.
-        self._plain = requirement is None and self._observer is None and not self._custom_challenge
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "_built", False):
+            raise AttributeError(
+                f"TokenGuardMiddleware options are read-only once built (tried to set {name})"
+            )
+        object.__setattr__(self, name, value)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The common request on the fewest steps: HTTP, one "Authorization: Bearer
-        # <token>" header whose token is in the verified-token cache and within its
-        # time window, no query token. These are the general path's checks (and the
-        # cache's ``get``) written out, because every request pays for them; anything
-        # else (other spellings, misses, errors) takes the general path.
+        # The common request on the fewest steps: HTTP, one Authorization header whose
+        # value is a verified token's, within its time window (the cache's
+        # match_authorization), no query token. Everything else takes the general path.
         if scope["type"] == "http" and not (self._excluding and self._excluded(scope["path"])):
-            value = None
-            for name, header in scope["headers"]:
-                if name == b"authorization":
-                    value = header if value is None else b""  # two: the general path refuses
+            value = authorization_value(scope)
             if value is not None:
-                # get(), not [] and KeyError: as fast on a hit, 3x cheaper on a miss.
-                entry = self._index.get(value[-INDEX_BYTES:])
+                validator = self.validator
+                entry = validator.cache.match_authorization(value, validator.clock())
                 if entry is not None:
-                    now = self._clock()
-                    query = scope.get("query_string")
-                    if (
-                        value == entry.authorization  # the very token, after "Bearer "
-                        and entry.not_before <= now < entry.not_after
-                        and not (query and query.find(b"access_token") != -1)
-                    ):
-                        entry.hits += 1
-                        credentials = entry.credentials
-                        if credentials is None:
-                            credentials = entry.request_auth()[1]
-                        if not self._plain:
-                            error = self._after_hit(entry, scope)
-                            if error is not None:
-                                await self._reject(error, scope, receive, send)
-                                return
-                        scope[IDENTITY_SCOPE_KEY] = entry.identity
-                        scope["user"] = entry.user
-                        scope["auth"] = credentials
-                        await self.app(scope, receive, send)
-                        return
+                    observer = validator.observer
+                    if observer is not None:
+                        observer.validation("valid", None, entry.identity.issuer, 0.0, True)
+                    if not self._plain:
+                        error = self._after_hit(entry.identity, scope)
+                        if error is not None:
+                            await self._reject(error, scope, receive, send, entry.identity)
+                            return
+                    credentials = entry.credentials
+                    if credentials is None:
+                        credentials = entry.request_auth()[1]
+                    scope[IDENTITY_SCOPE_KEY] = entry.identity
+                    scope[VALIDATOR_SCOPE_KEY] = validator
+                    scope["user"] = entry.user
+                    scope["auth"] = credentials
+                    await self.app(scope, receive, send)
+                    return
         await self._general(scope, receive, send)
 
-    def _after_hit(self, entry: CachedToken, scope: Scope) -> TokenGuardError | None:
-        """A cache hit's optional steps: observer, requirement, custom challenge."""
-        identity = entry.identity
-        if self._observer is not None:
-            self._observer.validation("valid", None, identity.issuer, 0.0, True)
+    def _after_hit(self, identity: Identity, scope: Scope) -> TokenGuardError | None:
+        """A cache hit's optional steps: custom challenge, requirement."""
         if self._custom_challenge:
             scope[CHALLENGE_SCOPE_KEY] = self._challenge
-        if self._require is not None:
+        if self.require is not None:
             try:
-                self._require.check(identity)
+                self.require.check(identity)
             except TokenGuardError as exc:
                 return exc
         return None
@@ -157,10 +153,15 @@ class TokenGuardMiddleware:
                 await self.app(scope, receive, send)
             return
         if self._excluding and self._excluded(scope["path"]):
+            # As under Starlette's AuthenticationMiddleware, request.user always exists
+            # (unless an outer middleware authenticated the request already).
+            scope.setdefault("user", UnauthenticatedUser())
+            scope.setdefault("auth", AuthCredentials())
             await self.app(scope, receive, send)
             return
         if self._custom_challenge:
             scope[CHALLENGE_SCOPE_KEY] = self._challenge
+        identity = None
         try:
             token = bearer_credentials(
                 scope,
@@ -175,22 +176,26 @@ class TokenGuardMiddleware:
                     return
                 raise MissingToken
             identity, entry = await self.validator.validate_credentials(token)
-            if self._require is not None:
-                self._require.check(identity)
+            if self.require is not None:
+                self.require.check(identity)
         except TokenGuardError as exc:
-            await self._reject(exc, scope, receive, send)
+            await self._reject(exc, scope, receive, send, identity)
             return
-        attach_identity(scope, identity, None if entry is None else entry.request_auth())
+        auth = None if entry is None else entry.request_auth()
+        attach_identity(scope, identity, auth, validator=self.validator)
         await self.app(scope, receive, send)
 
     # -- answers ----------------------------------------------------------------
 
     async def _reject(
-        self, exc: TokenGuardError, scope: Scope, receive: Receive, send: Send
+        self,
+        exc: TokenGuardError,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        identity: Identity | None = None,
     ) -> None:
-        if not isinstance(exc, InvalidToken | KeysUnavailable):
-            # The validator logs token rejections; log the request-level ones here.
-            logger.info("request rejected", extra={"reason": exc.reason, "status": exc.status_code})
+        log_rejection(exc, identity)
         if self.on_error is not None:
             conn = HTTPConnection(scope, receive)
             result = self.on_error(conn, exc, error_headers(exc, self.realm, self.challenge_params))

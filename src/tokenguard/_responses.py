@@ -6,18 +6,55 @@ from the request is echoed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from starlette.responses import JSONResponse
 from starlette.types import Send
 
 from ._errors import InsufficientScope, KeysUnavailable, MissingToken, TokenGuardError
 
-__all__ = ["DEFAULT_REALM", "ErrorAnswers", "challenge", "error_headers", "error_response"]
+if TYPE_CHECKING:
+    from ._identity import Identity
+
+__all__ = [
+    "DEFAULT_REALM",
+    "ErrorAnswers",
+    "challenge",
+    "error_headers",
+    "error_response",
+    "log_rejection",
+]
+
+logger = logging.getLogger("tokenguard")
 
 DEFAULT_REALM: Final = "tokenguard"
 _BODY_ERROR: Final = {MissingToken: "unauthenticated", KeysUnavailable: "temporarily_unavailable"}
+
+
+def log_rejection(exc: TokenGuardError, identity: Identity | None = None) -> None:
+    """Log a rejection once, its facts in the message text (plain log handlers show
+    only the text) and in ``extra``: reason, status, issuer, kid, token fingerprint and,
+    for a 403, who was refused (object id, app id, tenant; never the token)."""
+    if exc.logged:
+        return
+    exc.logged = True
+    facts: dict[str, object] = {"reason": exc.reason, "status": exc.status_code}
+    for name in ("issuer", "kid", "fingerprint"):
+        value = getattr(exc, name)
+        if value is not None:
+            facts[name] = value
+    if identity is not None:
+        facts["caller"] = identity.object_id or identity.subject or "-"
+        if identity.app_id is not None:
+            facts["app_id"] = identity.app_id
+        if identity.tenant_id is not None:
+            facts["tenant"] = identity.tenant_id
+        facts["issuer"] = identity.issuer
+    text = " ".join(f"{name}={value}" for name, value in facts.items())
+    level = logging.WARNING if isinstance(exc, KeysUnavailable) else logging.INFO
+    logger.log(level, "request rejected: %s", text, extra=facts)
 
 
 def _quote(value: str) -> str:

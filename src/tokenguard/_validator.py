@@ -8,7 +8,6 @@ used as key sources.
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import re
 import time
@@ -24,6 +23,7 @@ from ._errors import InvalidToken, TokenGuardError
 from ._identity import Identity, identity_from_claims
 from ._keys import MAX_KID_LENGTH
 from ._keyset import KeySet, KeySetStatus
+from ._responses import log_rejection
 from ._token import (
     DEFAULT_MAX_TOKEN_BYTES,
     TokenClaims,
@@ -33,8 +33,6 @@ from ._token import (
 )
 
 __all__ = ["TokenValidator", "ValidationObserver", "fingerprint"]
-
-logger = logging.getLogger("tokenguard")
 
 _TENANT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: Header members that would change how the JWS is processed; we implement none.
@@ -208,6 +206,18 @@ class TokenValidator:
         entry = self.cached_entry(_as_bytes(token) if isinstance(token, str) else token)
         return None if entry is None else entry.identity
 
+    def cached_authorization(self, value: bytes) -> CachedToken | None:
+        """The cache entry whose ``Authorization`` value is exactly ``value`` (bytes, as
+        sent: ``Bearer <token>``), within its time window, or ``None``; never raises.
+
+        The cache-hit path of the integrations (the middleware inlines the same two
+        calls); a miss is not counted: the general path that follows counts it.
+        """
+        entry = self.cache.match_authorization(value, self.clock())
+        if entry is not None and self.observer is not None:
+            self.observer.validation("valid", None, entry.identity.issuer, 0.0, True)
+        return entry
+
     def cached_entry(self, raw: bytes) -> CachedToken | None:
         """The cache entry of an already verified token (bytes), or ``None``.
 
@@ -269,15 +279,7 @@ class TokenValidator:
 
     def _rejected(self, exc: TokenGuardError, token: str) -> TokenGuardError:
         exc.fingerprint = fingerprint(token)
-        logger.info(
-            "token rejected",
-            extra={
-                "reason": exc.reason,
-                "issuer": exc.issuer,
-                "kid": exc.kid,
-                "fingerprint": exc.fingerprint,
-            },
-        )
+        log_rejection(exc)
         return exc
 
     async def warm_up(self) -> None:

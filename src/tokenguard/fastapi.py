@@ -20,7 +20,6 @@ the same flat JSON body the middleware sends.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
@@ -38,17 +37,22 @@ from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from ._authz import CHALLENGE_SCOPE_KEY, Requirement, attach_identity, get_identity
+from ._authz import (
+    CHALLENGE_SCOPE_KEY,
+    IDENTITY_SCOPE_KEY,
+    VALIDATOR_SCOPE_KEY,
+    Requirement,
+    attach_identity,
+)
 from ._errors import (
     InsufficientScope,
-    InvalidToken,
     KeysUnavailable,
     MissingToken,
     TokenGuardError,
 )
-from ._header import bearer_credentials
+from ._header import authorization_value, bearer_credentials
 from ._identity import Identity, IdentityKind
-from ._responses import DEFAULT_REALM, error_body, error_headers
+from ._responses import DEFAULT_REALM, error_body, error_headers, log_rejection
 from ._validator import TokenValidator
 from .readiness import STATE_KEY
 from .readiness import lifespan as validator_lifespan
@@ -62,8 +66,6 @@ __all__ = [
     "TokenGuardHTTPException",
     "add_error_handler",
 ]
-
-logger = logging.getLogger("tokenguard")
 
 _WS_POLICY_VIOLATION: Final = 1008
 _WS_TRY_AGAIN_LATER: Final = 1013
@@ -99,7 +101,8 @@ class TokenGuard:
     """FastAPI dependencies backed by one :class:`TokenValidator`.
 
     ``validator`` may be omitted: each request then uses ``app.state.tokenguard_validator``
-    (set it yourself, or let :attr:`lifespan` of a guard that has one set it).
+    (set it yourself, or let :attr:`lifespan` of a guard that has one set it), else the
+    validator of the :class:`~tokenguard.TokenGuardMiddleware` that authenticated it.
     ``realm`` and ``challenge_params`` shape the ``WWW-Authenticate`` challenge when the
     middleware is not installed (when it is, its settings win so both answer alike).
     ``scheme_name`` and ``description`` appear in the OpenAPI security scheme.
@@ -165,34 +168,56 @@ class TokenGuard:
     # -- the work shared by every dependency --------------------------------------
 
     async def authenticate(self, conn: HTTPConnection) -> Identity | None:
-        """The caller's identity, ``None`` without a bearer token; raises on a bad one."""
-        identity = get_identity(conn)
-        if identity is not None:
-            return identity  # the middleware (or an earlier dependency) verified it
+        """The caller's identity, ``None`` without a bearer token; raises on a bad one.
+
+        An identity already in the scope is reused only when this guard's own validator
+        verified it (the middleware's or another guard's validator may trust other
+        issuers or audiences); otherwise the guard verifies the token itself, a cache
+        hit when it has seen it before. The first verified identity stays the request's
+        ``request.user``; a guard with another validator only returns its own.
+        """
+        scope = conn.scope
         validator = self._validator(conn)
-        token = bearer_credentials(conn.scope, max_token_bytes=validator.max_token_bytes)
-        if token is None:
-            return None
-        identity, entry = await validator.validate_credentials(token)  # cache first
-        # Later dependencies and get_identity(request) see it, as with the middleware.
-        attach_identity(conn.scope, identity, None if entry is None else entry.request_auth())
+        attached = scope.get(IDENTITY_SCOPE_KEY)
+        if attached is not None and scope.get(VALIDATOR_SCOPE_KEY) is validator:
+            return attached  # type: ignore[no-any-return]
+        value = authorization_value(scope)
+        entry = None if value is None else validator.cached_authorization(value)
+        if entry is not None:
+            identity = entry.identity
+        else:
+            token = bearer_credentials(scope, max_token_bytes=validator.max_token_bytes)
+            if token is None:
+                return None
+            identity, entry = await validator.validate_credentials(token)
+        if attached is None:
+            # Later dependencies and get_identity(request) see it, as with the middleware.
+            auth = None if entry is None else entry.request_auth()
+            attach_identity(scope, identity, auth, validator=validator)
         return identity
 
     def _validator(self, conn: HTTPConnection) -> TokenValidator:
         if self.validator is not None:
             return self.validator
         found = getattr(conn.app.state, STATE_KEY, None)
-        if not isinstance(found, TokenValidator):
-            raise RuntimeError(
-                "TokenGuard has no validator: pass one, or set app.state.tokenguard_validator"
-            )
-        return found
+        if isinstance(found, TokenValidator):
+            return found
+        found = conn.scope.get(VALIDATOR_SCOPE_KEY)  # the middleware's
+        if isinstance(found, TokenValidator):
+            return found
+        raise RuntimeError(
+            "TokenGuard has no validator: pass one, set app.state.tokenguard_validator,"
+            " or install TokenGuardMiddleware"
+        )
 
-    def reject(self, conn: HTTPConnection, exc: TokenGuardError) -> Exception:
-        """The exception that answers ``exc`` the RFC 6750 way (HTTP or WebSocket)."""
-        if not isinstance(exc, InvalidToken | KeysUnavailable):
-            # The validator logs token rejections; log the request-level ones here.
-            logger.info("request rejected", extra={"reason": exc.reason, "status": exc.status_code})
+    def reject(
+        self, conn: HTTPConnection, exc: TokenGuardError, identity: Identity | None = None
+    ) -> Exception:
+        """The exception that answers ``exc`` the RFC 6750 way (HTTP or WebSocket).
+
+        Logs the rejection (once), naming ``identity`` when a verified caller was refused.
+        """
+        log_rejection(exc, identity)
         if conn.scope["type"] == "websocket":
             code = _WS_TRY_AGAIN_LATER if isinstance(exc, KeysUnavailable) else _WS_POLICY_VIOLATION
             return WebSocketException(code=code, reason=exc.description)
@@ -219,6 +244,7 @@ class _GuardDependency(SecurityBase):
 
     async def _identity(self, conn: HTTPConnection, scopes: SecurityScopes) -> Identity:
         guard = self.guard
+        identity = None
         try:
             identity = await guard.authenticate(conn)
             if identity is None:
@@ -226,7 +252,7 @@ class _GuardDependency(SecurityBase):
             _check_security_scopes(identity, scopes.scopes)
             self._check(identity)
         except TokenGuardError as exc:
-            raise guard.reject(conn, exc) from None
+            raise guard.reject(conn, exc, identity) from None
         return identity
 
     def _check(self, identity: Identity) -> None:
@@ -247,12 +273,13 @@ class OptionalIdentityDependency(_GuardDependency):
         self, conn: HTTPConnection, security_scopes: SecurityScopes
     ) -> Identity | None:
         guard = self.guard
+        identity = None
         try:
             identity = await guard.authenticate(conn)
             if identity is not None:
                 _check_security_scopes(identity, security_scopes.scopes)
         except TokenGuardError as exc:
-            raise guard.reject(conn, exc) from None
+            raise guard.reject(conn, exc, identity) from None
         return identity
 
 
