@@ -69,6 +69,8 @@ class TokenGuardMiddleware:
             raise TypeError("exclude_paths must be a collection of paths, not a str")
         self.app = app
         self.validator = validator
+        #: The cache-hit lookup (the validator's cache is fixed for its lifetime).
+        self._match = validator.cache.match_authorization
         excluded = list(exclude_paths)
         self.exclude_paths = tuple(excluded)
         self._exclude_exact = frozenset(p for p in excluded if not p.endswith("*"))
@@ -107,7 +109,7 @@ class TokenGuardMiddleware:
             value = authorization_value(scope)
             if value is not None:
                 validator = self.validator
-                entry = validator.cache.match_authorization(value, validator.clock())
+                entry = self._match(value, validator.clock())
                 if entry is not None:
                     observer = validator.observer
                     if observer is not None:
