@@ -121,7 +121,7 @@ async def _rs256(bench: Bench) -> list[Row]:
             "floor",
             floor,
             ">=",
-            0.6,
+            UNIQUE_TARGET,
             extra={"cache_hits": unique.cache.hits},
         ),
         Row(
@@ -135,6 +135,11 @@ async def _rs256(bench: Bench) -> list[Row]:
             10.0,
         ),
     ]
+
+
+#: Unique tokens against the raw signature check (issue #13: what pure Python reaches
+#: with the C-coded base64/JSON; issue #5's 0.6x needed compiled code, see bench/README).
+UNIQUE_TARGET = 0.48
 
 
 async def _variant(bench: Bench, alg: str, first: str) -> list[Row]:
@@ -159,7 +164,7 @@ async def _variant(bench: Bench, alg: str, first: str) -> list[Row]:
             f"{alg} floor",
             rates["floor"],
             ">=",
-            0.6,
+            UNIQUE_TARGET,
             notes="RS256's target, applied to the variant",
         ),
     ]

@@ -42,7 +42,7 @@ def test_every_case_reports_a_finite_figure_and_ratio(smoke: tuple[dict[str, Any
         assert row["verdict"] in {"PASS", "FAIL", "info", "ref"}, case
         if row["reference_value"] is not None:
             assert row["ratio"] == pytest.approx(row["value"] / row["reference_value"]), case
-    for case in ("1", "2", "3", "4", "5a", "5b", "6a", "6b", "6d", "6e", "7a", "7b"):
+    for case in ("1", "2", "3", "4", "5a", "5b", "6a", "6b", "6d", "6e", "6i", "7a", "7b"):
         assert rows[case]["value"] > 0, case
     assert rows["7b"]["extra"]["p99_ms"] >= rows["7b"]["extra"]["p50_ms"] > 0
 
