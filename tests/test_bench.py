@@ -18,7 +18,7 @@ from bench._report import Row
 from bench.profile import main as profile_main
 
 CASES = {"1", "2", "3", "4", "5a", "5b", "5c", "5d"}
-CASES |= {f"6{c}" for c in "abcdefgh"} | {"7a", "7b", "7c"} | {f"8{c}" for c in "abcde"}
+CASES |= {f"6{c}" for c in "abcdefghi"} | {"7a", "7b", "7c"} | {f"8{c}" for c in "abcde"}
 CASES |= {"9a", "9b", "9c"}
 
 
