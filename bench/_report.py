@@ -148,7 +148,7 @@ def machine_info() -> dict[str, str]:
         "packages": ", ".join(
             f"{name} {version(name)}"
             for name in (
-                "tokenguard",
+                "tokenguard-asgi",
                 "cryptography",
                 "PyJWT",
                 "starlette",

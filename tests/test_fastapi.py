@@ -455,7 +455,7 @@ def test_import_without_fastapi_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "fastapi", None)  # makes `import fastapi` fail
     with pytest.raises(ImportError) as info:
         importlib.import_module("tokenguard.fastapi")
-    assert "pip install 'tokenguard[fastapi]'" in str(info.value)
+    assert "pip install 'tokenguard-asgi[fastapi]'" in str(info.value)
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
 

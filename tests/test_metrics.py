@@ -213,7 +213,7 @@ def test_import_without_prometheus_client_names_the_extra(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError) as info:
         importlib.import_module("tokenguard.metrics")
-    assert "pip install 'tokenguard[metrics]'" in str(info.value)
+    assert "pip install 'tokenguard-asgi[metrics]'" in str(info.value)
     assert info.value.__suppress_context__
 
 

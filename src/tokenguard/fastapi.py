@@ -31,7 +31,7 @@ try:
     from fastapi.security.base import SecurityBase
 except ImportError:  # tested by hiding fastapi from sys.modules
     raise ImportError(
-        "tokenguard.fastapi needs FastAPI: pip install 'tokenguard[fastapi]'"
+        "tokenguard.fastapi needs FastAPI: pip install 'tokenguard-asgi[fastapi]'"
     ) from None
 from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection, Request

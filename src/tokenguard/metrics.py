@@ -1,4 +1,4 @@
-"""Prometheus metrics for a :class:`~tokenguard.TokenValidator` (``tokenguard[metrics]``).
+"""Prometheus metrics for a :class:`~tokenguard.TokenValidator` (``tokenguard-asgi[metrics]``).
 
     observer = PrometheusObserver()                      # its own CollectorRegistry
     validator = TokenValidator([issuer], observer=observer)
@@ -43,7 +43,7 @@ try:
     from prometheus_client.metrics import Counter, Histogram
 except ImportError:  # tested by hiding prometheus_client from sys.modules
     raise ImportError(
-        "tokenguard.metrics needs prometheus-client: pip install 'tokenguard[metrics]'"
+        "tokenguard.metrics needs prometheus-client: pip install 'tokenguard-asgi[metrics]'"
     ) from None
 from starlette.requests import Request
 from starlette.responses import Response
