@@ -57,7 +57,6 @@ def reason(requirement: Requirement, who: Identity) -> str | None:
     [
         (Requirement(), None),
         (Requirement(roles=["Reader"]), None),
-        (Requirement(roles="Reader"), None),
         (Requirement(roles=["Reader", "Writer"]), None),
         (Requirement(roles=["Reader", "Admin"]), "missing_role"),
         (Requirement(any_role=["Admin", "Writer"]), None),
