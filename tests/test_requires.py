@@ -159,6 +159,16 @@ def other(session_issuer: LocalIssuer) -> dict[str, str]:
     return bearer(session_issuer.mint(roles=["Other"]))
 
 
+def refused(client: TestClient, path: str, headers: dict[str, str]) -> WebSocketDisconnect:
+    """How the server closed a websocket it refused (before accepting)."""
+    with (
+        pytest.raises(WebSocketDisconnect) as info,
+        client.websocket_connect(path, headers=headers),
+    ):
+        pass  # pragma: no cover - the connection is refused on entry
+    return info.value
+
+
 VM = "tokenguard-vm"  # display name of LocalIssuer's managed identities
 ROUTES = ["/dashboard", "/dashboard/sync", "/dashboard/class", "/dashboard/decorated"]
 
@@ -240,10 +250,7 @@ def test_a_websocket_without_the_permission_is_closed_before_accept(
 ) -> None:
     code = 1008 if library == "tokenguard" else 1000
     for headers in ({}, other):
-        with pytest.raises(WebSocketDisconnect) as info:
-            with client.websocket_connect(path, headers=headers):
-                pass  # pragma: no cover - the connection is refused on entry
-        assert info.value.code == code
+        assert refused(client, path, headers).code == code
 
 
 def test_an_endpoint_without_a_request_argument_is_refused_at_decoration(library: str) -> None:
@@ -319,10 +326,8 @@ def test_a_user_without_the_permission_lacks_a_scope(
 def test_websocket_close_reasons(tokenguard_client: TestClient, other: dict[str, str]) -> None:
     reasons = []
     for headers in ({}, other):
-        with pytest.raises(WebSocketDisconnect) as info:
-            with tokenguard_client.websocket_connect("/ws", headers=headers):
-                pass  # pragma: no cover - the connection is refused on entry
-        reasons.append((info.value.code, info.value.reason))
+        closed = refused(tokenguard_client, "/ws", headers)
+        reasons.append((closed.code, closed.reason))
     assert reasons == [
         (1008, "A bearer token is required"),
         (1008, "The caller lacks a required role"),
