@@ -7,6 +7,7 @@ checks."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -231,6 +232,23 @@ def test_the_decorated_sync_endpoint_stays_sync(library: str) -> None:
 
     assert not asyncio.iscoroutinefunction(endpoint)
     assert endpoint.__name__ == "endpoint"
+
+
+def test_a_partial_of_an_async_endpoint_gets_the_async_wrapper(
+    library: str, session_issuer: LocalIssuer
+) -> None:
+    async def greet(greeting: str, request: Request) -> JSONResponse:
+        return JSONResponse({"greeting": greeting})
+
+    endpoint = LIBRARIES[library](PERMISSION)(functools.partial(greet, "hello"))
+    assert asyncio.iscoroutinefunction(endpoint)
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[Middleware(TokenGuardMiddleware, validator=session_issuer.validator(VAULT))],
+    )
+    with TestClient(app) as test_client:
+        token = bearer(session_issuer.mint(roles=[PERMISSION]))
+        assert test_client.get("/", headers=token).json() == {"greeting": "hello"}
 
 
 @pytest.mark.parametrize("path", ["/ws", "/ws/decorated"])

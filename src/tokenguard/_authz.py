@@ -260,13 +260,6 @@ def _permissions(permissions: str | Iterable[str] | None) -> frozenset[str]:
         return frozenset()
     if isinstance(permissions, str):
         return frozenset((permissions,))
-    if isinstance(permissions, bytes | bytearray | memoryview) or not isinstance(
-        permissions, Iterable
-    ):
-        raise TypeError(
-            "requires() takes a permission, a collection of permissions or a Requirement,"
-            f" not {type(permissions).__name__}"
-        )
     return _strings("permissions", permissions)
 
 
