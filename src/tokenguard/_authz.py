@@ -1,22 +1,32 @@
-"""Authorization on a verified identity: roles, scopes and caller allow-lists.
+"""Authorization on a verified identity: roles, scopes, permissions and caller allow-lists.
 
 A :class:`Requirement` can be applied to a whole app (middleware option) or per
 route (:func:`requires`). Failures raise :class:`InsufficientScope` (403).
+
+:func:`requires` is Starlette's ``requires`` (``starlette/authentication.py``) with
+tokenguard's answers: it checks its arguments and finds the ``request`` or ``websocket``
+parameter when it decorates, and builds one of three wrappers as Starlette does: a
+websocket one (closes before accepting), an async one, and a sync one that stays sync
+so the router still runs the endpoint in the threadpool.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import string
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Final, ParamSpec, TypeVar, get_args
 
 from starlette.authentication import AuthCredentials
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
 
-from ._errors import InsufficientScope, MissingToken
+from ._errors import InsufficientScope, MissingToken, TokenGuardError
 from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
+from ._responses import DEFAULT_REALM, error_response
 
 __all__ = [
     "CHALLENGE_SCOPE_KEY",
@@ -36,36 +46,85 @@ CHALLENGE_SCOPE_KEY = "tokenguard.challenge"
 #: FastAPI guard reuses the identity only when it is its own validator.
 VALIDATOR_SCOPE_KEY = "tokenguard.validator"
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_C = TypeVar("_C", bound=HTTPConnection)
+_KINDS: Final[frozenset[str]] = frozenset(get_args(IdentityKind))
+_WS_POLICY_VIOLATION: Final = 1008
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
-def _folded(values: Iterable[str] | None) -> frozenset[str] | None:
+def _ascii_fold(value: str) -> str:
+    """Lower-case ``A``-``Z`` only. Azure resource ids, GUIDs and tenant ids are ASCII;
+    ``str.lower()`` would also fold look-alikes such as the Kelvin sign (U+212A) to ``k``."""
+    return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
+
+
+def _strings(name: str, values: object) -> frozenset[str]:
+    """``values`` as a set of strings; a lone string (or anything else) is a TypeError."""
+    if isinstance(values, str):
+        raise TypeError(f"{name} must be a collection of strings, not a str: {name}=[{values!r}]")
+    if isinstance(values, bytes | bytearray | memoryview) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a collection of strings, not {type(values).__name__}")
+    items = tuple(values)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{name} must be a collection of strings, not holding {type(item).__name__}"
+            )
+    return frozenset(items)
+
+
+def _folded(name: str, values: Iterable[str] | None) -> frozenset[str] | None:
     if values is None:
         return None
-    if isinstance(values, str):
-        values = (values,)
-    return frozenset(v.lower() for v in values)
+    return frozenset(_ascii_fold(v) for v in _strings(name, values))
 
 
 @dataclass(frozen=True, slots=True, init=False)
 class Requirement:
-    """What a caller must have.
+    """What a caller must have. Every condition given must hold.
 
     - ``roles``: every one of these app roles; ``any_role``: at least one of these.
     - ``scopes``: every one of these delegated scopes.
+    - ``permissions``: every one of these, each held as a role or a scope
+      (:attr:`Identity.permissions`, which is Starlette's ``request.auth.scopes``).
     - ``mi_resource_ids`` / ``app_ids`` / ``object_ids``: caller allow-lists; when any is
-      given the caller must match at least one entry of one of them (compared without
-      case: Azure resource ids and GUIDs are case-insensitive).
+      given the caller must match at least one entry of one of them. Compared
+      ASCII-case-insensitively (Azure resource ids and GUIDs are case-insensitive
+      ASCII); other characters must match exactly.
+    - ``issuers``: the token's ``iss`` must be one of these (exact strings).
+    - ``tenants``: the token's ``tid`` must be one of these (ASCII-case-insensitive).
     - ``kinds``: accepted identity kinds (e.g. only ``"managed_identity"``).
+
+    Every argument takes a collection of strings; a lone string is a TypeError.
+
+    **Several trusted issuers.** An allow-list matches claims, and claims are only as
+    good as the issuer that signed them: an object id or app id of one tenant says
+    nothing about a token of another trusted issuer. Multi-tenant apps keep one app id
+    in every tenant, and any trusted issuer that is not Entra ID can put any ``oid``,
+    ``appid``, ``xms_mirid`` or ``tid`` it likes in its tokens. When the validator
+    trusts more than one issuer (or a ``{tenantid}`` template), bind the allow-list:
+    ``issuers=`` to the issuer its entries come from (what the validator verified the
+    token against), or ``tenants=`` when every trusted issuer is Entra ID (which vouches
+    for ``tid``)::
+
+        Requirement(object_ids=[REPORTER_OID], issuers=["https://sts.windows.net/<tid>/"])
+
+    Callers allowed from different issuers need a requirement each (e.g. one per route).
     """
 
     roles: frozenset[str]
     any_role: frozenset[str]
     scopes: frozenset[str]
+    permissions: frozenset[str]
     mi_resource_ids: frozenset[str] | None
     app_ids: frozenset[str] | None
     object_ids: frozenset[str] | None
+    issuers: frozenset[str] | None
+    tenants: frozenset[str] | None
     kinds: frozenset[IdentityKind] | None
+    #: Whether any condition on who the caller is was given; derived, not an argument.
+    _about_caller: bool = field(repr=False, compare=False)
 
     def __init__(
         self,
@@ -73,35 +132,52 @@ class Requirement:
         roles: Iterable[str] = (),
         any_role: Iterable[str] = (),
         scopes: Iterable[str] = (),
+        permissions: Iterable[str] = (),
         mi_resource_ids: Iterable[str] | None = None,
         app_ids: Iterable[str] | None = None,
         object_ids: Iterable[str] | None = None,
+        issuers: Iterable[str] | None = None,
+        tenants: Iterable[str] | None = None,
         kinds: Iterable[IdentityKind] | None = None,
     ) -> None:
-        def as_set(values: Iterable[str]) -> frozenset[str]:
-            return frozenset((values,)) if isinstance(values, str) else frozenset(values)
-
         set_ = object.__setattr__
-        set_(self, "roles", as_set(roles))
-        set_(self, "any_role", as_set(any_role))
-        set_(self, "scopes", as_set(scopes))
-        set_(self, "mi_resource_ids", _folded(mi_resource_ids))
-        set_(self, "app_ids", _folded(app_ids))
-        set_(self, "object_ids", _folded(object_ids))
-        set_(self, "kinds", None if kinds is None else frozenset(kinds))
+        set_(self, "roles", _strings("roles", roles))
+        set_(self, "any_role", _strings("any_role", any_role))
+        set_(self, "scopes", _strings("scopes", scopes))
+        set_(self, "permissions", _strings("permissions", permissions))
+        set_(self, "mi_resource_ids", _folded("mi_resource_ids", mi_resource_ids))
+        set_(self, "app_ids", _folded("app_ids", app_ids))
+        set_(self, "object_ids", _folded("object_ids", object_ids))
+        set_(self, "issuers", None if issuers is None else _strings("issuers", issuers))
+        set_(self, "tenants", _folded("tenants", tenants))
+        if kinds is None:
+            set_(self, "kinds", None)
+        else:
+            accepted = _strings("kinds", kinds)
+            unknown = accepted - _KINDS
+            if unknown:
+                raise ValueError(f"unknown identity kinds {sorted(unknown)}: use {sorted(_KINDS)}")
+            set_(self, "kinds", accepted)
+        set_(
+            self,
+            "_about_caller",
+            self._allow_lists or any(v is not None for v in (issuers, tenants, kinds)),
+        )
 
     def check(self, identity: Identity) -> None:
         """Raise :class:`InsufficientScope` unless ``identity`` meets every condition."""
-        if self.kinds is not None and identity.kind not in self.kinds:
-            raise InsufficientScope("identity kind not allowed", reason="caller_not_allowed")
-        if self._allow_lists and not self._caller_allowed(identity):
-            raise InsufficientScope("caller not in allow-list", reason="caller_not_allowed")
+        if self._about_caller and not self._caller_allowed(identity):
+            raise InsufficientScope("caller not allowed", reason="caller_not_allowed")
         if not self.roles <= identity.roles:
             raise InsufficientScope("missing role", reason="missing_role", required=self.roles)
         if self.any_role and not self.any_role & identity.roles:
             raise InsufficientScope("missing role", reason="missing_role", required=self.any_role)
         if not self.scopes <= identity.scopes:
             raise InsufficientScope("missing scope", reason="missing_scope", required=self.scopes)
+        if self.permissions and not self.permissions <= identity.permissions:
+            # Named as FastAPI's Security(scopes=...) names them: scopes for users.
+            reason = "missing_scope" if identity.kind == "user" else "missing_role"
+            raise InsufficientScope("missing permission", reason=reason, required=self.permissions)
 
     @property
     def _allow_lists(self) -> bool:
@@ -112,16 +188,22 @@ class Requirement:
         )
 
     def _caller_allowed(self, identity: Identity) -> bool:
-        """Whether the caller is on one of the allow-lists (at least one is given)."""
-        lists = (
-            (self.mi_resource_ids, identity.mi_resource_id),
-            (self.app_ids, identity.app_id),
-            (self.object_ids, identity.object_id),
+        """Whether the caller's kind, issuer, tenant and allow-list entries pass."""
+        if self.kinds is not None and identity.kind not in self.kinds:
+            return False
+        if self.issuers is not None and identity.issuer not in self.issuers:
+            return False
+        if self.tenants is not None and not _member(identity.tenant_id, self.tenants):
+            return False
+        return not self._allow_lists or (
+            _member(identity.mi_resource_id, self.mi_resource_ids)
+            or _member(identity.app_id, self.app_ids)
+            or _member(identity.object_id, self.object_ids)
         )
-        return any(
-            allowed is not None and value is not None and value.lower() in allowed
-            for allowed, value in lists
-        )
+
+
+def _member(value: str | None, allowed: frozenset[str] | None) -> bool:
+    return allowed is not None and value is not None and _ascii_fold(value) in allowed
 
 
 def attach_identity(
@@ -150,8 +232,48 @@ def get_identity(conn: HTTPConnection) -> Identity | None:
     return identity if isinstance(identity, Identity) else None
 
 
+def _is_async_callable(obj: Any) -> bool:
+    """Starlette's test (``starlette._utils.is_async_callable``), which its router uses."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or (
+        callable(obj) and inspect.iscoroutinefunction(obj.__call__)
+    )
+
+
+def _connection_parameter(endpoint: Callable[..., Any]) -> tuple[int, str]:
+    """Position and name of the endpoint's ``request`` or ``websocket`` parameter."""
+    for index, parameter in enumerate(inspect.signature(endpoint).parameters.values()):
+        if parameter.name in ("request", "websocket"):
+            return index, parameter.name
+    raise TypeError(f'No "request" or "websocket" argument on function "{endpoint}"')
+
+
+def _connection(
+    args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, expected: type[_C]
+) -> _C:
+    """The connection the router passed, by keyword or at its position (as Starlette)."""
+    conn = kwargs.get(name, args[index] if index < len(args) else None)
+    if not isinstance(conn, expected):
+        raise TypeError(
+            f"Parameter with name {name!r} is required to be of type {expected.__name__!r}"
+            f" not {type(conn).__name__!r}"
+        )
+    return conn
+
+
+def _permissions(permissions: str | Iterable[str] | None) -> frozenset[str]:
+    """Starlette's positional argument: one permission or a collection of them."""
+    if permissions is None:
+        return frozenset()
+    if isinstance(permissions, str):
+        return frozenset((permissions,))
+    return _strings("permissions", permissions)
+
+
 def requires(
-    requirement: Requirement | None = None,
+    permissions: str | Iterable[str] | Requirement | None = None,
+    /,
     *,
     roles: Iterable[str] = (),
     any_role: Iterable[str] = (),
@@ -159,40 +281,92 @@ def requires(
     mi_resource_ids: Iterable[str] | None = None,
     app_ids: Iterable[str] | None = None,
     object_ids: Iterable[str] | None = None,
+    issuers: Iterable[str] | None = None,
+    tenants: Iterable[str] | None = None,
     kinds: Iterable[IdentityKind] | None = None,
-) -> Callable[[_F], _F]:
-    """Decorate a Starlette endpoint ``(request) -> Response`` with a requirement.
+) -> Callable[[Callable[_P, Any]], Callable[_P, Any]]:
+    """Decorate a Starlette endpoint (function or ``HTTPEndpoint`` method) with a requirement.
 
-    Without a verified identity the endpoint answers 401 with the RFC 6750 challenge;
-    with one that falls short, 403 ``insufficient_scope``.
+    Spelled as Starlette's: ``@requires("Secrets.Read")`` or ``@requires(["a", "b"])``
+    needs those permissions (roles or scopes, ``request.auth.scopes``). Or pass a
+    :class:`Requirement`, or :class:`Requirement`'s keyword arguments (permissions may
+    go with them). Arguments are checked here: anything else is a TypeError.
+
+    The endpoint needs a ``request`` or ``websocket`` parameter (found by name, as
+    Starlette does; else TypeError). Without a verified identity an HTTP endpoint
+    answers 401 with the RFC 6750 challenge; with one that falls short, 403
+    ``insufficient_scope``. A websocket is closed with 1008 (policy violation) before
+    it is accepted. A sync endpoint stays sync, so Starlette runs it in the threadpool.
     """
-    need = requirement or Requirement(
+    keywords = Requirement(
+        permissions=() if isinstance(permissions, Requirement) else _permissions(permissions),
         roles=roles,
         any_role=any_role,
         scopes=scopes,
         mi_resource_ids=mi_resource_ids,
         app_ids=app_ids,
         object_ids=object_ids,
+        issuers=issuers,
+        tenants=tenants,
         kinds=kinds,
     )
-    from ._responses import DEFAULT_REALM, error_response  # a cycle only at import time
+    if not isinstance(permissions, Requirement):
+        need = keywords
+    elif keywords == Requirement():
+        need = permissions
+    else:
+        raise TypeError("requires() takes a Requirement or keyword arguments, not both")
 
-    def decorate(endpoint: _F) -> _F:
-        is_async = inspect.iscoroutinefunction(endpoint)
+    def refusal(conn: HTTPConnection) -> TokenGuardError | None:
+        identity = get_identity(conn)
+        if identity is None:
+            return MissingToken()
+        try:
+            need.check(identity)
+        except InsufficientScope as exc:
+            return exc
+        return None
+
+    def answer(conn: HTTPConnection, exc: TokenGuardError) -> JSONResponse:
+        realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (DEFAULT_REALM, None))
+        return error_response(exc, realm, params)
+
+    def decorate(endpoint: Callable[_P, Any]) -> Callable[_P, Any]:
+        index, name = _connection_parameter(endpoint)
+
+        if name == "websocket":
+
+            @functools.wraps(endpoint)
+            async def websocket_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
+                websocket = _connection(args, kwargs, index, name, WebSocket)
+                exc = refusal(websocket)
+                if exc is not None:
+                    await websocket.close(code=_WS_POLICY_VIOLATION, reason=exc.description)
+                    return
+                await endpoint(*args, **kwargs)
+
+            return websocket_wrapper
+
+        if _is_async_callable(endpoint):
+
+            @functools.wraps(endpoint)
+            async def async_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+                request = _connection(args, kwargs, index, name, Request)
+                exc = refusal(request)
+                if exc is not None:
+                    return answer(request, exc)
+                return await endpoint(*args, **kwargs)
+
+            return async_wrapper
 
         @functools.wraps(endpoint)
-        async def wrapper(conn: HTTPConnection, *args: Any, **kwargs: Any) -> Any:
-            identity = get_identity(conn)
-            try:
-                if identity is None:
-                    raise MissingToken
-                need.check(identity)
-            except (MissingToken, InsufficientScope) as exc:
-                realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (DEFAULT_REALM, None))
-                return error_response(exc, realm, params)
-            result = endpoint(conn, *args, **kwargs)
-            return await result if is_async else result
+        def sync_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+            request = _connection(args, kwargs, index, name, Request)
+            exc = refusal(request)
+            if exc is not None:
+                return answer(request, exc)
+            return endpoint(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return sync_wrapper
 
     return decorate
