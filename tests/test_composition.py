@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from tokenguard import Identity, TokenGuardMiddleware, TokenValidator, get_identity
+from tokenguard import Identity, Requirement, TokenGuardMiddleware, TokenValidator, get_identity
 from tokenguard.fastapi import TokenGuard
 from tokenguard.testing import LocalIssuer
 
@@ -219,3 +219,26 @@ def test_guard_refusal_names_the_caller_not_the_token(
     assert f"issuer={issuer.issuer}" in line
     for part in token.split("."):
         assert part not in caplog.text
+
+
+def test_guard_requires_takes_every_requirement_option(
+    issuer: LocalIssuer, admin: TokenValidator
+) -> None:
+    guard = TokenGuard(admin)
+    with pytest.raises(TypeError, match="not both"):
+        guard.requires(Requirement(roles=["Admin"]), roles=["Admin"])
+    with pytest.raises(TypeError, match="not a str"):
+        guard.requires(roles="Admin")
+    bound = guard.requires(permissions=["Admin"], issuers=[issuer.issuer])
+    app = FastAPI()
+
+    @app.get("/admin")
+    def route(who: Annotated[Identity, Depends(bound)]) -> Any:
+        return {"oid": who.object_id}
+
+    with TestClient(app) as client:
+        token = issuer.mint(ADMIN, roles=["Admin"], object_id="oid-2")
+        assert client.get("/admin", headers=bearer(token)).json() == {"oid": "oid-2"}
+        assert (
+            client.get("/admin", headers=bearer(issuer.mint(ADMIN, roles=["x"]))).status_code == 403
+        )

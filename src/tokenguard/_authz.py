@@ -17,7 +17,7 @@ import inspect
 import string
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Final, ParamSpec, TypeVar, get_args
+from typing import Any, Final, ParamSpec, TypedDict, TypeVar, Unpack, get_args
 
 from starlette.authentication import AuthCredentials
 from starlette.requests import HTTPConnection, Request
@@ -26,14 +26,16 @@ from starlette.websockets import WebSocket
 
 from ._errors import InsufficientScope, MissingToken, TokenGuardError
 from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
-from ._responses import DEFAULT_REALM, error_response
+from ._responses import DEFAULT_REALM, error_response, log_rejection
 
 __all__ = [
     "CHALLENGE_SCOPE_KEY",
     "IDENTITY_SCOPE_KEY",
     "VALIDATOR_SCOPE_KEY",
     "Requirement",
+    "RequirementOptions",
     "attach_identity",
+    "build_requirement",
     "get_identity",
     "requires",
 ]
@@ -271,19 +273,36 @@ def _permissions(permissions: str | Iterable[str] | None) -> frozenset[str]:
     return _strings("permissions", permissions)
 
 
+class RequirementOptions(TypedDict, total=False):
+    """:class:`Requirement`'s keyword arguments, for the helpers that build one."""
+
+    roles: Iterable[str]
+    any_role: Iterable[str]
+    scopes: Iterable[str]
+    permissions: Iterable[str]
+    mi_resource_ids: Iterable[str] | None
+    app_ids: Iterable[str] | None
+    object_ids: Iterable[str] | None
+    issuers: Iterable[str] | None
+    tenants: Iterable[str] | None
+    kinds: Iterable[IdentityKind] | None
+
+
+def build_requirement(requirement: Requirement | None, options: RequirementOptions) -> Requirement:
+    """``requirement``, or one built from ``options``; both at once is a TypeError."""
+    if requirement is None:
+        return Requirement(**options)
+    if not isinstance(requirement, Requirement):
+        raise TypeError(f"expected a Requirement, not {type(requirement).__name__}")
+    if options:
+        raise TypeError("pass a Requirement or keyword arguments, not both")
+    return requirement
+
+
 def requires(
     permissions: str | Iterable[str] | Requirement | None = None,
     /,
-    *,
-    roles: Iterable[str] = (),
-    any_role: Iterable[str] = (),
-    scopes: Iterable[str] = (),
-    mi_resource_ids: Iterable[str] | None = None,
-    app_ids: Iterable[str] | None = None,
-    object_ids: Iterable[str] | None = None,
-    issuers: Iterable[str] | None = None,
-    tenants: Iterable[str] | None = None,
-    kinds: Iterable[IdentityKind] | None = None,
+    **options: Unpack[RequirementOptions],
 ) -> Callable[[Callable[_P, Any]], Callable[_P, Any]]:
     """Decorate a Starlette endpoint (function or ``HTTPEndpoint`` method) with a requirement.
 
@@ -298,34 +317,28 @@ def requires(
     ``insufficient_scope``. A websocket is closed with 1008 (policy violation) before
     it is accepted. A sync endpoint stays sync, so Starlette runs it in the threadpool.
     """
-    keywords = Requirement(
-        permissions=() if isinstance(permissions, Requirement) else _permissions(permissions),
-        roles=roles,
-        any_role=any_role,
-        scopes=scopes,
-        mi_resource_ids=mi_resource_ids,
-        app_ids=app_ids,
-        object_ids=object_ids,
-        issuers=issuers,
-        tenants=tenants,
-        kinds=kinds,
-    )
-    if not isinstance(permissions, Requirement):
-        need = keywords
-    elif keywords == Requirement():
-        need = permissions
+    if isinstance(permissions, Requirement):
+        need = build_requirement(permissions, options)
     else:
-        raise TypeError("requires() takes a Requirement or keyword arguments, not both")
+        if permissions is not None:
+            if "permissions" in options:
+                raise TypeError("give permissions positionally or as a keyword, not both")
+            options["permissions"] = _permissions(permissions)
+        need = Requirement(**options)
 
     def refusal(conn: HTTPConnection) -> TokenGuardError | None:
         identity = get_identity(conn)
         if identity is None:
-            return MissingToken()
-        try:
-            need.check(identity)
-        except InsufficientScope as exc:
-            return exc
-        return None
+            exc: TokenGuardError = MissingToken()
+        else:
+            try:
+                need.check(identity)
+            except InsufficientScope as refused:
+                exc = refused
+            else:
+                return None
+        log_rejection(exc, identity)
+        return exc
 
     def answer(conn: HTTPConnection, exc: TokenGuardError) -> JSONResponse:
         realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (DEFAULT_REALM, None))

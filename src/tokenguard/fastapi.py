@@ -20,9 +20,9 @@ the same flat JSON body the middleware sends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 try:
     from fastapi import FastAPI, HTTPException
@@ -42,7 +42,9 @@ from ._authz import (
     IDENTITY_SCOPE_KEY,
     VALIDATOR_SCOPE_KEY,
     Requirement,
+    RequirementOptions,
     attach_identity,
+    build_requirement,
 )
 from ._errors import (
     InsufficientScope,
@@ -51,7 +53,7 @@ from ._errors import (
     TokenGuardError,
 )
 from ._header import authorization_value, bearer_credentials
-from ._identity import Identity, IdentityKind
+from ._identity import Identity
 from ._responses import DEFAULT_REALM, error_body, error_headers, log_rejection
 from ._validator import TokenValidator
 from .readiness import STATE_KEY
@@ -130,31 +132,13 @@ class TokenGuard:
         self.optional_identity = OptionalIdentityDependency(self)
 
     def requires(
-        self,
-        requirement: Requirement | None = None,
-        *,
-        roles: Iterable[str] = (),
-        any_role: Iterable[str] = (),
-        scopes: Iterable[str] = (),
-        mi_resource_ids: Iterable[str] | None = None,
-        app_ids: Iterable[str] | None = None,
-        object_ids: Iterable[str] | None = None,
-        kinds: Iterable[IdentityKind] | None = None,
+        self, requirement: Requirement | None = None, /, **options: Unpack[RequirementOptions]
     ) -> RequirementDependency:
         """A dependency returning the :class:`Identity` if it meets the requirement, else 403.
 
-        Pass a :class:`~tokenguard.Requirement` or its keyword arguments.
+        Pass a :class:`~tokenguard.Requirement` or its keyword arguments (not both).
         """
-        need = requirement or Requirement(
-            roles=roles,
-            any_role=any_role,
-            scopes=scopes,
-            mi_resource_ids=mi_resource_ids,
-            app_ids=app_ids,
-            object_ids=object_ids,
-            kinds=kinds,
-        )
-        return RequirementDependency(self, need)
+        return RequirementDependency(self, build_requirement(requirement, options))
 
     def lifespan(self, app: Any) -> AbstractAsyncContextManager[None]:
         """``FastAPI(lifespan=guard.lifespan)``: warm keys at startup, close at shutdown.
