@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -215,13 +214,11 @@ class KeySet:
         """Schedule the next background refresh (replacing a timer set for another time)."""
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = spawn(self._tick, name="tokenguard key refresh timer")
-
-    async def _tick(self) -> None:
         floor = 0.0 if self._last_error is None else MIN_RETRY_DELAY
         due = max(self._refresh_at, self._clock() + floor)
-        if math.isinf(due):  # pragma: no cover - every fetch sets a finite time
-            return
+        self._timer = spawn(lambda: self._tick(due), name="tokenguard key refresh timer")
+
+    async def _tick(self, due: float) -> None:
         while (delay := due - self._clock()) > 0:
             await self._sleep(delay)
         self._start_refresh()  # its end arms the next timer
