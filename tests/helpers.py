@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -79,7 +79,7 @@ class SwitchableIssuer:
 
 
 @contextlib.contextmanager
-def serve(app: Any, *, lifespan: str = "off") -> Iterator[str]:
+def serve(app: Any, *, lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
     """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its URL.
 
     ``lifespan="on"`` runs the app's startup (and the middleware's key warm-up) before
