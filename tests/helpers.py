@@ -7,8 +7,9 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -18,16 +19,33 @@ from tokenguard.testing import LocalIssuer
 
 
 class FakeClock:
-    """A monotonic clock that moves only when told."""
+    """A monotonic clock that moves only when told; :meth:`sleep` waits on it.
+
+    Pass ``sleep=clock.sleep`` to a validator and its background refresh timer runs on
+    this clock: :meth:`advance` wakes the sleepers whose time has come (under asyncio
+    or trio). Setting ``now`` directly moves the clock without waking anyone.
+    """
 
     def __init__(self, start: float = 1_000.0) -> None:
         self.now = start
+        self._sleepers: list[tuple[float, anyio.Event]] = []
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+        due = [event for deadline, event in self._sleepers if deadline <= self.now]
+        self._sleepers = [(d, e) for d, e in self._sleepers if d > self.now]
+        for event in due:
+            event.set()
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self.now + seconds
+        while self.now < deadline:
+            event = anyio.Event()
+            self._sleepers.append((deadline, event))
+            await event.wait()
 
 
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
@@ -61,13 +79,17 @@ class SwitchableIssuer:
 
 
 @contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its URL."""
+def serve(app: Any, *, lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its URL.
+
+    ``lifespan="on"`` runs the app's startup (and the middleware's key warm-up) before
+    the URL is yielded, and its shutdown before the thread ends.
+    """
     # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (no 40 ms stalls).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -61,8 +61,8 @@ async def test_known_kid_never_waits_on_a_refresh(issuer: LocalIssuer) -> None:
     release.set()
     await asyncio.sleep(0.05)
     status = validator.status()[0]
-    assert status.since_success == 0  # refreshed...
-    assert status.age == 3_590  # ...but the keys did not change
+    assert status.age == status.since_success == 0  # refreshed...
+    assert status.since_change == 3_590  # ...but the keys did not change
 
 
 async def test_rotated_key_validates_on_its_first_request(issuer: LocalIssuer) -> None:
@@ -346,12 +346,13 @@ async def test_status_and_readiness(issuer: LocalIssuer) -> None:
     clock = FakeClock()
     validator, _ = make(issuer, clock)
     status = validator.status()[0]
-    assert not status.loaded and status.age is None and not validator.is_ready()
+    assert not status.loaded and status.age is None and status.since_change is None
+    assert not validator.is_ready()
     await validator.warm_up()
     clock.advance(100)
     status = validator.status()[0]
     assert status.loaded and status.usable and status.key_count == 1
-    assert status.age == status.since_success == 100
+    assert status.age == status.since_success == status.since_change == 100
     assert validator.is_ready()
     assert validator.is_ready(max_stale=200)
     assert not validator.is_ready(max_stale=50)

@@ -5,7 +5,6 @@ origin.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import math
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
+import anyio
 import httpx
 
 from ._config import check_url
@@ -100,7 +100,7 @@ async def fetch_json(
     if etag:
         headers["If-None-Match"] = etag
     try:
-        async with asyncio.timeout(timeout):
+        with anyio.fail_after(timeout):
             for _ in range(MAX_REDIRECTS + 1):
                 response, body = await _get_once(client, url, headers, max_bytes)
                 if response.status_code not in (301, 302, 303, 307, 308):

@@ -1,24 +1,33 @@
 """One issuer's signing keys: OIDC discovery + JWKS, cached and refreshed.
 
-- Requests with a known ``kid`` never wait: :meth:`KeySet.get` is synchronous and a
-  refresh due soon runs in the background.
-- Concurrent misses share one fetch (single flight).
+- Keys are refreshed in the background before they expire, whether or not requests
+  arrive: every fetch, once done, arms a timer for the next one, at a random point
+  near the end of the keys' lifetime (so a fleet started together does not refresh
+  in step); after a failure the timer retries every ``error_backoff``.
+- Requests with a known ``kid`` never wait: :meth:`KeySet.get` is synchronous; if a
+  refresh is due and none runs (the timer's loop has ended), it starts one.
+- Concurrent misses share one fetch (single flight); the fetch runs detached, so a
+  cancelled request does not cancel it for the others.
 - An unknown ``kid`` triggers at most one refresh per ``refresh_cooldown``; unknown
   kids are remembered for that long.
 - A failed refresh keeps the last good keys for ``max_stale`` past their lifetime.
+- Fetches and the timer run under asyncio or trio (``_background``);
+  :meth:`KeySet.aclose` stops both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+import anyio
 import httpx
 
+from ._background import Job, spawn
 from ._config import Issuer, check_url
 from ._errors import InvalidToken, KeysUnavailable
 from ._fetch import FetchError, fetch_json, retry_after_seconds
@@ -29,8 +38,13 @@ __all__ = ["FetchObserver", "KeySet", "KeySetStatus"]
 logger = logging.getLogger("tokenguard")
 
 MAX_REMEMBERED_UNKNOWN: Final = 4096
-#: Refresh this long before the cache lifetime ends (at most a tenth of the lifetime).
+#: Refresh between this long and half as long before the cache lifetime ends (at a
+#: random point; at most a fifth of the lifetime ahead).
 REFRESH_AHEAD: Final = 300.0
+_REFRESH_WINDOW: Final = 0.2
+#: The background timer retries a failed fetch no sooner than this, whatever
+#: ``error_backoff`` says (0 would otherwise fetch in a tight loop while the issuer is down).
+MIN_RETRY_DELAY: Final = 1.0
 
 FetchObserver = Callable[[str, str, str], None]
 """Called as ``observer(issuer, document, outcome)``; document is ``discovery`` or ``jwks``,
@@ -47,10 +61,13 @@ class KeySetStatus:
     stale: bool
     key_count: int
     kids: tuple[str, ...]
-    #: Seconds since the key set last changed (keys added, dropped or replaced).
+    #: Seconds since the last successful fetch (a 304 counts: the keys were confirmed);
+    #: stays below the keys' lifetime while the issuer answers.
     age: float | None
-    #: Seconds since the last successful fetch (a 304 counts: the keys were confirmed).
+    #: The same as ``age`` (its name before ``age`` meant it too).
     since_success: float | None
+    #: Seconds since the keys last changed (added, dropped or replaced).
+    since_change: float | None
     last_error: str | None
 
 
@@ -63,6 +80,8 @@ class KeySet:
         client: Callable[[], httpx.AsyncClient],
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        jitter: Callable[[], float] = random.random,
         observer: FetchObserver | None = None,
         on_dropped: Callable[[set[VerificationKey]], None] | None = None,
     ) -> None:
@@ -72,6 +91,10 @@ class KeySet:
         self._on_dropped = on_dropped
         self._client = client
         self._clock = clock
+        #: Waits ``seconds`` of ``clock`` time (tests inject a sleep on their fake clock).
+        self._sleep = sleep
+        #: A number in [0, 1) that places each refresh in its window.
+        self._jitter = jitter
         self._observer = observer
         self._allowed = frozenset(issuer.algorithms)
         self._keys: dict[str, VerificationKey] = {}
@@ -88,7 +111,12 @@ class KeySet:
         self._last_kid_refresh = -float("inf")
         self._retry_at = -float("inf")
         self._last_error: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        #: The fetch in flight (shared by every request that needs it).
+        self._flight: Job | None = None
+        #: The background timer waiting for the next refresh.
+        self._timer: Job | None = None
+        #: Bumped by aclose: a fetch of an earlier epoch arms no timer.
+        self._epoch = 0
         self._unknown: dict[str, float] = {}
 
     # -- hot path ---------------------------------------------------------------
@@ -96,8 +124,8 @@ class KeySet:
     def get(self, kid: str) -> VerificationKey | None:
         """The usable key for ``kid``, without waiting; may start a background refresh."""
         now = self._clock()
-        if now >= self._refresh_at and self._task is None:
-            self._start_refresh()
+        if now >= self._refresh_at:
+            self._start_refresh()  # the timer's loop may have ended; no-op while in flight
         key = self._keys.get(kid)
         if key is not None and now < self._usable_until:
             return key
@@ -114,13 +142,13 @@ class KeySet:
         usable = now < self._usable_until
         if not usable:
             # Nothing usable: every request needs the fetch, shared.
-            if self._task is None and now < self._retry_at:
+            if not self._in_flight() and now < self._retry_at:
                 raise self._unavailable(now)
             await self._shared_refresh()
         elif self._unknown.get(kid, -1.0) > now:
             raise InvalidToken("unknown key id (remembered)", reason="unknown_key")
-        elif self._task is not None:
-            await asyncio.shield(self._task)
+        elif self._in_flight():
+            await self._shared_refresh()  # joins the fetch in flight
         elif now - self._last_kid_refresh >= self.issuer.refresh_cooldown:
             self._last_kid_refresh = now
             await self._shared_refresh()
@@ -134,7 +162,8 @@ class KeySet:
         raise self._unavailable(now)
 
     async def load(self) -> None:
-        """Fetch keys now (warm-up); raise :class:`KeysUnavailable` if none are usable."""
+        """Fetch keys now (warm-up) and keep them refreshed in the background; raise
+        :class:`KeysUnavailable` if none are usable (the background retries go on)."""
         await self._shared_refresh()
         if self._clock() >= self._usable_until:
             raise self._unavailable(self._clock())
@@ -155,16 +184,21 @@ class KeySet:
 
     # -- refresh ----------------------------------------------------------------
 
-    def _start_refresh(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._refresh())
-        return self._task
+    def _in_flight(self) -> bool:
+        return self._flight is not None and self._flight.alive
+
+    def _start_refresh(self) -> Job:
+        flight = self._flight
+        if flight is None or not flight.alive:
+            flight = self._flight = spawn(self._refresh, name="tokenguard key fetch")
+        return flight
 
     async def _shared_refresh(self) -> None:
-        # shield: a cancelled request must not cancel the fetch others wait on.
-        await asyncio.shield(self._start_refresh())
+        # The fetch runs detached: a cancelled request stops waiting, the fetch goes on.
+        await self._start_refresh().wait()
 
     async def _refresh(self) -> None:
+        epoch = self._epoch
         try:
             await self._fetch()
         except FetchError as exc:
@@ -172,8 +206,36 @@ class KeySet:
         except Exception as exc:  # a bug or an unexpected client error must not kill the task
             logger.exception("unexpected error while fetching keys")
             self._record_failure(type(exc).__name__)
-        finally:
-            self._task = None
+        # Not in a finally: a fetch cancelled by aclose must not arm a timer.
+        if epoch == self._epoch:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Schedule the next background refresh (replacing a timer set for another time)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        floor = 0.0 if self._last_error is None else MIN_RETRY_DELAY
+        due = max(self._refresh_at, self._clock() + floor)
+        self._timer = spawn(lambda: self._tick(due), name="tokenguard key refresh timer")
+
+    async def _tick(self, due: float) -> None:
+        while (delay := due - self._clock()) > 0:
+            await self._sleep(delay)
+        self._start_refresh()  # its end arms the next timer
+
+    async def aclose(self) -> None:
+        """Stop the background timer and any fetch in flight, and wait until they ended.
+
+        The key set stays usable: the next request or warm-up fetches (and arms the
+        timer) again.
+        """
+        self._epoch += 1
+        jobs = [job for job in (self._timer, self._flight) if job is not None]
+        self._timer = self._flight = None
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            await job.wait()
 
     def _record_failure(self, why: str) -> None:
         now = self._clock()
@@ -254,7 +316,8 @@ class KeySet:
         self._fetched_at = now
         self._expires = now + ttl
         self._usable_until = self._expires + issuer.max_stale
-        self._refresh_at = self._expires - min(REFRESH_AHEAD, ttl / 10)
+        ahead = min(REFRESH_AHEAD, ttl * _REFRESH_WINDOW)
+        self._refresh_at = self._expires - ahead * (1.0 - self._jitter() / 2)
         self._retry_at = -float("inf")
         self._last_error = None
 
@@ -293,10 +356,14 @@ class KeySet:
 
     # -- status -----------------------------------------------------------------
 
+    def usable_for(self) -> float:
+        """Seconds the keys stay usable without another successful fetch (may be <= 0)."""
+        return self._usable_until - self._clock()
+
     def status(self) -> KeySetStatus:
         """A snapshot for readiness checks and metrics."""
         now = self._clock()
-        fetched = self._fetched_at
+        fetched = None if self._fetched_at is None else now - self._fetched_at
         return KeySetStatus(
             issuer=self.issuer.issuer,
             loaded=bool(self._keys),
@@ -304,7 +371,8 @@ class KeySet:
             stale=bool(self._keys) and now >= self._expires,
             key_count=len(self._keys),
             kids=tuple(sorted(self._keys)),
-            age=None if self._changed_at is None else now - self._changed_at,
-            since_success=None if fetched is None else now - fetched,
+            age=fetched,
+            since_success=fetched,
+            since_change=None if self._changed_at is None else now - self._changed_at,
             last_error=self._last_error,
         )

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Final, Protocol
 
+import anyio
 import httpx
 
 from ._cache import BEARER, DEFAULT_CACHE_SIZE, CachedToken, TokenCache
 from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
-from ._errors import InvalidToken, TokenGuardError
+from ._errors import InvalidToken, KeysUnavailable, TokenGuardError
 from ._identity import Identity, identity_from_claims
 from ._keys import MAX_KID_LENGTH
 from ._keyset import KeySet, KeySetStatus
@@ -114,8 +116,11 @@ class TokenValidator:
     """Validates bearer tokens against trusted issuers; owns their key caches.
 
     ``http_client`` is used for discovery and JWKS fetches; when omitted the validator
-    creates one and :meth:`aclose` closes it. ``clock`` gives token time (wall-clock
-    seconds) and ``monotonic`` cache time; tests inject both.
+    creates one and :meth:`aclose` closes it. Keys are refreshed in the background
+    (started by :meth:`warm_up` or by the first validation; :meth:`aclose` stops it),
+    under asyncio or trio. ``clock`` gives token time (wall-clock seconds) and
+    ``monotonic`` cache time; ``sleep`` waits in ``monotonic`` time and ``jitter``
+    (a number in [0, 1)) places each background refresh: tests inject all four.
     """
 
     def __init__(
@@ -128,6 +133,8 @@ class TokenValidator:
         reject_id_tokens: bool = True,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        jitter: Callable[[], float] = random.random,
         observer: ValidationObserver | None = None,
     ) -> None:
         configs = list(issuers)
@@ -153,6 +160,8 @@ class TokenValidator:
                     c,
                     self._client,
                     clock=monotonic,
+                    sleep=sleep,
+                    jitter=jitter,
                     observer=fetch_observer,
                     on_dropped=self.cache.discard_keys,
                 ),
@@ -178,7 +187,10 @@ class TokenValidator:
         return self._http_client
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this validator created it."""
+        """Stop the background key refreshes and close the HTTP client if this validator
+        created it. A later validation or :meth:`warm_up` starts again."""
+        for state in self._states:
+            await state.keys.aclose()
         if self._own_client and self._http_client is not None:
             await self._http_client.aclose()
             self._http_client = None
@@ -283,9 +295,28 @@ class TokenValidator:
         return exc
 
     async def warm_up(self) -> None:
-        """Load every issuer's keys now; raise :class:`KeysUnavailable` if any cannot be had."""
-        for state in self._states:
-            await state.keys.load()
+        """Load every issuer's keys now (concurrently) and keep them refreshed in the
+        background; then raise :class:`KeysUnavailable` naming each issuer whose keys
+        could not be had (the others are loaded, and the failed ones retried)."""
+        failures: dict[int, KeysUnavailable] = {}
+
+        async def load(index: int, keys: KeySet) -> None:
+            try:
+                await keys.load()
+            except KeysUnavailable as exc:
+                failures[index] = exc
+
+        async with anyio.create_task_group() as group:
+            for index, state in enumerate(self._states):
+                group.start_soon(load, index, state.keys)
+        if len(failures) == 1:
+            raise next(iter(failures.values()))
+        if failures:
+            errors = [failures[i] for i in sorted(failures)]
+            raise KeysUnavailable(
+                "; ".join(str(e) for e in errors),
+                retry_after=min(e.retry_after for e in errors),
+            )
 
     def status(self) -> list[KeySetStatus]:
         """Key-set snapshots, one per issuer."""
@@ -359,7 +390,12 @@ class TokenValidator:
         identity = identity_from_claims(
             claims, audience=audience, mapping=TokenClaims(authorization, start, start + len(p64))
         )
-        self.cache.put(authorization, identity, key, not_after, not_before)
+        # The entry answers no longer than the key set stays usable (its monotonic
+        # deadline moved to token time): past it the token is verified again, so it
+        # gets a 503 like any other once the keys are too old, and costs the hit path
+        # nothing.
+        usable_until = self.clock() + state.keys.usable_for()
+        self.cache.put(authorization, identity, key, min(not_after, usable_until), not_before)
         return identity
 
     def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""Operating a validator: warm keys at startup, close at shutdown, answer ``/readyz``.
+"""Operating a validator: warm keys at startup (which starts their background refresh),
+stop and close at shutdown, answer ``/readyz``.
 
     validator = TokenValidator([issuer])
     app = Starlette(
@@ -10,7 +11,10 @@
 through the ASGI lifespan; :func:`lifespan` is for apps that validate without it
 (FastAPI dependencies, background workers). Readiness is "every issuer has usable
 keys": fetched and not older than their cache lifetime plus the issuer's
-``max_stale``, and, when ``max_age`` is given, fetched within ``max_age`` seconds.
+``max_stale``, and, when ``max_age`` is given, fetched (or confirmed unchanged, a 304)
+within ``max_age`` seconds. Keys refresh in the background shortly before their
+lifetime ends, so on a healthy issuer the age stays below that lifetime: pick a
+``max_age`` above it (Entra's keys live 24 h).
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ STATE_KEY: Final = "tokenguard_validator"
 async def managed_validator(
     validator: TokenValidator, *, warm_up: bool = True, strict: bool = False, close: bool = True
 ) -> AsyncIterator[TokenValidator]:
-    """Load every issuer's keys on entry and close the validator on exit.
+    """Load every issuer's keys on entry (starting their background refresh) and close
+    the validator on exit (stopping it).
 
     A failed warm-up is logged and the app starts anyway (requests get 503 until keys
     arrive, and readiness says so); ``strict=True`` raises :class:`KeysUnavailable`
@@ -107,15 +112,15 @@ def readiness_report(
 ) -> dict[str, Any]:
     """``{"ready": bool, "issuers": [...]}``: per issuer whether its keys are usable.
 
-    ``max_age`` additionally requires keys fetched within that many seconds.
+    ``max_age`` additionally requires keys fetched within that many seconds (a 304
+    counts: the keys were confirmed); ``age_seconds`` is the time since.
     ``include_errors`` adds the last fetch error text (it names hosts and documents,
     so leave it off when ``/readyz`` is reachable from outside).
     """
     issuers = []
     for status in validator.status():
         ready = status.usable and (
-            max_age is None
-            or (status.since_success is not None and status.since_success <= max_age)
+            max_age is None or (status.age is not None and status.age <= max_age)
         )
         issuers.append(_issuer_report(status, ready, include_errors))
     return {"ready": all(i["ready"] for i in issuers), "issuers": issuers}

@@ -447,6 +447,8 @@ class LocalIssuer:
                 "max_token_bytes",
                 "clock",
                 "monotonic",
+                "sleep",
+                "jitter",
                 "observer",
                 "reject_id_tokens",
             )

@@ -85,13 +85,13 @@ def with_kid(token: str, kid: str) -> str:
 async def settled(validator: TokenValidator) -> None:
     """Wait (on I/O, not on a clock) until no key fetch is in flight.
 
-    Reaches into the key set for its refresh task: there is no public hook for
+    Reaches into the key set for its fetch in flight: there is no public hook for
     "the background refresh has finished", and polling status would race with it.
     """
     for state in validator._states:
-        task = state.keys._task
-        if task is not None:
-            await asyncio.shield(task)
+        flight = state.keys._flight
+        if flight is not None:
+            await flight.wait()
 
 
 async def until(condition: Callable[[], bool]) -> None:
