@@ -95,6 +95,24 @@ def _add_context(exc: TokenGuardError, issuer: Issuer, kid: str) -> None:
     exc.kid = _loggable(kid)
 
 
+def _check_key_issuer(key_issuer: str, claims: dict[str, Any]) -> None:
+    """The token's ``iss`` must be its signing key's ``issuer`` (IDX40005).
+
+    A key issuer with ``{tenantid}`` takes the token's ``tid``, which must then be there
+    and be a plain tenant id. Runs once per new token, never on a cache hit.
+    """
+    expected = key_issuer
+    if TENANT_PLACEHOLDER in key_issuer:
+        tid = claims.get("tid")
+        if tid is None:
+            raise InvalidToken("tid missing for a tenant-template key", reason="missing_claim")
+        if not (type(tid) is str and _TENANT_ID.fullmatch(tid)):
+            raise InvalidToken("tid is not a tenant id", reason="invalid_claim")
+        expected = key_issuer.replace(TENANT_PLACEHOLDER, tid)
+    if claims.get("iss") != expected:
+        raise InvalidToken("token issuer is not its key's issuer", reason="key_issuer_mismatch")
+
+
 class _IssuerState:
     """An issuer's configuration with its key set and precomputed lookups."""
 
@@ -339,7 +357,23 @@ class TokenValidator:
                 raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
             if not key.verify(alg, signing_input, signature):
                 raise InvalidToken("signature does not verify", reason="bad_signature")
+            if key.issuer is not None and issuer.validate_key_issuer:
+                _check_key_issuer(key.issuer, claims)
             audience, not_after, not_before = self._check_claims(state, claims, now)
+            # The identity keeps the token's bytes (the cache holds them anyway), not the
+            # decoded claims: they are decoded again if the app ever reads them. The cache
+            # keeps them as the Authorization value that carries them.
+            authorization = BEARER + raw
+            start = len(BEARER) + len(h64) + 1
+            identity = identity_from_claims(
+                claims,
+                audience=audience,
+                mapping=TokenClaims(authorization, start, start + len(p64)),
+            )
+            # Judged on the identity, so "grants something" means exactly what the
+            # identity's roles and scopes will hold (IDW10201).
+            if issuer.require_roles_or_scopes and not (identity.roles or identity.scopes):
+                raise InvalidToken("token has neither roles nor scopes", reason="no_permissions")
         except TokenGuardError as exc:
             _add_context(exc, issuer, kid)
             raise
@@ -349,14 +383,6 @@ class TokenValidator:
             if len(self._headers) >= _MAX_KNOWN_HEADERS:
                 self._headers.clear()
             self._headers[h64] = (header, alg, kid)
-        # The identity keeps the token's bytes (the cache holds them anyway), not the
-        # decoded claims: they are decoded again if the app ever reads them. The cache
-        # keeps them as the Authorization value that carries them.
-        authorization = BEARER + raw
-        start = len(BEARER) + len(h64) + 1
-        identity = identity_from_claims(
-            claims, audience=audience, mapping=TokenClaims(authorization, start, start + len(p64))
-        )
         self.cache.put(authorization, identity, key, not_after, not_before)
         return identity
 
@@ -436,10 +462,6 @@ class TokenValidator:
             for name in _ID_TOKEN_CLAIMS:
                 if name in claims:
                     raise InvalidToken("an ID token is not an access token", reason="wrong_type")
-        if state.config.require_roles_or_scopes and not (
-            claims.get("roles") or claims.get("scp") or claims.get("scope")
-        ):
-            raise InvalidToken("token has neither roles nor scopes", reason="no_permissions")
         return audience, _seconds(exp) + leeway, not_before
 
     @staticmethod

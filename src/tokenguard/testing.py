@@ -8,6 +8,14 @@
 The issuer serves its discovery document and JWKS as an ``httpx.MockTransport``
 (:meth:`LocalIssuer.transport`) and as an ASGI app (:meth:`LocalIssuer.asgi_app`),
 counts every fetch in :attr:`LocalIssuer.hits`, and rotates keys.
+
+Tokens are shaped like Entra's: a managed-identity or app token minted without
+``roles`` carries neither ``roles`` nor ``scp`` (as real managed-identity tokens for
+Key Vault or Storage do), and a validator refuses it (``no_permissions``) unless its
+issuer says ``require_roles_or_scopes=False``; pass that to :meth:`LocalIssuer.validator`
+or :meth:`LocalIssuer.issuer_config` when the API authorizes by object id. A ``user``
+token always has ``scp`` (``user_impersonation`` when no scopes are given). The JWKS
+keys carry no ``issuer`` or ``cloud_instance_name`` member (v1-shaped).
 """
 
 from __future__ import annotations
@@ -259,7 +267,12 @@ class LocalIssuer:
         tenant_id: str | None = None,
         version: Literal["1.0", "2.0"] = "1.0",
     ) -> dict[str, Any]:
-        """Claims shaped like an Entra access token of the given kind."""
+        """Claims shaped like an Entra access token of the given kind.
+
+        ``roles`` become the ``roles`` claim (left out when empty); ``scopes`` the
+        ``scp`` of a ``user`` token. An app or managed-identity token without roles
+        grants nothing, which validators refuse by default (see the module docstring).
+        """
         now = int(self.clock() if issued_at is None else issued_at)
         oid = object_id or str(uuid.uuid4())
         tid = tenant_id or self.tenant_id
