@@ -520,3 +520,55 @@ async def test_one_issuer_refuses_unknown_kids_before_decoding_claims(
     # With several issuers the payload's iss picks the key set, so it is decoded first.
     both = validator_of(session_issuer, LocalIssuer())
     assert await reason(both, token) == "malformed"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {},
+        {"roles": []},
+        {"roles": ""},
+        {"roles": [""]},
+        {"roles": [1, None, {"r": 1}]},
+        {"roles": {"Admin": True}},
+        {"scp": ""},
+        {"scp": "   "},
+        {"scp": 5},
+        {"scp": [""]},
+        {"scope": ""},
+        {"scope": ["", 7]},
+        # scp, when present, is what Identity reads: junk there hides a scope claim
+        {"scp": 5, "scope": "read"},
+    ],
+)
+async def test_a_token_that_grants_nothing_is_refused(
+    session_issuer: LocalIssuer, validator: TokenValidator, claims: dict[str, Any]
+) -> None:
+    token = session_issuer.mint(VAULT, claims=claims)
+    assert await reason(validator, token) == "no_permissions"
+    assert validator.cached(token) is None
+    relaxed = session_issuer.validator(VAULT, require_roles_or_scopes=False)
+    identity = await relaxed.validate(token)
+    assert identity.permissions == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("claims", "permissions"),
+    [
+        ({"roles": ["Secrets.Read"]}, {"Secrets.Read"}),
+        ({"roles": "Secrets.Read"}, {"Secrets.Read"}),
+        ({"roles": ["", "Secrets.Read", 3]}, {"Secrets.Read"}),
+        ({"scp": "a  b"}, {"a", "b"}),
+        ({"scp": ["a"]}, {"a"}),
+        ({"scope": "read write"}, {"read", "write"}),  # RFC 9068
+        ({"roles": [], "scope": "read"}, {"read"}),
+    ],
+)
+async def test_a_token_that_grants_something_passes(
+    session_issuer: LocalIssuer,
+    validator: TokenValidator,
+    claims: dict[str, Any],
+    permissions: set[str],
+) -> None:
+    identity = await validator.validate(session_issuer.mint(VAULT, claims=claims))
+    assert identity.permissions == permissions
