@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -69,6 +70,17 @@ def data(name: str) -> dict[str, Any]:
 def b64_int(value: int) -> str:
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def rsa_numbers(public_key: object) -> rsa.RSAPublicNumbers:
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    return public_key.public_numbers()
+
+
+def certificate_numbers(jwk: dict[str, Any]) -> rsa.RSAPublicNumbers:
+    """The public key of the JWK's ``x5c`` certificate."""
+    der = base64.b64decode(jwk["x5c"][0])
+    return rsa_numbers(x509.load_der_x509_certificate(der).public_key())
 
 
 def int_b64(text: str) -> int:
@@ -202,17 +214,11 @@ def test_real_key_sets_load_whole_with_their_members(
         assert key.issuer == jwk.get("issuer")
         assert key.cloud_instance_name == jwk.get("cloud_instance_name")
         # The key is n/e, which Entra's certificate (x5c) confirms for its real keys.
-        numbers = key.public_key.public_numbers()
+        numbers = rsa_numbers(key.public_key)
         assert (numbers.n, numbers.e) == (int_b64(jwk["n"]), int_b64(jwk["e"]))
-        certificate = x509.load_der_x509_certificate(base64.b64decode(jwk["x5c"][0]))
-        assert certificate.public_key().public_numbers() == numbers
-    counted_issuers: dict[str | None, int] = {}
-    counted_clouds: dict[str | None, int] = {}
-    for key in keys.values():
-        counted_issuers[key.issuer] = counted_issuers.get(key.issuer, 0) + 1
-        counted_clouds[key.cloud_instance_name] = counted_clouds.get(key.cloud_instance_name, 0) + 1
-    assert counted_issuers == issuers
-    assert counted_clouds == clouds
+        assert certificate_numbers(jwk) == numbers
+    assert Counter(key.issuer for key in keys.values()) == issuers
+    assert Counter(key.cloud_instance_name for key in keys.values()) == clouds
 
 
 def test_x5c_is_never_a_key_source(entra: Entra) -> None:
@@ -223,9 +229,8 @@ def test_x5c_is_never_a_key_source(entra: Entra) -> None:
     # Swapped: the key is our n/e even though x5c still holds Entra's certificate.
     swapped = load_jwks(entra.documents[V2_KEYS], ALL_RSA, 10)[real["kid"]]
     ours = entra.private[real["kid"]].public_key().public_numbers()
-    assert swapped.public_key.public_numbers() == ours
-    certificate = x509.load_der_x509_certificate(base64.b64decode(real["x5c"][0]))
-    assert certificate.public_key().public_numbers() != ours
+    assert rsa_numbers(swapped.public_key) == ours
+    assert certificate_numbers(real) != ours
 
 
 def test_the_global_set_holds_keys_of_another_cloud() -> None:

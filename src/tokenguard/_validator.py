@@ -2,7 +2,9 @@
 
 Algorithms, issuers, audiences and keys come from configuration; nothing in the
 token chooses them. ``jku``, ``x5u``, ``jwk`` and ``x5c`` header members are never
-used as key sources.
+used as key sources. A key that names its ``issuer`` (Entra v2 key sets) verifies only
+that issuer's tokens, and by default an identity must be granted some role or scope;
+both are judged once per new token, never on a cache hit.
 """
 
 from __future__ import annotations
