@@ -13,10 +13,13 @@ Routes (roles are the lab's Key Vault roles: the lab puts them in tokens for the
     GET  /healthz           no token
     GET  /readyz            no token; 200 once the issuer's keys are loaded, else 503
     GET  /metrics           no token; Prometheus text format
-    GET  /whoami            any valid token
+    GET  /whoami            any valid token (one that grants some role or scope)
     GET  /secrets           "Key Vault Secrets User" or "Key Vault Secrets Officer"
     GET  /secrets/{name}    "Key Vault Secrets User" or "Key Vault Secrets Officer"
     PUT  /secrets/{name}    "Key Vault Secrets Officer", managed identities only
+
+A token that grants no role or scope at all is refused with 401 ``invalid_token`` before
+any route runs (``Issuer.require_roles_or_scopes``, on by default).
 
 Configuration (environment): ``TOKENGUARD_ISSUER``, ``TOKENGUARD_DISCOVERY_URL``,
 ``TOKENGUARD_AUDIENCE``; without them the lab's ``LAB_ISSUER``/``LAB_DISCOVERY_URL``, then

@@ -289,7 +289,7 @@ async def test_allow_lists_bound_to_an_issuer_or_tenant() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
 
         async def statuses(issuer: LocalIssuer) -> dict[str, int]:
-            token = issuer.mint(object_id=oid, app_id=APP_ID)
+            token = issuer.mint(object_id=oid, app_id=APP_ID, roles=["Other"])
             headers = {"Authorization": f"Bearer {token}"}
             return {path: (await client.get(path, headers=headers)).status_code for path in routes}
 
@@ -309,7 +309,7 @@ async def test_kelvin_sign_in_xms_mirid_is_not_the_allowed_resource(issuer: Loca
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         answers = []
         for mirid in (allowed.replace("rg-kv", "rg-\u212av"), allowed.upper()):
-            token = issuer.mint(mi_resource_id=mirid)
+            token = issuer.mint(mi_resource_id=mirid, roles=["Other"])
             response = await client.get("/", headers={"Authorization": f"Bearer {token}"})
             answers.append(response.status_code)
     await validator.aclose()

@@ -42,7 +42,7 @@ def test_verify_prints_identity(served: LocalIssuer, capsys: pytest.CaptureFixtu
 def test_verify_with_jwks_uri_and_stdin(
     served: LocalIssuer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(served.mint() + "\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(served.mint(roles=["R"]) + "\n"))
     args = [*verify_args(served, "-"), "--jwks-uri", served.jwks_uri, "--algorithm", "RS256"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["audience"] == VAULT
@@ -54,6 +54,20 @@ def test_verify_rejection_exits_1(served: LocalIssuer, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert json.loads(out) == {"error": "invalid_token", "reason": "bad_signature"}
     assert token not in out
+
+
+def test_verify_refuses_a_token_that_grants_nothing_unless_allowed(
+    served: LocalIssuer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = served.mint()  # a managed identity's Key Vault token: no roles, no scp
+    args = [*verify_args(served, token), "--jwks-uri", served.jwks_uri]
+    assert main(args) == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "error": "invalid_token",
+        "reason": "no_permissions",
+    }
+    assert main([*args, "--allow-no-permissions"]) == 0
+    assert json.loads(capsys.readouterr().out)["roles"] == []
 
 
 def test_verify_keys_unavailable_exits_3(capsys: pytest.CaptureFixture[str]) -> None:

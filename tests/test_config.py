@@ -22,7 +22,60 @@ def test_defaults() -> None:
     assert issuer.leeway == 60 and issuer.max_stale == 86_400
     assert issuer.key_source == "https://x/k"
     assert not issuer.is_template
-    assert Issuer(**{**OK, "audiences": "single"}).audiences == ("single",)
+    assert issuer.require_roles_or_scopes
+    assert issuer.validate_key_issuer
+    assert not issuer.validate_cloud_instance
+
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "template"),
+    [
+        ("audiences", "api://x", False),
+        ("algorithms", "RS256", False),
+        ("required_claims", "oid", False),
+        ("token_types", "at+jwt", False),
+        ("tenants", TENANT, True),
+        ("audiences", b"api://x", False),
+    ],
+)
+def test_a_lone_string_is_not_a_collection(name: str, value: object, template: bool) -> None:
+    # Iterated, "<tenant id>" would be its characters: the real tenant refused and
+    # every one-character tid accepted.
+    base = {**OK, "issuer": "https://login/{tenantid}/v2.0"} if template else OK
+    kind = type(value).__name__
+    with pytest.raises(TypeError) as info:
+        Issuer(**{**base, name: value})
+    assert str(info.value) == (
+        f"{name} must be a list of strings, not a {kind}: {name}={[value]!r}"
+    )
+
+
+def test_collections_of_one_string_are_fine() -> None:
+    issuer = Issuer(
+        **{**OK, "issuer": "https://login/{tenantid}/v2.0"},
+        tenants=[TENANT],
+        required_claims=["oid"],
+        token_types=["JWT"],
+        algorithms=["RS256"],
+    )
+    assert issuer.audiences == ("a",)
+    assert issuer.tenants == frozenset({TENANT})
+    assert issuer.tenant_allowed(TENANT.upper())
+    assert not issuer.tenant_allowed(TENANT[0])
+    assert issuer.required_claims == ("oid",)
+    assert issuer.algorithms == ("RS256",)
+
+
+def test_cloud_instance_validation_needs_discovery() -> None:
+    with pytest.raises(ValueError, match="validate_cloud_instance needs discovery_url"):
+        Issuer(**OK, validate_cloud_instance=True)
+    issuer = Issuer(
+        **{**OK, "jwks_uri": None, "discovery_url": "https://x/d"}, validate_cloud_instance=True
+    )
+    assert issuer.validate_cloud_instance
 
 
 def test_template_and_tenants() -> None:

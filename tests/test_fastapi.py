@@ -31,6 +31,8 @@ from tokenguard.testing import LocalIssuer
 from .conftest import VAULT
 from .helpers import RecordingObserver, bearer, closing_spy
 
+#: A role no route here requires: a token must grant something to be valid at all.
+ANY_ROLE = ["Other"]
 MI_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg/providers/"
     "Microsoft.ManagedIdentity/userAssignedIdentities/reporter"
@@ -238,7 +240,7 @@ def test_error_handler_renders_flat_body(validator: TokenValidator) -> None:
 
 def test_optional_identity(client: TestClient, issuer: LocalIssuer) -> None:
     assert client.get("/maybe").json() == {"anonymous": True}
-    token = issuer.mint(VAULT, object_id="oid-2")
+    token = issuer.mint(VAULT, roles=ANY_ROLE, object_id="oid-2")
     assert client.get("/maybe", headers=bearer(token)).json()["oid"] == "oid-2"
     # A bad token is not anonymity: it is refused.
     assert client.get("/maybe", headers=bearer(issuer.forge(VAULT))).status_code == 401
@@ -277,11 +279,11 @@ def test_security_scopes_check_roles_and_delegated_scopes(
 
 
 def test_caller_allow_list(client: TestClient, issuer: LocalIssuer) -> None:
-    allowed = issuer.mint(VAULT, mi_resource_id=MI_ID.upper(), object_id="oid-r")
+    allowed = issuer.mint(VAULT, roles=ANY_ROLE, mi_resource_id=MI_ID.upper(), object_id="oid-r")
     response = client.get("/reporter", headers=bearer(allowed))
     assert response.status_code == 200
     assert response.json()["oid"] == "oid-r"
-    other = client.get("/reporter", headers=bearer(issuer.mint(VAULT)))
+    other = client.get("/reporter", headers=bearer(issuer.mint(VAULT, roles=ANY_ROLE)))
     assert other.status_code == 403
     assert other.json()["detail"]["error_description"] == "The caller is not allowed"
 
@@ -295,7 +297,7 @@ def test_requires_accepts_a_requirement_object(validator: TokenValidator) -> Non
 def test_repeated_token_is_served_from_the_cache(
     client: TestClient, issuer: LocalIssuer, observer: RecordingObserver
 ) -> None:
-    token = issuer.mint(VAULT)
+    token = issuer.mint(VAULT, roles=ANY_ROLE)
     assert client.get("/me", headers=bearer(token)).status_code == 200
     assert client.get("/me", headers=bearer(token)).status_code == 200
     assert [(o, r, c) for o, r, _, c in observer.validations] == [
@@ -307,7 +309,7 @@ def test_repeated_token_is_served_from_the_cache(
 def test_two_dependencies_validate_once(
     client: TestClient, issuer: LocalIssuer, observer: RecordingObserver
 ) -> None:
-    response = client.get("/both", headers=bearer(issuer.mint(VAULT)))
+    response = client.get("/both", headers=bearer(issuer.mint(VAULT, roles=ANY_ROLE)))
     assert response.json() == {"same": True}
     assert [(o, r, c) for o, r, _, c in observer.validations] == [("valid", None, False)]
 
@@ -333,7 +335,7 @@ def test_with_middleware_reuses_its_identity(
     with TestClient(app) as client:
         token = issuer.mint(VAULT, object_id="oid-3", roles=["Secrets.Read"])
         assert client.get("/read", headers=bearer(token)).json()["oid"] == "oid-3"
-        denied = client.get("/read", headers=bearer(issuer.mint(VAULT)))
+        denied = client.get("/read", headers=bearer(issuer.mint(VAULT, roles=ANY_ROLE)))
         # The middleware's realm shapes the dependency's 403 too.
         assert denied.status_code == 403
         assert denied.headers["www-authenticate"].startswith('Bearer realm="api", error=')
@@ -352,7 +354,9 @@ def test_excluded_path_validates_in_the_dependency(
         middleware=[Middleware(TokenGuardMiddleware, validator=validator, exclude_paths=["/me"])],
     )
     with TestClient(app) as client:
-        response = client.get("/me", headers=bearer(issuer.mint(VAULT, object_id="oid-4")))
+        response = client.get(
+            "/me", headers=bearer(issuer.mint(VAULT, roles=ANY_ROLE, object_id="oid-4"))
+        )
         assert response.json()["oid"] == "oid-4"
         assert client.get("/me").status_code == 401
 
@@ -368,7 +372,10 @@ def test_guard_with_its_own_validator(validator: TokenValidator, issuer: LocalIs
     with TestClient(app) as client:
         token = issuer.mint(VAULT, object_id="oid-5", roles=["R"])
         assert client.get("/own", headers=bearer(token)).json()["oid"] == "oid-5"
-        assert client.get("/own", headers=bearer(issuer.mint(VAULT))).status_code == 403
+        assert (
+            client.get("/own", headers=bearer(issuer.mint(VAULT, roles=ANY_ROLE))).status_code
+            == 403
+        )
         assert client.get("/own").status_code == 401
 
 
@@ -385,7 +392,7 @@ def test_guard_without_any_validator_is_a_configuration_error() -> None:
 
 def test_websocket_dependency(validator: TokenValidator, issuer: LocalIssuer) -> None:
     with TestClient(build_app(validator)) as client:
-        token = issuer.mint(VAULT, object_id="oid-ws")
+        token = issuer.mint(VAULT, roles=ANY_ROLE, object_id="oid-ws")
         with client.websocket_connect("/ws", headers=bearer(token)) as conn:
             assert conn.receive_json() == {"oid": "oid-ws"}
         with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/ws") as conn:
@@ -407,7 +414,9 @@ def test_lifespan_warms_keys_and_closes_validator(
         assert issuer.hits["jwks"] == fetched + 1  # fetched at startup, before any request
         assert app.state.tokenguard_validator is validator
         assert not closed
-        assert client.get("/me", headers=bearer(issuer.mint(VAULT))).status_code == 200
+        assert (
+            client.get("/me", headers=bearer(issuer.mint(VAULT, roles=ANY_ROLE))).status_code == 200
+        )
         assert issuer.hits["jwks"] == fetched + 1
     assert closed == [True]
 
@@ -527,6 +536,7 @@ def test_example_service_with_local_issuer(issuer: LocalIssuer) -> None:
     app = create_app(validator=issuer.validator([VAULT], observer=observer), observer=observer)
     vm = bearer(issuer.mint(VAULT, roles=[OFFICER], mi_resource_id=MI_ID))
     reader = bearer(issuer.mint(VAULT, roles=[SECRETS_USER]))
+    other_role = bearer(issuer.mint(VAULT, roles=ANY_ROLE))
     norole = bearer(issuer.mint(VAULT))
     officer_user = bearer(issuer.mint(VAULT, kind="user", roles=[OFFICER]))
     with TestClient(app) as client:
@@ -543,7 +553,14 @@ def test_example_service_with_local_issuer(issuer: LocalIssuer) -> None:
         denied = client.put("/secrets/db", json={"value": "x"}, headers=reader)
         assert denied.status_code == 403
         assert denied.json()["error"] == "insufficient_scope"  # flat body: add_error_handler
-        assert client.get("/secrets", headers=norole).status_code == 403
+        assert client.get("/secrets", headers=other_role).status_code == 403
+        # A token that grants nothing is not a valid token for this API (IDW10201).
+        refused = client.get("/secrets", headers=norole)
+        assert refused.status_code == 401
+        assert refused.json() == {
+            "error": "invalid_token",
+            "error_description": "The token carries neither roles nor scopes",
+        }
         # The write route takes managed identities only, whatever the roles.
         assert (
             client.put("/secrets/db", json={"value": "x"}, headers=officer_user).status_code == 403
@@ -591,7 +608,8 @@ async def test_example_service_through_the_lab(tmp_path: Path) -> None:
             assert (
                 await client.put("/secrets/db", json={"value": "x"}, headers=reader)
             ).status_code == 403
-            assert (await client.get("/secrets/db", headers=norole)).status_code == 403
+            # The lab's norole identity has no role: its token grants nothing (IDW10201).
+            assert (await client.get("/secrets/db", headers=norole)).status_code == 401
             assert (await client.get("/secrets/db")).status_code == 401
             assert (await client.get("/readyz")).status_code == 200
         await app.state.tokenguard_validator.aclose()

@@ -7,7 +7,8 @@ import logging
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jwt.algorithms import RSAAlgorithm
 
 from tokenguard._keys import VerificationKey, load_jwks
@@ -71,6 +72,9 @@ def test_allowed_algorithms_narrow_the_binding(rsa_jwk: dict[str, Any]) -> None:
         ({"alg": "ES256"}, "no allowed algorithm fits this key"),
         ({"alg": 5}, "no allowed algorithm fits this key"),
         ({"n": "not-base64!"}, "unreadable key"),
+        ({"issuer": 5}, "issuer is not a string"),
+        ({"issuer": ["https://login.microsoftonline.com/{tenantid}/v2.0"]}, "issuer is not a"),
+        ({"cloud_instance_name": {"name": "microsoftonline.com"}}, "cloud_instance_name is not"),
     ],
 )
 def test_bad_keys_are_skipped_one_by_one(
@@ -192,3 +196,94 @@ def test_every_rsa_algorithm_verifies_its_own_signatures(alg: str) -> None:
     assert not key.verify(alg, data + b"!", signature)
     other = "PS256" if alg.startswith("RS") else "RS256"
     assert not key.verify(other, data, signature)
+
+
+TEMPLATE = "https://login.microsoftonline.com/{tenantid}/v2.0"
+CONSUMERS = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
+
+
+def test_entra_members_are_kept_on_the_key(rsa_jwk: dict[str, Any]) -> None:
+    document = {
+        "keys": [
+            {
+                **rsa_jwk,
+                "kid": "t",
+                "issuer": TEMPLATE,
+                "cloud_instance_name": "microsoftonline.com",
+            },
+            {**rsa_jwk, "kid": "c", "issuer": CONSUMERS},
+            {**rsa_jwk, "kid": "v1"},
+            {**rsa_jwk, "kid": "blank", "issuer": " ", "cloud_instance_name": ""},
+        ]
+    }
+    keys = load_jwks(document, ALL, 10)
+    assert (keys["t"].issuer, keys["t"].cloud_instance_name) == (TEMPLATE, "microsoftonline.com")
+    assert (keys["c"].issuer, keys["c"].cloud_instance_name) == (CONSUMERS, None)
+    assert (keys["v1"].issuer, keys["v1"].cloud_instance_name) == (None, None)
+    # Blank members bind nothing, as Microsoft.IdentityModel reads them.
+    assert (keys["blank"].issuer, keys["blank"].cloud_instance_name) == (None, None)
+    assert "issuer='https://login.microsoftonline.com/{tenantid}/v2.0'" in repr(keys["t"])
+
+
+def test_keys_of_another_cloud_are_skipped_when_the_cloud_is_named(
+    rsa_jwk: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    document = {
+        "keys": [
+            {**rsa_jwk, "kid": "com", "cloud_instance_name": "microsoftonline.com"},
+            {**rsa_jwk, "kid": "us", "cloud_instance_name": "microsoftonline.us"},
+            {**rsa_jwk, "kid": "none"},
+        ]
+    }
+    assert set(load_jwks(document, ALL, 10)) == {"com", "us", "none"}
+    with caplog.at_level(logging.WARNING, logger="tokenguard"):
+        keys = load_jwks(document, ALL, 10, cloud_instance="microsoftonline.com")
+    assert set(keys) == {"com", "none"}
+    skipped = [r for r in caplog.records if getattr(r, "kid", None) == "us"]
+    assert [getattr(r, "why", "") for r in skipped] == [
+        "key of another cloud instance (microsoftonline.us)"
+    ]
+    with pytest.raises(ValueError, match="no usable signing key"):
+        load_jwks({"keys": document["keys"][1:2]}, ALL, 10, cloud_instance="microsoftonline.com")
+
+
+def test_same_key_compares_the_issuer_binding(rsa_jwk: dict[str, Any]) -> None:
+    def load(**members: str) -> VerificationKey:
+        return load_jwks({"keys": [{**rsa_jwk, **members}]}, ALL, 10)["k1"]
+
+    assert load(issuer=TEMPLATE).same_key(load(issuer=TEMPLATE))
+    assert not load(issuer=TEMPLATE).same_key(load(issuer=CONSUMERS))
+    assert not load(issuer=TEMPLATE).same_key(load())
+    assert not load(cloud_instance_name="microsoftonline.com").same_key(
+        load(cloud_instance_name="microsoftonline.us")
+    )
+
+
+_PSS_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "PS256": hashes.SHA256,
+    "PS384": hashes.SHA384,
+    "PS512": hashes.SHA512,
+}
+
+
+@pytest.mark.parametrize("alg", sorted(_PSS_HASHES))
+def test_pss_signature_must_be_exactly_the_modulus_length(alg: str) -> None:
+    # RFC 8017 8.1.2: a signature is k octets. About one PSS signature in 256 starts
+    # with a zero octet; OpenSSL also takes it with that octet dropped.
+    private = generate_key("RSA")
+    assert isinstance(private, rsa.RSAPrivateKey)
+    key = load_jwks({"keys": [SigningKey("k", alg, private).public_jwk]}, ALL | {alg}, 10)["k"]
+    hash_cls = _PSS_HASHES[alg]
+    pss = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=hash_cls().digest_size)
+    data = b"header.payload"
+    for _ in range(20_000):  # PSS is randomised: each signature is a new draw
+        signature = private.sign(data, pss, hash_cls())
+        if signature[0] == 0:
+            break
+    else:
+        raise AssertionError("no PSS signature with a leading zero octet in 20000 draws")
+    assert len(signature) == 256
+    assert key.verify(alg, data, signature)
+    private.public_key().verify(signature[1:], data, pss, hash_cls())  # OpenSSL: fine
+    assert not key.verify(alg, data, signature[1:])
+    assert not key.verify(alg, data, b"\0" + signature)

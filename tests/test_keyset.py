@@ -23,6 +23,8 @@ def make(
     issuer: LocalIssuer, clock: FakeClock, **options: object
 ) -> tuple[TokenValidator, SwitchableIssuer]:
     server = SwitchableIssuer(issuer)
+    # The tokens are Key Vault managed-identity tokens: they carry no roles.
+    options.setdefault("require_roles_or_scopes", False)
     validator = TokenValidator(
         [issuer.issuer_config(VAULT, **options)],
         http_client=server.client(),
@@ -304,7 +306,9 @@ async def test_failed_discovery_refresh_keeps_the_last_jwks_uri(issuer: LocalIss
 
 async def test_jwks_uri_configuration_skips_discovery(issuer: LocalIssuer) -> None:
     server = SwitchableIssuer(issuer)
-    config = issuer.issuer_config(VAULT, discovery_url=None, jwks_uri=issuer.jwks_uri)
+    config = issuer.issuer_config(
+        VAULT, discovery_url=None, jwks_uri=issuer.jwks_uri, require_roles_or_scopes=False
+    )
     validator = TokenValidator([config], http_client=server.client())
     assert await validator.validate(issuer.mint())
     assert server.count("openid-configuration") == 0

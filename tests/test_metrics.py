@@ -77,7 +77,7 @@ def sample(observer: PrometheusObserver, name: str, **labels: str) -> float | No
 def test_validation_counters_after_requests(
     client: TestClient, issuer: LocalIssuer, observer: PrometheusObserver
 ) -> None:
-    token = issuer.mint(VAULT)
+    token = issuer.mint(VAULT, roles=["Secrets.Read"])
     answers = [
         client.get("/", headers=bearer(token)).status_code,
         client.get("/", headers=bearer(token)).status_code,  # verified-token cache hit

@@ -35,6 +35,8 @@ from .helpers import FakeClock, RecordingObserver, SwitchableIssuer, bearer, clo
 pytestmark = pytest.mark.anyio
 
 VAULT = "https://vault.azure.net"
+#: A role for tokens that must pass: by default a token granting nothing is refused.
+ROLE = ["Secrets.Read"]
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -156,7 +158,7 @@ async def test_malformed_requests_get_400(
 async def test_unrelated_query_strings_pass(
     client: httpx.AsyncClient, session_issuer: LocalIssuer
 ) -> None:
-    token = session_issuer.mint()
+    token = session_issuer.mint(roles=ROLE)
     response = await client.get("/whoami?x=access_tokenish", headers=bearer(token))
     assert response.status_code == 200
 
@@ -164,7 +166,7 @@ async def test_unrelated_query_strings_pass(
 async def test_scheme_is_case_insensitive(
     client: httpx.AsyncClient, session_issuer: LocalIssuer
 ) -> None:
-    token = session_issuer.mint()
+    token = session_issuer.mint(roles=ROLE)
     for scheme in ("bearer", "BEARER", "BeArEr"):
         response = await client.get("/whoami", headers={"Authorization": f"{scheme} {token}"})
         assert response.status_code == 200
@@ -211,7 +213,7 @@ async def test_anonymous_mode(validator: TokenValidator, session_issuer: LocalIs
         anonymous = await c.get("/whoami")
         assert anonymous.json()["authenticated"] is False and anonymous.json()["kind"] is None
         assert (await c.get("/whoami", headers=bearer(session_issuer.forge()))).status_code == 401
-        assert (await c.get("/whoami", headers=bearer(session_issuer.mint()))).json()[
+        assert (await c.get("/whoami", headers=bearer(session_issuer.mint(roles=ROLE)))).json()[
             "authenticated"
         ]
 
@@ -290,7 +292,7 @@ def test_websocket_accepted_with_token(
 ) -> None:
     with (
         TestClient(build(validator)) as client,
-        client.websocket_connect("/ws", headers=bearer(session_issuer.mint())) as ws,
+        client.websocket_connect("/ws", headers=bearer(session_issuer.mint(roles=ROLE))) as ws,
     ):
         assert ws.receive_text() == "managed_identity"
 
@@ -441,7 +443,7 @@ async def test_cached_identity_is_reused(
         await PlainTextResponse("ok")(scope, receive, send)
 
     middleware = TokenGuardMiddleware(app, validator=validator)
-    token = session_issuer.mint()
+    token = session_issuer.mint(roles=ROLE)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=middleware), base_url="http://t"
     ) as c:
@@ -514,7 +516,7 @@ async def test_cached_token_follows_the_general_rules(
     status: int,
     short: bool,
 ) -> None:
-    token = session_issuer.mint()
+    token = session_issuer.mint(roles=ROLE)
     async for c in cached_client(validator, token):
         filled = [(k, v.format(t=token)) for k, v in headers]
         response = await c.get(f"/whoami?{query.format(t=token)}", headers=filled)
@@ -527,7 +529,7 @@ async def test_cached_token_keeps_its_time_window(
 ) -> None:
     clock = FakeClock(session_issuer.clock())
     validator = session_issuer.validator(VAULT, clock=clock)
-    token = session_issuer.mint(lifetime=600)
+    token = session_issuer.mint(roles=ROLE, lifetime=600)
     async for c in cached_client(validator, token):
         clock.advance(-61)  # before nbf - the default leeway of 60 s
         early = await c.get("/whoami", headers=bearer(token))
@@ -546,7 +548,7 @@ async def test_cached_token_dies_with_its_key() -> None:
     issuer = LocalIssuer()
     monotonic = FakeClock()
     validator = issuer.validator(VAULT, monotonic=monotonic)
-    token = issuer.mint()
+    token = issuer.mint(roles=ROLE)
     async for c in cached_client(validator, token):
         old = issuer.signing_kid
         issuer.rotate()
@@ -555,7 +557,7 @@ async def test_cached_token_dies_with_its_key() -> None:
         await validator.warm_up()
         response = await c.get("/whoami", headers=bearer(token))
         assert response.status_code == 401
-        assert (await c.get("/whoami", headers=bearer(issuer.mint()))).status_code == 200
+        assert (await c.get("/whoami", headers=bearer(issuer.mint(roles=ROLE)))).status_code == 200
     await validator.aclose()
 
 
@@ -624,7 +626,7 @@ async def test_observer_and_clock_set_after_the_app_was_built(
     session_issuer: LocalIssuer, general_calls: list[str]
 ) -> None:
     validator = session_issuer.validator(VAULT)
-    token = session_issuer.mint(lifetime=600)
+    token = session_issuer.mint(lifetime=600, roles=["Reader"])
     app = build(validator)  # observer and clock changed only after this
     recorder = RecordingObserver()
     validator.observer = recorder

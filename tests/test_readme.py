@@ -61,6 +61,8 @@ ENTRA: Final = "https://login.microsoftonline.com"
 V1_DISCOVERY: Final = f"{ENTRA}/{TENANT}/.well-known/openid-configuration"
 V2_DISCOVERY: Final = f"{ENTRA}/{TENANT}/v2.0/.well-known/openid-configuration"
 MY_API: Final = "api://my-api"
+#: A role for tokens that must pass: by default a token granting nothing is refused.
+ROLE: Final = ["Secrets.Read"]
 
 # Keys are the slow part of a LocalIssuer: one per shape, shared by the whole module.
 _ISSUERS: dict[str, LocalIssuer] = {}
@@ -151,7 +153,7 @@ def check_quickstart_starlette(stand_ins: StandIns) -> None:
     issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
     ns = run_block("quickstart-starlette")
     with TestClient(ns["app"]) as client:
-        token = issuer.mint(MY_API, object_id="oid-quick")
+        token = issuer.mint(MY_API, object_id="oid-quick", roles=ROLE)
         assert client.get("/whoami", headers=bearer(token)).json() == {
             "kind": "managed_identity",
             "object_id": "oid-quick",
@@ -168,7 +170,8 @@ def check_quickstart_fastapi(stand_ins: StandIns) -> None:
         assert stand_ins.requests  # the guard's lifespan loaded the keys
         reader = issuer.mint(MY_API, roles=["Secrets.Read"], mi_resource_id="/x/vm-1")
         assert client.get("/secrets", headers=bearer(reader)).json() == {"caller": "vm-1"}
-        assert client.get("/secrets", headers=bearer(issuer.mint(MY_API))).status_code == 403
+        other = issuer.mint(MY_API, roles=["Other"])  # valid, lacks the route's role
+        assert client.get("/secrets", headers=bearer(other)).status_code == 403
         assert client.get("/secrets").status_code == 401
         schema = client.get("/openapi.json").json()
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
@@ -207,11 +210,12 @@ async def check_multi_tenant(stand_ins: StandIns) -> None:
     ns = run_block("multi-tenant")
     validator: TokenValidator = ns["validator"]
     for tenant in (TENANT_A, TENANT_B):
-        identity = await validator.validate(issuer.mint(APP_ID, tenant_id=tenant, version="2.0"))
+        token = issuer.mint(APP_ID, tenant_id=tenant, version="2.0", roles=ROLE)
+        identity = await validator.validate(token)
         assert identity.tenant_id == tenant
         assert identity.issuer == f"{ENTRA}/{tenant}/v2.0"
     with pytest.raises(InvalidToken) as info:
-        await validator.validate(issuer.mint(APP_ID, tenant_id=TENANT_C, version="2.0"))
+        await validator.validate(issuer.mint(APP_ID, tenant_id=TENANT_C, version="2.0", roles=ROLE))
     assert info.value.reason == "wrong_tenant"
     await close_all(ns)
 
@@ -224,15 +228,15 @@ async def check_v1_and_v2(stand_ins: StandIns) -> None:
     )
     ns = run_block("v1-and-v2")
     validator: TokenValidator = ns["validator"]
-    old = await validator.validate(v1.mint(MY_API, app_id="caller-v1"))
-    new = await validator.validate(v2.mint(APP_ID, app_id="caller-v2", version="2.0"))
+    old = await validator.validate(v1.mint(MY_API, app_id="caller-v1", roles=ROLE))
+    new = await validator.validate(v2.mint(APP_ID, app_id="caller-v2", version="2.0", roles=ROLE))
     assert (old.app_id, old.audience) == ("caller-v1", MY_API)
     assert (new.app_id, new.audience) == ("caller-v2", APP_ID)
     # Each issuer has its own audiences and its own keys.
     with pytest.raises(InvalidToken) as info:
-        await validator.validate(v2.mint(MY_API, version="2.0"))
+        await validator.validate(v2.mint(MY_API, version="2.0", roles=ROLE))
     assert info.value.reason == "wrong_audience"
-    v2_claims_v1_key = v1.sign(v2.claims(APP_ID, version="2.0"))
+    v2_claims_v1_key = v1.sign(v2.claims(APP_ID, version="2.0", roles=ROLE))
     with pytest.raises(InvalidToken) as info:
         await validator.validate(v2_claims_v1_key)
     assert info.value.reason == "unknown_key"
@@ -263,7 +267,7 @@ async def check_lab_validator(stand_ins: StandIns, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LAB_ISSUER", issuer.issuer)
     monkeypatch.setenv("LAB_DISCOVERY_URL", lab_discovery)
     ns = run_block("lab-validator")
-    identity = await ns["validator"].validate(issuer.mint("https://vault.azure.net"))
+    identity = await ns["validator"].validate(issuer.mint("https://vault.azure.net", roles=ROLE))
     assert identity.kind == "managed_identity"
     await close_all(ns)
 
@@ -289,7 +293,8 @@ def check_metrics(stand_ins: StandIns) -> None:
     issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
     ns = run_block("metrics")
     with TestClient(ns["app"]) as client:
-        assert client.get("/", headers=bearer(issuer.mint(MY_API))).status_code == 404  # no route
+        valid = issuer.mint(MY_API, roles=ROLE)
+        assert client.get("/", headers=bearer(valid)).status_code == 404  # no route
         assert client.get("/", headers=bearer(issuer.forge(MY_API))).status_code == 401
         text = client.get("/metrics").text
     assert 'tokenguard_validations_total{outcome="valid",reason=""} 1.0' in text

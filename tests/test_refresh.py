@@ -210,7 +210,7 @@ async def test_first_validation_starts_the_refresher_without_a_lifespan(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
     validator, server = make(issuer, clock)
-    assert await validator.validate(issuer.mint(VAULT))  # no warm-up, no lifespan
+    assert await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))  # no warm-up, no lifespan
     for cycle in range(2, 5):
         clock.advance(REFRESH_AFTER)
         await refreshed(validator)
@@ -227,7 +227,7 @@ async def test_aclose_stops_the_refresher_and_validating_starts_it_again(
     clock.advance(REFRESH_AFTER * 3)
     await quiet()
     assert server.count("/keys") == 1  # nothing ran after aclose
-    token = issuer.mint(VAULT)
+    token = issuer.mint(VAULT, roles=["Secrets.Read"])
     assert await validator.validate(token)  # keys are stale-but-usable: refresh starts
     await refreshed(validator)
     assert server.count("/keys") == 2
@@ -263,7 +263,7 @@ async def test_aclose_stops_a_fetch_in_flight(issuer: LocalIssuer, clock: FakeCl
 
 async def test_concurrent_misses_share_one_fetch(issuer: LocalIssuer, clock: FakeClock) -> None:
     validator, server = make(issuer, clock)
-    tokens = [issuer.mint(VAULT) for _ in range(5)]
+    tokens = [issuer.mint(VAULT, roles=["Secrets.Read"]) for _ in range(5)]
     kinds: list[str] = []
 
     async def check(token: str) -> None:
@@ -293,7 +293,7 @@ async def test_cancelled_request_does_not_cancel_the_fetch_others_wait_on(
     first = anyio.CancelScope()
 
     async def check() -> None:
-        results.append((await validator.validate(issuer.mint(VAULT))).kind)
+        results.append((await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))).kind)
 
     async def cancellable() -> None:
         with first:
@@ -342,7 +342,7 @@ async def test_warm_up_loads_every_issuer_and_names_each_failing_one(clock: Fake
     assert good.issuer not in message
     assert 1 <= info.value.retry_after <= BACKOFF
     assert [s.usable for s in validator.status()] == [False, True, False]
-    assert await validator.validate(good.mint(VAULT))
+    assert await validator.validate(good.mint(VAULT, roles=["Secrets.Read"]))
     # The failing issuers are retried in the background.
     attempts = len(hits)
     clock.advance(BACKOFF)
@@ -363,7 +363,7 @@ async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
     observer = RecordingObserver()
     validator, server = make(issuer, clock, max_stale=600.0, observer=observer)
     await validator.warm_up()
-    token = issuer.mint(VAULT, lifetime=86_400)
+    token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
     assert await validator.validate(token)
     assert validator.cached(token) is not None
     server.override = lambda request: httpx.Response(503)  # the issuer goes down
@@ -393,7 +393,7 @@ async def test_cached_token_past_its_cap_is_verified_again_while_keys_stay_fresh
     observer = RecordingObserver()
     validator, _ = make(issuer, clock, max_stale=600.0, observer=observer)
     await validator.warm_up()
-    token = issuer.mint(VAULT, lifetime=86_400)
+    token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
     for _ in range(3):  # three lifetimes, refreshed in the background
         assert await validator.validate(token)
         clock.advance(REFRESH_AFTER)
@@ -411,7 +411,7 @@ async def test_cached_token_of_a_retired_key_is_refused_after_the_next_refresh(
     validator, _ = make(issuer, clock)
     await validator.warm_up()
     old_kid = issuer.signing_kid
-    token = issuer.mint(VAULT)
+    token = issuer.mint(VAULT, roles=["Secrets.Read"])
     assert await validator.validate(token)
     issuer.rotate("EC")
     issuer.retire(old_kid)
@@ -422,7 +422,7 @@ async def test_cached_token_of_a_retired_key_is_refused_after_the_next_refresh(
     with pytest.raises(InvalidToken) as info:
         await validator.validate(token)
     assert info.value.reason == "unknown_key"
-    assert await validator.validate(issuer.mint(VAULT))
+    assert await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))
     await validator.aclose()
 
 
@@ -435,7 +435,7 @@ async def test_protected_app_refreshes_without_traffic_under_either_runtime(
     validator, server = make(issuer, clock)
     app = app_of(validator)
     old_kid = issuer.signing_kid
-    token = issuer.mint(VAULT, lifetime=86_400)
+    token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
     transport = httpx.ASGITransport(app=app)  # no lifespan: the first request starts it
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
         assert (await http.get("/")).status_code == 401
@@ -454,7 +454,7 @@ async def test_protected_app_refreshes_without_traffic_under_either_runtime(
         response = await http.get("/", headers=bearer(token))
         assert response.status_code == 401
         assert "signing key is unknown" in response.headers["www-authenticate"]
-        assert (await http.get("/", headers=bearer(issuer.mint(VAULT)))).status_code == 200
+        assert (await http.get("/", headers=bearer(issuer.mint(VAULT, roles=["Secrets.Read"])))).status_code == 200
     fetches = server.count("/keys")
     await validator.aclose()
     clock.advance(REFRESH_AFTER)

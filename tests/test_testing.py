@@ -71,3 +71,34 @@ async def test_validator_from_issuer_and_encode_jws() -> None:
         await validator.validate(raw)
     assert generate_key("EC", curve="P-384").curve.name == "secp384r1"  # type: ignore[union-attr]
     await validator.aclose()
+
+
+async def test_tokens_without_roles_are_refused_unless_the_issuer_opts_out() -> None:
+    # What the module docstring promises: an MI token minted without roles grants
+    # nothing, as a real one for Key Vault does; a user token always has scp.
+    issuer = LocalIssuer()
+    token = issuer.mint()
+    assert {"roles", "scp"}.isdisjoint(issuer.claims())
+    strict = issuer.validator(["https://vault.azure.net"])
+    with pytest.raises(InvalidToken) as info:
+        await strict.validate(token)
+    assert info.value.reason == "no_permissions"
+    assert (await strict.validate(issuer.mint(kind="user"))).scopes == {"user_impersonation"}
+    relaxed = issuer.validator(["https://vault.azure.net"], require_roles_or_scopes=False)
+    identity = await relaxed.validate(token)
+    assert identity.roles == frozenset() and identity.scopes == frozenset()
+    await strict.aclose()
+    await relaxed.aclose()
+
+
+async def test_entra_v2_key_members_and_cloud_instance() -> None:
+    template = "https://login.microsoftonline.test/{tenantid}/v2.0"
+    issuer = LocalIssuer(issuer=template, cloud_instance_name="microsoftonline.com")
+    kid = issuer.add_key(issuer=template, cloud_instance_name="microsoftonline.com")
+    jwk = next(k for k in issuer.jwks()["keys"] if k["kid"] == kid)
+    assert list(jwk)[-2:] == ["cloud_instance_name", "issuer"]  # Entra's order
+    assert (jwk["issuer"], jwk["cloud_instance_name"]) == (template, "microsoftonline.com")
+    first = next(k for k in issuer.jwks()["keys"] if k["kid"] != kid)
+    assert "issuer" not in first and "cloud_instance_name" not in first
+    assert issuer.discovery_document()["cloud_instance_name"] == "microsoftonline.com"
+    assert "cloud_instance_name" not in LocalIssuer().discovery_document()

@@ -21,6 +21,8 @@ from .helpers import FakeClock, RecordingObserver
 pytestmark = pytest.mark.anyio
 
 VAULT = "https://vault.azure.net"
+#: A role for tokens that must pass: by default a token granting nothing is refused.
+ROLE = ["Secrets.Read"]
 
 
 def b64(data: bytes) -> str:
@@ -59,7 +61,9 @@ async def test_valid_managed_identity_token(
 
 async def test_audience_list_and_matched_audience(session_issuer: LocalIssuer) -> None:
     validator = session_issuer.validator([VAULT, "api://other"])
-    identity = await validator.validate(session_issuer.mint(["api://nope", "api://other"]))
+    identity = await validator.validate(
+        session_issuer.mint(["api://nope", "api://other"], roles=ROLE)
+    )
     assert identity.audience == "api://other"
 
 
@@ -94,7 +98,7 @@ async def test_claim_faults(
 async def test_claims_need_no_iat_or_nbf(
     session_issuer: LocalIssuer, validator: TokenValidator
 ) -> None:
-    token = session_issuer.mint(VAULT, claims={"iat": None, "nbf": None})
+    token = session_issuer.mint(VAULT, roles=ROLE, claims={"iat": None, "nbf": None})
     identity = await validator.validate(token)
     assert identity.not_before is None
 
@@ -117,7 +121,7 @@ async def test_time_claims_and_leeway_edges(
     validator = session_issuer.validator(VAULT, clock=FakeClock(now))
     claims: dict[str, Any] = {"iat": now - 10, "nbf": now - 10, "exp": now + 3600}
     claims[claim] = now + offset
-    token = session_issuer.mint(VAULT, claims=claims)
+    token = session_issuer.mint(VAULT, roles=ROLE, claims=claims)
     if valid:
         assert await validator.validate(token)
     else:
@@ -131,23 +135,25 @@ async def test_times_beyond_float_range(session_issuer: LocalIssuer, leeway: flo
     # the checks (with an int or a float leeway) nor the cache window may overflow. A
     # far-future exp is accepted, as NumericDate allows.
     validator = session_issuer.validator(VAULT, leeway=leeway)
-    token = session_issuer.mint(VAULT, claims={"exp": 10**400})
+    token = session_issuer.mint(VAULT, roles=ROLE, claims={"exp": 10**400})
     assert await validator.validate(token)
     assert validator.cached(token) is not None
-    late = session_issuer.mint(VAULT, claims={"nbf": 10**400})
+    late = session_issuer.mint(VAULT, roles=ROLE, claims={"nbf": 10**400})
     assert await reason(validator, late) == "not_yet_valid"
-    future = session_issuer.mint(VAULT, claims={"iat": 10**400})
+    future = session_issuer.mint(VAULT, roles=ROLE, claims={"iat": 10**400})
     assert await reason(validator, future) == "issued_in_future"
     for claim in ("nbf", "iat"):  # the far past is fine
-        assert await validator.validate(session_issuer.mint(VAULT, claims={claim: -(10**400)}))
-    expired = session_issuer.mint(VAULT, claims={"exp": -(10**400)})
+        assert await validator.validate(
+            session_issuer.mint(VAULT, roles=ROLE, claims={claim: -(10**400)})
+        )
+    expired = session_issuer.mint(VAULT, roles=ROLE, claims={"exp": -(10**400)})
     assert await reason(validator, expired) == "expired"
 
 
 async def test_cache_hit_rechecks_expiry(session_issuer: LocalIssuer) -> None:
     clock = FakeClock(2_000_000_000.0)
     validator = session_issuer.validator(VAULT, clock=clock)
-    token = session_issuer.mint(VAULT, issued_at=clock.now, lifetime=100)
+    token = session_issuer.mint(VAULT, roles=ROLE, issued_at=clock.now, lifetime=100)
     assert await validator.validate(token)
     assert validator.cached(token) is not None
     clock.now += 159
@@ -160,7 +166,9 @@ async def test_cache_hit_rechecks_expiry(session_issuer: LocalIssuer) -> None:
 async def test_cache_hit_rechecks_not_before(session_issuer: LocalIssuer) -> None:
     clock = FakeClock(2_000_000_000.0)
     validator = session_issuer.validator(VAULT, clock=clock)
-    token = session_issuer.mint(VAULT, issued_at=clock.now, claims={"nbf": clock.now + 30})
+    token = session_issuer.mint(
+        VAULT, roles=ROLE, issued_at=clock.now, claims={"nbf": clock.now + 30}
+    )
     assert await validator.validate(token)
     clock.now -= 100  # the clock stepped back
     assert validator.cached(token) is None
@@ -169,7 +177,7 @@ async def test_cache_hit_rechecks_not_before(session_issuer: LocalIssuer) -> Non
 
 async def test_cache_is_bounded(session_issuer: LocalIssuer) -> None:
     validator = session_issuer.validator(VAULT, cache_size=2)
-    tokens = [session_issuer.mint() for _ in range(3)]
+    tokens = [session_issuer.mint(roles=ROLE) for _ in range(3)]
     for token in tokens:
         await validator.validate(token)
     assert len(validator.cache) == 2
@@ -303,23 +311,25 @@ async def test_tenant_template_and_allow_list() -> None:
     multi = LocalIssuer(issuer="https://login.microsoftonline.com/{tenantid}/v2.0")
     allowed = "11111111-1111-1111-1111-111111111111"
     validator = multi.validator(VAULT, tenants=[allowed.upper()])
-    identity = await validator.validate(multi.mint(tenant_id=allowed, version="2.0"))
+    identity = await validator.validate(multi.mint(roles=ROLE, tenant_id=allowed, version="2.0"))
     assert identity.tenant_id == allowed
     assert identity.issuer == f"https://login.microsoftonline.com/{allowed}/v2.0"
     assert identity.app_id and identity.kind == "managed_identity"
     other = "22222222-2222-2222-2222-222222222222"
-    assert await reason(validator, multi.mint(tenant_id=other)) == "wrong_tenant"
+    assert await reason(validator, multi.mint(roles=ROLE, tenant_id=other)) == "wrong_tenant"
     # the tid claim must fill the template: a token of one tenant naming another is refused
-    mismatched = multi.mint(tenant_id=allowed, claims={"tid": other})
+    mismatched = multi.mint(roles=ROLE, tenant_id=allowed, claims={"tid": other})
     assert await reason(validator, mismatched) == "wrong_issuer"
     assert (
-        await reason(validator, multi.mint(tenant_id=allowed, claims={"tid": None}))
+        await reason(validator, multi.mint(roles=ROLE, tenant_id=allowed, claims={"tid": None}))
         == "wrong_issuer"
     )
-    weird = multi.mint(claims={"tid": "a/b", "iss": "https://login.microsoftonline.com/a/b/v2.0"})
+    weird = multi.mint(
+        roles=ROLE, claims={"tid": "a/b", "iss": "https://login.microsoftonline.com/a/b/v2.0"}
+    )
     assert await reason(validator, weird) == "wrong_issuer"
     open_validator = multi.validator(VAULT)
-    assert await open_validator.validate(multi.mint(tenant_id=other))
+    assert await open_validator.validate(multi.mint(roles=ROLE, tenant_id=other))
 
 
 def validator_of(*issuers: LocalIssuer) -> TokenValidator:
@@ -339,10 +349,10 @@ def validator_of(*issuers: LocalIssuer) -> TokenValidator:
 async def test_several_issuers_each_use_their_own_keys() -> None:
     one, two = LocalIssuer(), LocalIssuer()
     validator = validator_of(one, two)
-    assert (await validator.validate(one.mint())).issuer == one.issuer
-    assert (await validator.validate(two.mint())).issuer == two.issuer
+    assert (await validator.validate(one.mint(roles=ROLE))).issuer == one.issuer
+    assert (await validator.validate(two.mint(roles=ROLE))).issuer == two.issuer
     # issuer two's claims signed with issuer one's key: the kid is unknown to issuer two
-    crossed = one.mint(claims={"iss": two.issuer})
+    crossed = one.mint(roles=ROLE, claims={"iss": two.issuer})
     assert await reason(validator, crossed) == "unknown_key"
     assert len(validator.issuers) == 2
 
@@ -354,7 +364,7 @@ async def test_several_issuers_each_use_their_own_keys() -> None:
 async def test_token_type_profile(typ: str | None, valid: bool) -> None:
     oidc = LocalIssuer(issuer="https://keycloak.example/realms/demo")
     validator = oidc.validator("api", token_types=("at+jwt",))
-    token = oidc.mint("api", headers={"typ": typ})
+    token = oidc.mint("api", roles=ROLE, headers={"typ": typ})
     if valid:
         assert await validator.validate(token)
     else:
@@ -363,20 +373,20 @@ async def test_token_type_profile(typ: str | None, valid: bool) -> None:
 
 async def test_required_claims(session_issuer: LocalIssuer) -> None:
     validator = session_issuer.validator(VAULT, required_claims=("xms_mirid",))
-    assert await validator.validate(session_issuer.mint(kind="managed_identity"))
-    assert await reason(validator, session_issuer.mint(kind="app")) == "missing_claim"
+    assert await validator.validate(session_issuer.mint(roles=ROLE, kind="managed_identity"))
+    assert await reason(validator, session_issuer.mint(roles=ROLE, kind="app")) == "missing_claim"
 
 
 async def test_id_tokens_may_be_allowed(session_issuer: LocalIssuer) -> None:
     validator = session_issuer.validator(VAULT, reject_id_tokens=False)
-    assert await validator.validate(session_issuer.mint(claims={"nonce": "n"}))
+    assert await validator.validate(session_issuer.mint(roles=ROLE, claims={"nonce": "n"}))
 
 
 @pytest.mark.parametrize("kty", ["EC", "OKP"])
 async def test_ec_and_eddsa_issuers(kty: str) -> None:
     issuer = LocalIssuer(key_type=kty)  # type: ignore[arg-type]
     validator = issuer.validator(VAULT)
-    assert (await validator.validate(issuer.mint())).kind == "managed_identity"
+    assert (await validator.validate(issuer.mint(roles=ROLE))).kind == "managed_identity"
     assert await reason(validator, issuer.forge()) == "bad_signature"
 
 
@@ -422,7 +432,7 @@ async def test_logged_kid_is_escaped(
 async def test_observer_sees_every_outcome(session_issuer: LocalIssuer) -> None:
     recorder = RecordingObserver()
     validator = session_issuer.validator(VAULT, observer=recorder)
-    token = session_issuer.mint()
+    token = session_issuer.mint(roles=ROLE)
     await validator.validate(token)
     await validator.validate(token)
     assert validator.cached(token)
@@ -493,10 +503,10 @@ async def test_header_memo_stays_bounded_across_rotations() -> None:
         issuer.rotate()
     kids = list(issuer.keys)
     for i in range(70):  # 70 distinct headers, four keys
-        token = issuer.mint(kid=kids[i % 4], headers={"x-n": i})
+        token = issuer.mint(roles=ROLE, kid=kids[i % 4], headers={"x-n": i})
         assert await validator.validate(token)
     assert 0 < len(validator._headers) <= 64
-    assert await validator.validate(issuer.mint(kid=kids[0], headers={"x-n": 0}))
+    assert await validator.validate(issuer.mint(roles=ROLE, kid=kids[0], headers={"x-n": 0}))
 
 
 async def test_one_issuer_refuses_unknown_kids_before_decoding_claims(
@@ -511,3 +521,55 @@ async def test_one_issuer_refuses_unknown_kids_before_decoding_claims(
     # With several issuers the payload's iss picks the key set, so it is decoded first.
     both = validator_of(session_issuer, LocalIssuer())
     assert await reason(both, token) == "malformed"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {},
+        {"roles": []},
+        {"roles": ""},
+        {"roles": [""]},
+        {"roles": [1, None, {"r": 1}]},
+        {"roles": {"Admin": True}},
+        {"scp": ""},
+        {"scp": "   "},
+        {"scp": 5},
+        {"scp": [""]},
+        {"scope": ""},
+        {"scope": ["", 7]},
+        # scp, when present, is what Identity reads: junk there hides a scope claim
+        {"scp": 5, "scope": "read"},
+    ],
+)
+async def test_a_token_that_grants_nothing_is_refused(
+    session_issuer: LocalIssuer, validator: TokenValidator, claims: dict[str, Any]
+) -> None:
+    token = session_issuer.mint(VAULT, claims=claims)
+    assert await reason(validator, token) == "no_permissions"
+    assert validator.cached(token) is None
+    relaxed = session_issuer.validator(VAULT, require_roles_or_scopes=False)
+    identity = await relaxed.validate(token)
+    assert identity.permissions == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("claims", "permissions"),
+    [
+        ({"roles": ["Secrets.Read"]}, {"Secrets.Read"}),
+        ({"roles": "Secrets.Read"}, {"Secrets.Read"}),
+        ({"roles": ["", "Secrets.Read", 3]}, {"Secrets.Read"}),
+        ({"scp": "a  b"}, {"a", "b"}),
+        ({"scp": ["a"]}, {"a"}),
+        ({"scope": "read write"}, {"read", "write"}),  # RFC 9068
+        ({"roles": [], "scope": "read"}, {"read"}),
+    ],
+)
+async def test_a_token_that_grants_something_passes(
+    session_issuer: LocalIssuer,
+    validator: TokenValidator,
+    claims: dict[str, Any],
+    permissions: set[str],
+) -> None:
+    identity = await validator.validate(session_issuer.mint(VAULT, claims=claims))
+    assert identity.permissions == permissions

@@ -282,7 +282,10 @@ class Lab:
     def _validator(self, audiences: tuple[str, ...]) -> TokenValidator:
         issuer = self.issuer
         trusted = Issuer(
-            issuer=issuer.issuer, audiences=audiences, discovery_url=issuer.discovery_url
+            issuer=issuer.issuer,
+            audiences=audiences,
+            discovery_url=issuer.discovery_url,
+            require_roles_or_scopes=False,
         )
         validator = TokenValidator([trusted], clock=self.clock)
         self._validators.append(validator)  # the services leave closing it to its creator

@@ -1,6 +1,7 @@
 """``tokenguard`` command line: verify a token against an issuer, or decode one unverified.
 
     tokenguard verify TOKEN --issuer ISS --audience AUD (--jwks-uri URL | --discovery-url URL)
+                     [--algorithm ALG] [--leeway SECONDS] [--allow-no-permissions]
     tokenguard decode TOKEN
 
 Pass ``-`` as TOKEN to read it from standard input (keeps it out of shell history).
@@ -43,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         "--algorithm", action="append", dest="algorithms", help="allowed alg (default RS256)"
     )
     verify.add_argument("--leeway", type=int, default=DEFAULT_LEEWAY, help="clock skew, seconds")
+    verify.add_argument(
+        "--allow-no-permissions",
+        action="store_true",
+        help="accept tokens with neither roles nor scopes (managed-identity tokens for "
+        "Azure RBAC resources such as Key Vault carry none)",
+    )
     decode = commands.add_parser("decode", help="show header and claims WITHOUT verifying")
     decode.add_argument("token", help="the token, or - to read it from standard input")
     return parser
@@ -77,6 +84,7 @@ async def _verify(args: argparse.Namespace) -> int:
         discovery_url=args.discovery_url,
         algorithms=tuple(args.algorithms or ("RS256",)),
         leeway=args.leeway,
+        require_roles_or_scopes=not args.allow_no_permissions,
     )
     async with TokenValidator([issuer]) as validator:
         try:

@@ -46,6 +46,14 @@ DEFAULT_FETCH_TIMEOUT: Final = 5.0
 DEFAULT_MAX_JWKS_BYTES: Final = 512 * 1024
 DEFAULT_MAX_KEYS: Final = 100
 DEFAULT_ERROR_BACKOFF: Final = 5.0
+#: The settings that are collections of strings (a lone string is refused, not split).
+_STRING_COLLECTIONS: Final = (
+    "audiences",
+    "algorithms",
+    "tenants",
+    "required_claims",
+    "token_types",
+)
 #: The settings that are durations in seconds.
 _SECONDS: Final = (
     "leeway",
@@ -89,6 +97,10 @@ class Issuer:
     ``issuer`` is compared to the token's ``iss`` as an exact string. It may contain
     ``{tenantid}`` (Entra multi-tenant metadata does): the token's ``tid`` claim fills
     it, and ``tenants`` (if given) limits which tenants are accepted.
+
+    ``audiences``, ``algorithms``, ``tenants``, ``required_claims`` and ``token_types``
+    are collections of strings: a lone string is a ``TypeError`` (``tenants="<id>"``
+    would otherwise be a set of characters).
     """
 
     issuer: str
@@ -101,10 +113,29 @@ class Issuer:
     #: ``None`` skips the check; use ``("at+jwt",)`` for RFC 9068 servers.
     token_types: Sequence[str] | None = None
     required_claims: Sequence[str] = ()
-    #: Refuse tokens with neither ``scp`` nor ``roles`` (Microsoft.Identity.Web's
-    #: IDW10201): ID tokens without ``nonce`` and apps granted no permission. Turn off
-    #: for APIs that authorize by object id, as Azure RBAC services do.
-    require_roles_or_scopes: bool = False
+    #: Refuse tokens that grant nothing (Microsoft.Identity.Web's IDW10201): neither a
+    #: role nor a scope in ``roles``, ``scp`` or RFC 9068 ``scope``, read as
+    #: :class:`Identity` reads them (empty values and non-strings grant nothing). Such
+    #: tokens are ID tokens without ``nonce`` and apps granted no permission on this API.
+    #: Set ``False`` for APIs that authorize by object id (``oid``) instead, as Azure
+    #: RBAC services such as Key Vault and Storage do: managed-identity tokens for them
+    #: carry neither claim.
+    require_roles_or_scopes: bool = True
+    #: When the key that verified a token names an ``issuer`` (Entra v2 key sets give
+    #: every key one: ``https://login.microsoftonline.com/{tenantid}/v2.0``, or one
+    #: tenant's issuer), the token's ``iss`` must equal it, ``{tenantid}`` replaced by the
+    #: token's ``tid`` (Microsoft.IdentityModel's IDX40005). This refuses, for example, a
+    #: work-tenant token signed by a personal-account (consumers tenant) key. Keys without
+    #: ``issuer`` (v1 key sets, other issuers) are not affected. A v1 issuer
+    #: (``https://sts.windows.net/{tenantid}/``) takes its keys from the v1 set
+    #: (``.../discovery/keys``): pointed at a v2 set, its tokens fail this check.
+    validate_key_issuer: bool = True
+    #: Skip, when the key set loads, keys whose ``cloud_instance_name`` differs from the
+    #: discovery document's (Microsoft.IdentityModel's IDX40012): Entra's global key sets
+    #: also list ``microsoftonline.us`` keys. Needs ``discovery_url``. Keys without the
+    #: member, or a discovery document without it, are not checked (as Microsoft does);
+    #: the latter is logged at each discovery fetch.
+    validate_cloud_instance: bool = False
     leeway: float = DEFAULT_LEEWAY
     min_cache_ttl: float = DEFAULT_MIN_TTL
     max_cache_ttl: float = DEFAULT_MAX_TTL
@@ -120,11 +151,9 @@ class Issuer:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        audiences: object = self.audiences
-        if isinstance(audiences, str):  # a lone string is one audience, not its letters
-            set_(self, "audiences", (audiences,))
-        else:
-            set_(self, "audiences", tuple(self.audiences))
+        for name in _STRING_COLLECTIONS:
+            _refuse_lone_string(name, getattr(self, name))
+        set_(self, "audiences", tuple(self.audiences))
         set_(self, "algorithms", tuple(self.algorithms))
         if self.token_types is not None:
             set_(self, "token_types", tuple(_fold_typ(t) for t in self.token_types))
@@ -149,6 +178,11 @@ class Issuer:
             raise ValueError("audiences must be a non-empty list of non-empty strings")
         if (self.discovery_url is None) == (self.jwks_uri is None):
             raise ValueError("give exactly one of discovery_url or jwks_uri")
+        if self.validate_cloud_instance and self.discovery_url is None:
+            raise ValueError(
+                "validate_cloud_instance needs discovery_url: the discovery document names "
+                "the cloud instance that keys must belong to"
+            )
         if self.discovery_url is not None:
             check_url(self.discovery_url, "discovery_url")
         if self.jwks_uri is not None:
@@ -189,6 +223,13 @@ class Issuer:
         """Whether a tenant id passes the ``tenants`` allow-list."""
         folded = self._tenants_folded
         return folded is None or tenant.lower() in folded
+
+
+def _refuse_lone_string(name: str, value: object) -> None:
+    if isinstance(value, str | bytes):
+        raise TypeError(
+            f"{name} must be a list of strings, not a {type(value).__name__}: {name}={[value]!r}"
+        )
 
 
 def _fold_typ(value: str) -> str:

@@ -46,6 +46,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "issued_in_future": "The token was issued in the future",
     "wrong_audience": "The token audience is not accepted",
     "wrong_issuer": "The token issuer is not accepted",
+    "key_issuer_mismatch": "The token issuer does not match its signing key",
     "wrong_tenant": "The token tenant is not accepted",
     "wrong_type": "The token type is not accepted",
     "missing_claim": "The token lacks a required claim",

@@ -60,13 +60,14 @@ class Identity:
 
 
 def _strings(values: list[Any]) -> frozenset[str]:
+    """The non-empty strings of a JSON array (an empty name grants nothing)."""
     try:
         found = frozenset(values)
     except TypeError:  # an unhashable member: keep the strings only
-        return frozenset(v for v in values if type(v) is str)
-    if all(type(v) is str for v in found):
+        return frozenset(v for v in values if type(v) is str and v)
+    if "" not in found and all(type(v) is str for v in found):
         return found
-    return frozenset(v for v in found if type(v) is str)
+    return frozenset(v for v in found if type(v) is str and v)
 
 
 def identity_from_claims(
@@ -96,7 +97,7 @@ def identity_from_claims(
     if type(roles_claim) is list:
         roles = _strings(roles_claim)
     else:
-        roles = frozenset((roles_claim,)) if type(roles_claim) is str else _EMPTY
+        roles = frozenset((roles_claim,)) if type(roles_claim) is str and roles_claim else _EMPTY
     idtyp = get("idtyp")
     app_only = (
         idtyp == "app" if idtyp is not None else (not scopes and oid is not None and oid == sub)

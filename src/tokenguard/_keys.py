@@ -5,6 +5,11 @@ Key hygiene: only ``use == "sig"`` (or absent) keys with a string ``kid``; RSA k
 under 2048 or over 8192 bits, keys with private parts and unsupported types are skipped one by
 one without failing the whole set. An RSA key verifies RS*/PS*, an EC key only the
 ES algorithm of its curve, an Ed25519 key only EdDSA; a JWK ``alg`` narrows further.
+
+Entra's members are kept on the key: ``issuer`` (whose tokens the key may sign, checked by
+the validator) and ``cloud_instance_name`` (keys of another cloud are skipped when the
+caller names the expected one). Either, present but not a string, skips the key.
+``x5c``/``x5t`` are never a key source: the key is ``n``/``e`` (``x``/``y``) alone.
 """
 
 from __future__ import annotations
@@ -53,13 +58,35 @@ class VerificationKey:
     cached token it verified.
     """
 
-    __slots__ = ("_verifiers", "algorithms", "alive", "kid", "kty", "public_key")
+    __slots__ = (
+        "_verifiers",
+        "algorithms",
+        "alive",
+        "cloud_instance_name",
+        "issuer",
+        "kid",
+        "kty",
+        "public_key",
+    )
 
-    def __init__(self, kid: str, kty: str, public_key: Any, algorithms: frozenset[str]) -> None:
+    def __init__(
+        self,
+        kid: str,
+        kty: str,
+        public_key: Any,
+        algorithms: frozenset[str],
+        *,
+        issuer: str | None = None,
+        cloud_instance_name: str | None = None,
+    ) -> None:
         self.kid = kid
         self.kty = kty
         self.public_key = public_key
         self.algorithms = algorithms
+        #: The JWK's ``issuer`` (Entra v2 sets; may hold ``{tenantid}``), else ``None``.
+        self.issuer = issuer
+        #: The JWK's ``cloud_instance_name`` (``microsoftonline.com``...), else ``None``.
+        self.cloud_instance_name = cloud_instance_name
         self.alive = True
         self._verifiers: dict[str, Verifier] = {
             alg: _make_verifier(public_key, alg) for alg in algorithms
@@ -81,12 +108,16 @@ class VerificationKey:
         return (
             self.kty == other.kty
             and self.algorithms == other.algorithms
+            and self.issuer == other.issuer
+            and self.cloud_instance_name == other.cloud_instance_name
             and _public_numbers(self.public_key) == _public_numbers(other.public_key)
         )
 
     def __repr__(self) -> str:
+        issuer = "" if self.issuer is None else f", issuer={self.issuer!r}"
         return (
-            f"VerificationKey(kid={self.kid!r}, kty={self.kty!r}, algs={sorted(self.algorithms)})"
+            f"VerificationKey(kid={self.kid!r}, kty={self.kty!r}, "
+            f"algs={sorted(self.algorithms)}{issuer})"
         )
 
 
@@ -129,8 +160,13 @@ def _make_verifier(key: Any, alg: str) -> Verifier:
     if alg.startswith("PS"):
         h = hash_cls()
         pss = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=h.digest_size)
+        size = (key.key_size + 7) // 8
 
         def verify_pss(signature: bytes, data: bytes) -> None:
+            # RFC 8017 8.1.2 step 1: exactly k octets. OpenSSL also takes a signature
+            # whose leading zero octet was dropped: one valid token, two spellings.
+            if len(signature) != size:
+                raise InvalidSignature
             key.verify(signature, data, pss, h)
 
         return verify_pss
@@ -152,10 +188,34 @@ def _skip(kid: object, why: str) -> None:
     logger.warning("skipping JWK", extra={"kid": str(kid)[:64], "why": why})
 
 
-def _load_one(jwk: dict[str, Any], allowed: frozenset[str]) -> VerificationKey | None:
+def _optional_text(jwk: dict[str, Any], name: str) -> tuple[bool, str | None]:
+    """``(usable, value)`` of an optional string member: absent is usable, a non-string
+    is not; a blank string counts as absent (as Microsoft.IdentityModel reads it)."""
+    value = jwk.get(name)
+    if value is None:
+        return True, None
+    if not isinstance(value, str):
+        return False, None
+    return True, value if value.strip() else None
+
+
+def _load_one(
+    jwk: dict[str, Any], allowed: frozenset[str], cloud_instance: str | None = None
+) -> VerificationKey | None:
     kid = jwk.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
         _skip(kid, "no usable kid")
+        return None
+    usable, issuer = _optional_text(jwk, "issuer")
+    if not usable:
+        _skip(kid, "issuer is not a string")
+        return None
+    usable, cloud = _optional_text(jwk, "cloud_instance_name")
+    if not usable:
+        _skip(kid, "cloud_instance_name is not a string")
+        return None
+    if cloud_instance is not None and cloud is not None and cloud != cloud_instance:
+        _skip(kid, f"key of another cloud instance ({cloud[:64]})")
         return None
     use = jwk.get("use")
     if use is not None and use != "sig":
@@ -206,16 +266,22 @@ def _load_one(jwk: dict[str, Any], allowed: frozenset[str]) -> VerificationKey |
     if not algs:
         _skip(kid, "no allowed algorithm fits this key")
         return None
-    return VerificationKey(kid, str(kty), key, algs)
+    return VerificationKey(kid, str(kty), key, algs, issuer=issuer, cloud_instance_name=cloud)
 
 
 def load_jwks(
-    document: object, allowed: frozenset[str], max_keys: int
+    document: object,
+    allowed: frozenset[str],
+    max_keys: int,
+    *,
+    cloud_instance: str | None = None,
 ) -> dict[str, VerificationKey]:
     """Turn a JWKS document into usable keys by ``kid``.
 
-    Raises ``ValueError`` when the document as a whole is unusable (wrong shape, too
-    many keys, or not one usable key), so that it never replaces a good set.
+    With ``cloud_instance``, keys whose ``cloud_instance_name`` names another cloud are
+    skipped (keys without the member are kept). Raises ``ValueError`` when the document
+    as a whole is unusable (wrong shape, too many keys, or not one usable key), so that
+    it never replaces a good set.
     """
     if not isinstance(document, dict):
         raise ValueError("JWKS is not a JSON object")
@@ -229,7 +295,7 @@ def load_jwks(
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        key = _load_one(entry, allowed)
+        key = _load_one(entry, allowed, cloud_instance)
         if key is None:
             continue
         if key.kid in keys:

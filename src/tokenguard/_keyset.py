@@ -99,6 +99,8 @@ class KeySet:
         self._allowed = frozenset(issuer.algorithms)
         self._keys: dict[str, VerificationKey] = {}
         self._jwks_uri: str | None = issuer.jwks_uri
+        #: The discovery document's ``cloud_instance_name`` when the issuer validates it.
+        self._cloud_instance: str | None = None
         self._discovery_expires = 0.0
         self._etag: str | None = None
         self._fetched_at: float | None = None
@@ -302,7 +304,12 @@ class KeySet:
                 self._notify("jwks", "not_modified")
             else:
                 try:
-                    keys = load_jwks(result.document, self._allowed, issuer.max_keys)
+                    keys = load_jwks(
+                        result.document,
+                        self._allowed,
+                        issuer.max_keys,
+                        cloud_instance=self._cloud_instance,
+                    )
                 except ValueError as exc:
                     raise FetchError(str(exc)) from exc
                 self._install(keys)
@@ -330,9 +337,19 @@ class KeySet:
         if not isinstance(jwks_uri, str):
             raise FetchError("discovery document has no jwks_uri")
         try:
-            return check_url(jwks_uri, "jwks_uri")
+            checked = check_url(jwks_uri, "jwks_uri")
         except ValueError as exc:
             raise FetchError(str(exc)) from exc
+        if self.issuer.validate_cloud_instance:
+            cloud = document.get("cloud_instance_name")
+            self._cloud_instance = cloud if isinstance(cloud, str) and cloud.strip() else None
+            if self._cloud_instance is None:
+                # As Microsoft.IdentityModel does: nothing to compare keys with.
+                logger.warning(
+                    "discovery document names no cloud_instance_name; keys are not checked",
+                    extra={"issuer": self.issuer.issuer},
+                )
+        return checked
 
     def _install(self, keys: dict[str, VerificationKey]) -> None:
         old = self._keys

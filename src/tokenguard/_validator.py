@@ -2,7 +2,9 @@
 
 Algorithms, issuers, audiences and keys come from configuration; nothing in the
 token chooses them. ``jku``, ``x5u``, ``jwk`` and ``x5c`` header members are never
-used as key sources.
+used as key sources. A key that names its ``issuer`` (Entra v2 key sets) verifies only
+that issuer's tokens, and by default an identity must be granted some role or scope;
+both are judged once per new token, never on a cache hit.
 """
 
 from __future__ import annotations
@@ -93,6 +95,24 @@ def _add_context(exc: TokenGuardError, issuer: Issuer, kid: str) -> None:
     """Name the issuer and kid on a rejection, for the log line (never for the caller)."""
     exc.issuer = issuer.issuer
     exc.kid = _loggable(kid)
+
+
+def _check_key_issuer(key_issuer: str, claims: dict[str, Any]) -> None:
+    """The token's ``iss`` must be its signing key's ``issuer`` (IDX40005).
+
+    A key issuer with ``{tenantid}`` takes the token's ``tid``, which must then be there
+    and be a plain tenant id. Runs once per new token, never on a cache hit.
+    """
+    expected = key_issuer
+    if TENANT_PLACEHOLDER in key_issuer:
+        tid = claims.get("tid")
+        if tid is None:
+            raise InvalidToken("tid missing for a tenant-template key", reason="missing_claim")
+        if not (type(tid) is str and _TENANT_ID.fullmatch(tid)):
+            raise InvalidToken("tid is not a tenant id", reason="invalid_claim")
+        expected = key_issuer.replace(TENANT_PLACEHOLDER, tid)
+    if claims.get("iss") != expected:
+        raise InvalidToken("token issuer is not its key's issuer", reason="key_issuer_mismatch")
 
 
 class _IssuerState:
@@ -372,7 +392,23 @@ class TokenValidator:
                 raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
             if not key.verify(alg, signing_input, signature):
                 raise InvalidToken("signature does not verify", reason="bad_signature")
+            if key.issuer is not None and issuer.validate_key_issuer:
+                _check_key_issuer(key.issuer, claims)
             audience, not_after, not_before = self._check_claims(state, claims, now)
+            # The identity keeps the token's bytes (the cache holds them anyway), not the
+            # decoded claims: they are decoded again if the app ever reads them. The cache
+            # keeps them as the Authorization value that carries them.
+            authorization = BEARER + raw
+            start = len(BEARER) + len(h64) + 1
+            identity = identity_from_claims(
+                claims,
+                audience=audience,
+                mapping=TokenClaims(authorization, start, start + len(p64)),
+            )
+            # Judged on the identity, so "grants something" means exactly what the
+            # identity's roles and scopes will hold (IDW10201).
+            if issuer.require_roles_or_scopes and not (identity.roles or identity.scopes):
+                raise InvalidToken("token has neither roles nor scopes", reason="no_permissions")
         except TokenGuardError as exc:
             _add_context(exc, issuer, kid)
             raise
@@ -382,14 +418,6 @@ class TokenValidator:
             if len(self._headers) >= _MAX_KNOWN_HEADERS:
                 self._headers.clear()
             self._headers[h64] = (header, alg, kid)
-        # The identity keeps the token's bytes (the cache holds them anyway), not the
-        # decoded claims: they are decoded again if the app ever reads them. The cache
-        # keeps them as the Authorization value that carries them.
-        authorization = BEARER + raw
-        start = len(BEARER) + len(h64) + 1
-        identity = identity_from_claims(
-            claims, audience=audience, mapping=TokenClaims(authorization, start, start + len(p64))
-        )
         # The entry answers no longer than the key set stays usable (its monotonic
         # deadline moved to token time): past it the token is verified again, so it
         # gets a 503 like any other once the keys are too old, and costs the hit path
@@ -474,10 +502,6 @@ class TokenValidator:
             for name in _ID_TOKEN_CLAIMS:
                 if name in claims:
                     raise InvalidToken("an ID token is not an access token", reason="wrong_type")
-        if state.config.require_roles_or_scopes and not (
-            claims.get("roles") or claims.get("scp") or claims.get("scope")
-        ):
-            raise InvalidToken("token has neither roles nor scopes", reason="no_permissions")
         return audience, _seconds(exp) + leeway, not_before
 
     @staticmethod

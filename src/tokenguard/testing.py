@@ -8,6 +8,16 @@
 The issuer serves its discovery document and JWKS as an ``httpx.MockTransport``
 (:meth:`LocalIssuer.transport`) and as an ASGI app (:meth:`LocalIssuer.asgi_app`),
 counts every fetch in :attr:`LocalIssuer.hits`, and rotates keys.
+
+Tokens are shaped like Entra's: a managed-identity or app token minted without
+``roles`` carries neither ``roles`` nor ``scp`` (as real managed-identity tokens for
+Key Vault or Storage do), and a validator refuses it (``no_permissions``) unless its
+issuer says ``require_roles_or_scopes=False``; pass that to :meth:`LocalIssuer.validator`
+or :meth:`LocalIssuer.issuer_config` when the API authorizes by object id. A ``user``
+token always has ``scp`` (``user_impersonation`` when no scopes are given). JWKS keys
+carry Entra v2's ``issuer`` and ``cloud_instance_name`` members only when
+:meth:`LocalIssuer.add_key` is given them (v1-shaped otherwise), and the discovery
+document names a ``cloud_instance_name`` only when the issuer is built with one.
 """
 
 from __future__ import annotations
@@ -83,6 +93,10 @@ class SigningKey:
     published: bool = True
     #: The key's certificate (the JWK's ``x5c``); a self-signed one when not given.
     certificate: x509.Certificate | None = None
+    #: The JWK's ``issuer`` member (Entra v2 key sets), left out when ``None``.
+    issuer: str | None = None
+    #: The JWK's ``cloud_instance_name`` member, left out when ``None``.
+    cloud_instance_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.certificate is None:
@@ -108,6 +122,10 @@ class SigningKey:
         ordered = {"kty": jwk.pop("kty"), "use": "sig", "kid": self.kid, "x5t": x5t}
         ordered.update(jwk)
         ordered["x5c"] = [base64.b64encode(der).decode("ascii")]
+        if self.cloud_instance_name is not None:
+            ordered["cloud_instance_name"] = self.cloud_instance_name
+        if self.issuer is not None:
+            ordered["issuer"] = self.issuer
         return ordered
 
 
@@ -171,8 +189,11 @@ class LocalIssuer:
         algorithm: str | None = None,
         jwks_max_age: int = 3600,
         clock: Callable[[], float] = time.time,
+        cloud_instance_name: str | None = None,
     ) -> None:
         self.tenant_id = tenant_id or str(uuid.uuid4())
+        #: The discovery document's ``cloud_instance_name`` (left out when ``None``).
+        self.cloud_instance_name = cloud_instance_name
         self.issuer = issuer or f"https://sts.windows.net/{self.tenant_id}/"
         self.base_url = base_url.rstrip("/")
         self.jwks_max_age = jwks_max_age
@@ -208,13 +229,26 @@ class LocalIssuer:
         curve: str = "P-256",
         private_key: PrivateKey | None = None,
         published: bool = True,
+        issuer: str | None = None,
+        cloud_instance_name: str | None = None,
     ) -> str:
-        """Create (or adopt) a key, publish it in the JWKS, and return its kid."""
+        """Create (or adopt) a key, publish it in the JWKS, and return its kid.
+
+        ``issuer`` and ``cloud_instance_name`` become the JWK members Entra v2 key sets
+        carry (``issuer`` may hold ``{tenantid}``).
+        """
         key = private_key or generate_key(kty, bits=bits, curve=curve)
         if alg is None:
             alg = _CURVE_ALG[curve] if kty == "EC" else _DEFAULT_ALG[kty]
         kid = kid or _b64(secrets.token_bytes(15))
-        self.keys[kid] = SigningKey(kid, alg, key, published)
+        self.keys[kid] = SigningKey(
+            kid,
+            alg,
+            key,
+            published,
+            issuer=issuer,
+            cloud_instance_name=cloud_instance_name,
+        )
         self._jwks_cache = None
         return kid
 
@@ -259,7 +293,12 @@ class LocalIssuer:
         tenant_id: str | None = None,
         version: Literal["1.0", "2.0"] = "1.0",
     ) -> dict[str, Any]:
-        """Claims shaped like an Entra access token of the given kind."""
+        """Claims shaped like an Entra access token of the given kind.
+
+        ``roles`` become the ``roles`` claim (left out when empty); ``scopes`` the
+        ``scp`` of a ``user`` token. An app or managed-identity token without roles
+        grants nothing, which validators refuse by default (see the module docstring).
+        """
         now = int(self.clock() if issued_at is None else issued_at)
         oid = object_id or str(uuid.uuid4())
         tid = tenant_id or self.tenant_id
@@ -354,7 +393,7 @@ class LocalIssuer:
 
     def discovery_document(self) -> dict[str, Any]:
         """An Entra-like OIDC discovery document."""
-        return {
+        document: dict[str, Any] = {
             "token_endpoint": f"{self.base_url}/{self.tenant_id}/oauth2/token",
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
             "jwks_uri": self.jwks_uri,
@@ -367,6 +406,9 @@ class LocalIssuer:
             "authorization_endpoint": f"{self.base_url}/{self.tenant_id}/oauth2/authorize",
             "tenant_region_scope": "WW",
         }
+        if self.cloud_instance_name is not None:
+            document["cloud_instance_name"] = self.cloud_instance_name
+        return document
 
     def jwks(self) -> dict[str, Any]:
         """The published public keys."""

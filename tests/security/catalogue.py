@@ -226,7 +226,7 @@ def jws_zip(k: Kit) -> str:
 
 
 def generic_token(k: Kit, typ: Any, **claims: Any) -> str:
-    body = k.generic.claims(GENERIC_AUDIENCE)
+    body = {**k.generic.claims(GENERIC_AUDIENCE), "scope": "tasks.read"}  # RFC 9068 scope
     body.update(claims)
     header = {"typ": typ, "alg": "RS256", "kid": k.generic.signing_kid}
     if typ is None:
@@ -234,12 +234,26 @@ def generic_token(k: Kit, typ: Any, **claims: Any) -> str:
     return k.signed(header, body, key=k.private(k.generic.signing_kid, k.generic))
 
 
-def template_token(k: Kit, *, tid: str, iss: str | None = None) -> str:
-    body = k.multi.claims(TEMPLATE_AUDIENCE, tenant_id=tid, version="2.0")
+def template_token(k: Kit, *, tid: str, iss: str | None = None, kid: str | None = None) -> str:
+    """A v2 token of the multi-tenant issuer, signed by its key ``kid`` (default: ``template``)."""
+    body = k.multi.claims(TEMPLATE_AUDIENCE, tenant_id=tid, version="2.0", roles=["Tasks.Read"])
     if iss is not None:
         body["iss"] = iss
-    header = k.header(k.multi.signing_kid)
-    return k.signed(header, body, key=k.private(k.multi.signing_kid, k.multi))
+    kid = kid or k.multi.signing_kid
+    return k.signed(k.header(kid), body, key=k.private(kid, k.multi))
+
+
+def pss_without_leading_zero(k: Kit) -> str:
+    """A genuine PS256 token whose signature starts with a zero octet, that octet dropped.
+
+    PSS is randomised, so signing again draws a new signature; one in 256 starts with 0.
+    """
+    for _ in range(20_000):
+        token = k.signed(k.header(alg="PS256"))
+        signature = raw_signature(token)
+        if signature[0] == 0:
+            return k.resign(token, signature[1:])
+    raise AssertionError("no PS256 signature with a leading zero octet in 20000 draws")
 
 
 def template_issuer(tid: str) -> str:
@@ -951,6 +965,14 @@ _ALGORITHM: Final = [
         invalid("bad_signature"),
     ),
     Attack(
+        "pss-signature-leading-zero-dropped",
+        "algorithm",
+        "RFC 8017 §8.1.2 (signature is exactly k octets)",
+        "Genuine PS256 signature with its leading zero octet dropped (255 bytes)",
+        lambda k: bearer(pss_without_leading_zero(k)),
+        invalid("bad_signature"),
+    ),
+    Attack(
         "rsa-signature-zero",
         "algorithm",
         "RFC 8017 §5.2.2 (s in [0, n-1])",
@@ -1114,6 +1136,22 @@ _KEY_SOURCE: Final = [
                 key=k.private(k.generic.signing_kid, k.generic),
             )
         ),
+        invalid("unknown_key"),
+    ),
+    Attack(
+        "consumers-key-work-token",
+        "key-source",
+        "Microsoft.IdentityModel IDX40005 (signing key issuer)",
+        "Work-tenant token signed by a personal-account key of the same key set",
+        lambda k: bearer(template_token(k, tid=k.multi.tenant_id, kid="consumers")),
+        invalid("key_issuer_mismatch"),
+    ),
+    Attack(
+        "key-of-another-cloud",
+        "key-source",
+        "Microsoft.IdentityModel IDX40012 (cloud instance)",
+        "Token signed by a `microsoftonline.us` key of the set (cloud instance checked)",
+        lambda k: bearer(template_token(k, tid=k.multi.tenant_id, kid="us-cloud")),
         invalid("unknown_key"),
     ),
 ]
@@ -1439,6 +1477,21 @@ _CLAIMS: Final = [
         "ID token (`at_hash`) presented as an access token",
         invalid("wrong_type"),
         at_hash="77QmUPtjPfzWtF2AnpK9RQ",
+    ),
+    _claim_row(
+        "no-permissions",
+        "Microsoft.Identity.Web IDW10201",
+        "Valid token with neither `roles` nor `scp`",
+        invalid("no_permissions"),
+        roles=None,
+    ),
+    _claim_row(
+        "no-permissions-empty-values",
+        "Microsoft.Identity.Web IDW10201",
+        'Valid token whose `roles` is `[""]` and `scp` is blank',
+        invalid("no_permissions"),
+        roles=[""],
+        scp=" ",
     ),
     Attack(
         "rfc9068-typ-jwt",

@@ -26,6 +26,7 @@ from tokenguard.testing import LocalIssuer, PrivateKey
 from ..helpers import FakeClock
 
 __all__ = [
+    "CONSUMERS_TENANT",
     "GENERIC_AUDIENCE",
     "NOW",
     "STORAGE",
@@ -43,6 +44,8 @@ VAULT: Final = "https://vault.azure.net"
 STORAGE: Final = "https://storage.azure.com/"
 GENERIC_AUDIENCE: Final = "https://api.tokenguard.test"
 TEMPLATE_AUDIENCE: Final = "api://tokenguard-tests"
+#: Entra's tenant of personal Microsoft accounts (the common key set mixes in its keys).
+CONSUMERS_TENANT: Final = "9188040d-6c67-4c5b-b112-36a304b66dad"
 #: Every algorithm the main issuer allows: key binding, not the allow-list, must stop confusion.
 MAIN_ALGORITHMS: Final = ("RS256", "RS384", "PS256", "ES256", "ES384", "EdDSA")
 
@@ -111,7 +114,12 @@ class Kit:
       EC P-256 ``ec256``, EC P-384 ``ec384``, Ed25519 ``ed``, and an RSA key ``rsa-bound``
       whose JWK says ``"alg": "RS256"``; it allows RS256, RS384, PS256, ES256, ES384, EdDSA.
     - ``generic``: an RFC 9068 server whose access tokens must say ``typ: at+jwt``.
-    - ``multi``: an Entra v2 multi-tenant template (``{tenantid}``) limited to two tenants.
+    - ``multi``: an Entra v2 multi-tenant template (``{tenantid}``) limited to two tenants,
+      whose key set is shaped like Entra's common v2 set: every key names its ``issuer``
+      and ``cloud_instance_name``. ``template`` signs (issuer: the template), ``consumers``
+      is a personal-account key (issuer: the consumers tenant), ``us-cloud`` a
+      ``microsoftonline.us`` key; the discovery document names ``microsoftonline.com``
+      and the validator checks the cloud instance.
     """
 
     main: LocalIssuer = field(default_factory=lambda: LocalIssuer(clock=lambda: NOW))
@@ -127,6 +135,7 @@ class Kit:
             issuer="https://login.microsoftonline.test/{tenantid}/v2.0",
             base_url="https://login.microsoftonline.test",
             clock=lambda: NOW,
+            cloud_instance_name="microsoftonline.com",
         )
     )
     attacker_rsa: rsa.RSAPrivateKey = field(
@@ -144,6 +153,19 @@ class Kit:
         self.main.add_key("EC", kid="ec384", curve="P-384")
         self.main.add_key("OKP", kid="ed")
         self.main.add_key("RSA", kid="rsa-bound", alg="RS256")
+        template, first = self.multi.issuer, self.multi.signing_kid
+        self.multi.rotate(
+            kid="template", issuer=template, cloud_instance_name="microsoftonline.com"
+        )
+        self.multi.retire(first)
+        self.multi.add_key(
+            kid="consumers",
+            issuer=template.replace("{tenantid}", CONSUMERS_TENANT),
+            cloud_instance_name="microsoftonline.com",
+        )
+        self.multi.add_key(
+            kid="us-cloud", issuer=template, cloud_instance_name="microsoftonline.us"
+        )
         self.allowed_tenants = frozenset({self.multi.tenant_id, self.other_tenant})
 
     # -- keys --------------------------------------------------------------------
@@ -243,7 +265,9 @@ class Kit:
         return [
             self.main.issuer_config((VAULT, STORAGE), algorithms=MAIN_ALGORITHMS),
             self.generic.issuer_config(GENERIC_AUDIENCE, token_types=("at+jwt",)),
-            self.multi.issuer_config(TEMPLATE_AUDIENCE, tenants=self.allowed_tenants),
+            self.multi.issuer_config(
+                TEMPLATE_AUDIENCE, tenants=self.allowed_tenants, validate_cloud_instance=True
+            ),
         ]
 
     def validator(self, **options: Any) -> TokenValidator:
