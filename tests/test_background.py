@@ -83,7 +83,9 @@ def test_a_validator_outlives_its_event_loop(first: str, second: str) -> None:
     )
 
     async def validate() -> None:
-        assert (await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))).kind == "managed_identity"
+        assert (
+            await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))
+        ).kind == "managed_identity"
 
     anyio.run(validate, backend=first)  # loads keys, arms a timer, then the loop ends
     keys = validator._states[0].keys

@@ -210,7 +210,9 @@ async def test_first_validation_starts_the_refresher_without_a_lifespan(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
     validator, server = make(issuer, clock)
-    assert await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))  # no warm-up, no lifespan
+    assert await validator.validate(
+        issuer.mint(VAULT, roles=["Secrets.Read"])
+    )  # no warm-up, no lifespan
     for cycle in range(2, 5):
         clock.advance(REFRESH_AFTER)
         await refreshed(validator)
@@ -454,7 +456,9 @@ async def test_protected_app_refreshes_without_traffic_under_either_runtime(
         response = await http.get("/", headers=bearer(token))
         assert response.status_code == 401
         assert "signing key is unknown" in response.headers["www-authenticate"]
-        assert (await http.get("/", headers=bearer(issuer.mint(VAULT, roles=["Secrets.Read"])))).status_code == 200
+        assert (
+            await http.get("/", headers=bearer(issuer.mint(VAULT, roles=["Secrets.Read"])))
+        ).status_code == 200
     fetches = server.count("/keys")
     await validator.aclose()
     clock.advance(REFRESH_AFTER)

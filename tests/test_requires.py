@@ -299,7 +299,10 @@ def test_the_request_argument_is_found_by_name_not_position(
     with TestClient(app) as test_client:
         token = bearer(session_issuer.mint(roles=[PERMISSION]))
         assert test_client.get("/", headers=token).json()["first"] == "one"
-        assert test_client.get("/", headers=bearer(session_issuer.mint(roles=["Other"]))).status_code == 403
+        assert (
+            test_client.get("/", headers=bearer(session_issuer.mint(roles=["Other"]))).status_code
+            == 403
+        )
 
 
 # -- tokenguard's answers ---------------------------------------------------------------

@@ -140,7 +140,9 @@ async def test_cache_only_service_drops_a_retired_key_within_one_refresh() -> No
                 response = await http.get("/", headers=bearer(token))
                 assert response.status_code == 401
                 assert "signing key is unknown" in response.headers["www-authenticate"]
-            assert (await http.get("/", headers=bearer(issuer.mint(VAULT, roles=["Secrets.Read"])))).status_code == 200
+            assert (
+                await http.get("/", headers=bearer(issuer.mint(VAULT, roles=["Secrets.Read"])))
+            ).status_code == 200
 
 
 async def test_outage_past_lifetime_and_max_stale_gives_503_then_recovers_idle() -> None:
@@ -194,7 +196,10 @@ async def test_middleware_and_fastapi_dependency_with_two_issuers() -> None:
     async with FaultyIssuer(one) as server_one, FaultyIssuer(two) as server_two:
         validator = TokenValidator([config(one), config(two)])
         async with served(fastapi_app(validator)) as http:
-            tokens = {one: one.mint(VAULT, roles=["Secrets.Read"]), two: two.mint(VAULT, roles=["Secrets.Read"])}
+            tokens = {
+                one: one.mint(VAULT, roles=["Secrets.Read"]),
+                two: two.mint(VAULT, roles=["Secrets.Read"]),
+            }
 
             async def answers(path: str, issuer: LocalIssuer) -> int:
                 return (await http.get(path, headers=bearer(tokens[issuer]))).status_code
