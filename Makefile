@@ -27,8 +27,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench fuzz
+	$(BIN)/ruff format --check src tests examples bench fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -57,7 +57,7 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.soak
 
 fuzz: $(STAMP)
-	$(BIN)/python -m tests.fuzz
+	$(BIN)/python -m fuzz
 
 clean:
 	rm -rf $(VENV) .lab .mypy_cache .pytest_cache .ruff_cache .coverage

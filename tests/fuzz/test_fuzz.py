@@ -1,4 +1,4 @@
-"""Quick fuzz profile for ``make test``; ``python -m tests.fuzz`` runs the long budget.
+"""Quick fuzz profile for ``make test``; ``python -m fuzz`` runs the long budget.
 
 Every property runs :data:`EXAMPLES` hypothesis examples (``TOKENGUARD_FUZZ_EXAMPLES``).
 The linear-work checks count Python-level calls (deterministic), not seconds.
@@ -9,8 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from .harness import COUNTS, EXAMPLES, FAMILIES, Harness, build_properties, python_calls, run_family
+from fuzz.harness import (
+    COUNTS,
+    EXAMPLES,
+    FAMILIES,
+    Harness,
+    build_properties,
+    python_calls,
+    run_family,
+)
 
 #: Sizes for the linear-work checks; the validator's limit is raised above them so
 #: the parser really walks the input instead of stopping at the size check.

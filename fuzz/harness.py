@@ -1,4 +1,4 @@
-"""The fuzz properties, shared by the quick pytest run and ``python -m tests.fuzz``.
+"""The fuzz properties, shared by the quick pytest run and ``python -m fuzz``.
 
 Properties (each counts its examples in :data:`COUNTS`):
 

@@ -1,6 +1,6 @@
-"""Long fuzz run: ``python -m tests.fuzz [--examples N]`` (``make fuzz``).
+"""Long fuzz run: ``python -m fuzz [--examples N]`` (``make fuzz``).
 
-Runs every property of :mod:`tests.fuzz.harness` with a large hypothesis budget, then
+Runs every property of :mod:`fuzz.harness` with a large hypothesis budget, then
 the linear-work checks with both call counts and CPU time (best of several runs, so a
 noisy machine can only make the ratio look worse, never better). Prints Markdown
 tables (SECURITY.md carries the latest) and exits non-zero if anything was found.
@@ -86,7 +86,7 @@ def run_linearity() -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__)
     parser.add_argument("--examples", type=int, default=10_000, help="examples per property")
     args = parser.parse_args()
     started = time.perf_counter()

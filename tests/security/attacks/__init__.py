@@ -1,0 +1,1 @@
+"""The attack catalogue's rows, one module per attack family (the rows' ``area``)."""

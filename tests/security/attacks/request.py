@@ -1,0 +1,155 @@
+"""Request attacks: the ``Authorization`` header and query as sent (missing, doubled or
+malformed credentials, tokens in the query or a form body).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .rows import (
+    ACCEPTED,
+    NO_CREDENTIALS,
+    Attack,
+    Probe,
+    auth,
+    bad_request,
+    bearer,
+    invalid,
+    raw_bearer,
+)
+
+ROWS: Final = [
+    Attack(
+        "no-authorization",
+        "request",
+        "RFC 6750 §3",
+        "No Authorization header at all",
+        lambda k: Probe(None, ()),
+        NO_CREDENTIALS,
+    ),
+    Attack(
+        "basic-scheme",
+        "request",
+        "RFC 6750 §3; RFC 7235 §2.1",
+        "Another scheme (Basic) is no bearer credential",
+        lambda k: auth(b"Basic dXNlcjpwYXNzd29yZA=="),
+        NO_CREDENTIALS,
+    ),
+    Attack(
+        "bearer-without-token",
+        "request",
+        "RFC 6750 §2.1",
+        "`Bearer` with no token",
+        lambda k: auth(b"Bearer"),
+        bad_request("empty_token"),
+    ),
+    Attack(
+        "bearer-spaces-only",
+        "request",
+        "RFC 6750 §2.1",
+        "`Bearer` followed by spaces only",
+        lambda k: auth(b"Bearer      "),
+        bad_request("empty_token"),
+    ),
+    Attack(
+        "two-authorization-headers",
+        "request",
+        "RFC 6750 §3.1; RFC 9110 §5.3",
+        "Two Authorization headers, each with a valid token",
+        lambda k: auth(b"Bearer " + k.valid().encode(), b"Bearer " + k.valid().encode()),
+        bad_request("multiple_authorization"),
+    ),
+    Attack(
+        "header-and-query-token",
+        "request",
+        "RFC 6750 §2 (one method only)",
+        "A valid token both in the header and in `access_token`",
+        lambda k: auth(b"Bearer " + k.valid().encode(), query="access_token=" + k.valid()),
+        bad_request("multiple_methods"),
+    ),
+    Attack(
+        "query-token",
+        "request",
+        "RFC 6750 §2.3, §5.3",
+        "A valid token in the URI query (leaks to logs; refused by default)",
+        lambda k: Probe(None, (), query="access_token=" + k.valid()),
+        bad_request("query_token_not_allowed"),
+    ),
+    Attack(
+        "query-token-twice",
+        "request",
+        "RFC 6750 §2.3",
+        "`access_token` twice in the query",
+        lambda k: Probe(None, (), query="access_token=a.b.c&access_token=d.e.f"),
+        bad_request("multiple_methods"),
+    ),
+    Attack(
+        "query-token-empty",
+        "request",
+        "RFC 6750 §2.3",
+        "Empty `access_token` in the query",
+        lambda k: Probe(None, (), query="access_token="),
+        bad_request("empty_token"),
+    ),
+    Attack(
+        "basic-plus-query-token",
+        "request",
+        "RFC 6750 §2.3",
+        "Basic credentials plus a query token",
+        lambda k: auth(b"Basic dXNlcjpwYXNz", query="access_token=" + k.valid()),
+        bad_request("query_token_not_allowed"),
+    ),
+    Attack(
+        "form-body-token",
+        "request",
+        "RFC 6750 §2.2",
+        "A valid token in a form body only (the body is never read)",
+        lambda k: Probe(
+            None,
+            ((b"content-type", b"application/x-www-form-urlencoded"),),
+            method="POST",
+            body=b"access_token=" + k.valid().encode(),
+        ),
+        NO_CREDENTIALS,
+    ),
+    Attack(
+        "tab-after-scheme",
+        "request",
+        "RFC 7235 §2.1 (1*SP after the scheme)",
+        "`Bearer<TAB>token` is not the Bearer scheme",
+        lambda k: auth(b"Bearer\t" + k.valid().encode()),
+        NO_CREDENTIALS,
+    ),
+    Attack(
+        "lowercase-scheme",
+        "request",
+        "RFC 7235 §2.1 (scheme is case-insensitive)",
+        "Control: `bearer` in lower case with a valid token",
+        lambda k: raw_bearer(k.valid().encode(), scheme=b"bearer"),
+        ACCEPTED,
+    ),
+    Attack(
+        "auth-params-after-token",
+        "request",
+        "RFC 6750 §2.1 (b64token only)",
+        "Valid token followed by `, realm=x` auth-params",
+        lambda k: bearer(k.valid() + ", realm=x"),
+        invalid("malformed"),
+    ),
+    Attack(
+        "nul-after-token",
+        "request",
+        "RFC 9110 §5.5 (field values)",
+        "Valid token followed by a NUL byte",
+        lambda k: bearer(k.valid() + "\x00"),
+        invalid("malformed"),
+    ),
+    Attack(
+        "latin1-bytes-in-header",
+        "request",
+        "RFC 9110 §5.5 (obs-text)",
+        "Valid token with UTF-8 bytes appended (decoded as Latin-1)",
+        lambda k: raw_bearer(k.valid().encode() + "é".encode()),
+        invalid("malformed"),
+    ),
+]
