@@ -190,12 +190,19 @@ def protected_app(
     ``on_shutdown`` runs when the app stops (closing its database).
 
     ``validator`` must accept this resource's ``audience`` only (with or without a
-    trailing slash): a token for another resource must never reach the routes.
+    trailing slash): a token for another resource must never reach the routes. Its
+    issuers must pass ``require_roles_or_scopes=False``: tokens for Azure resources carry
+    neither ``roles`` nor ``scp``, and the resource authorizes by object id (RBAC).
     """
     others = {a for issuer in validator.issuers for a in issuer.audiences}
     others = {a for a in others if a.rstrip("/") != audience.rstrip("/")}
     if others:
         raise ValueError(f"the validator also accepts {sorted(others)}, not meant for {audience}")
+    if any(issuer.require_roles_or_scopes for issuer in validator.issuers):
+        raise ValueError(
+            f"{audience} authorizes by object id and its tokens carry no roles: "
+            "trust its issuer with Issuer(..., require_roles_or_scopes=False)"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

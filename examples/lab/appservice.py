@@ -5,6 +5,9 @@
 
 The answer has ``access_token, expires_on, resource, token_type, client_id`` and no
 ``expires_in``; errors are ``{"statusCode": ..., "message": ..., "correlationId": ...}``.
+A selector that is empty, repeated, combined with another, or spelled the IMDS way
+(``msi_res_id``) is 400, and one naming no user-assigned identity 404: never the
+system-assigned identity.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .config import LabConfig, ManagedIdentity
-from .tokens import ALL_METHODS, RateLimiter, TokenService, resource_problem
+from .tokens import (
+    ALL_METHODS,
+    IdentityNotSelected,
+    RateLimiter,
+    TokenService,
+    resource_problem,
+    select_identity,
+)
 
 __all__ = ["API_VERSION", "TOKEN_PATH", "create_app_service_app"]
 
@@ -34,6 +44,8 @@ _SELECTORS: Final = {
     "object_id": "object_id",
     "mi_res_id": "resource_id",
 }
+#: IMDS selectors this endpoint does not read, and what to send instead.
+_FOREIGN: Final = {"msi_res_id": "mi_res_id", "resource_id": "mi_res_id"}
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -51,15 +63,10 @@ class _AppService:
         self.limiter = limiter
 
     def _identity(self, request: Request) -> ManagedIdentity | Response:
-        query = request.query_params
-        given = [name for name in _SELECTORS if query.get(name)]
-        if len(given) > 1:
-            return _error(400, "Specify at most one of client_id, principal_id and mi_res_id.")
-        if not given:
-            return self.config.vm.identity
-        name = given[0]
-        found = self.config.user_assigned(**{_SELECTORS[name]: query[name]})
-        return found if found is not None else _error(404, "Identity not found.")
+        try:
+            return select_identity(self.config, request.query_params, _SELECTORS, _FOREIGN)
+        except IdentityNotSelected as exc:
+            return _error(exc.status, exc.description)
 
     async def token(self, request: Request) -> Response:
         if request.method != "GET":

@@ -89,18 +89,19 @@ async def account_endpoint(request: Request) -> Response:
     query = request.query_params
     if query.get("comp") == "list" and "restype" not in query and request.method == "GET":
         svc.authorize(request, write=False, container=None)
+        listing = shapes.listing(request, delimited=False)
         page, after = await svc.db.read(
             partial(
                 store.list_containers,
                 account=account,
-                prefix=query.get("prefix", ""),
-                after=shapes.decode_marker(query.get("marker")),
-                limit=shapes.page_size(request),
+                prefix=listing.prefix,
+                after=listing.after,
+                limit=listing.size,
             )
         )
         return shapes.containers_xml(
             svc.endpoint(account),
-            request,
+            listing,
             page,
             None if after is None else shapes.encode_marker(after),
             with_metadata=includes_metadata(request),
@@ -166,23 +167,22 @@ async def container_endpoint(request: Request) -> Response:
 
 
 async def _list_blobs(request: Request, svc: Storage, account: str, container: str) -> Response:
-    query = request.query_params
-    delimiter = query.get("delimiter") or None
+    listing = shapes.listing(request, delimited=True)
     entries, after = await svc.db.read(
         partial(
             store.list_blobs,
             account=account,
             container=container,
-            prefix=query.get("prefix", ""),
-            delimiter=delimiter,
-            after=shapes.decode_marker(query.get("marker")),
-            limit=shapes.page_size(request),
+            prefix=listing.prefix,
+            delimiter=listing.delimiter,
+            after=listing.after,
+            limit=listing.size,
         )
     )
     return shapes.blobs_xml(
         svc.endpoint(account),
         container,
-        request,
+        listing,
         entries,
         None if after is None else shapes.encode_marker(after),
         with_metadata=includes_metadata(request),

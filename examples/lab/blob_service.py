@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from ._resource import allowed, caller_label, forbidden_challenge, identity_of
 from ._store import Database
+from .blob_shapes import xml_text
 from .blob_store import BlobFiles, StorageError
 from .rbac import RoleAssignments
 
@@ -45,15 +46,7 @@ _UNSUPPORTED_COMP: Final = frozenset(
 
 def _valid_blob_name(name: str) -> bool:
     # Characters XML 1.0 cannot carry would break listings; control characters are refused too.
-    return (
-        0 < len(name) <= _MAX_BLOB_NAME
-        and name.count("/") < _MAX_SEGMENTS
-        and all(_xml_char(c) for c in name)
-    )
-
-
-def _xml_char(c: str) -> bool:
-    return " " <= c < "\x7f" or "\xa0" <= c < "\ud800" or "\ue000" <= c < "\ufffe" or c > "\uffff"
+    return 0 < len(name) <= _MAX_BLOB_NAME and name.count("/") < _MAX_SEGMENTS and xml_text(name)
 
 
 def unsupported(request: Request) -> StorageError:

@@ -8,8 +8,10 @@ import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Final
+from urllib.parse import unquote, unquote_to_bytes
 from xml.sax.saxutils import escape
 
 from starlette.requests import Request
@@ -19,6 +21,7 @@ from ._resource import ascii_int
 from .blob_store import Blob, Conditions, Container, ContentSettings, StorageError
 
 __all__ = [
+    "Listing",
     "blob_headers",
     "blobs_xml",
     "conditions",
@@ -29,10 +32,12 @@ __all__ = [
     "encode_marker",
     "error_response",
     "http_date",
+    "listing",
     "md5_header",
     "metadata",
     "page_size",
     "parse_range",
+    "xml_text",
 ]
 
 MAX_PAGE: Final = 5000
@@ -40,7 +45,18 @@ _MAX_METADATA_BYTES: Final = 8 * 1024
 _METADATA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RANGE: Final = re.compile(r"bytes=([0-9]{1,18})-([0-9]{0,18})")
 _MAX_MARKER: Final = 4096
+#: Longest ``prefix`` or ``delimiter`` of a listing (a blob name is at most 1024 characters).
+_MAX_LISTING_TEXT: Final = 1024
 _XML_DECLARATION: Final = b'<?xml version="1.0" encoding="utf-8"?>'
+
+
+def xml_text(text: str) -> bool:
+    """Whether every character of ``text`` is one XML 1.0 can carry and the lab allows
+    (no control characters, no surrogates, no U+FFFE/U+FFFF)."""
+    return all(
+        " " <= c < "\x7f" or "\xa0" <= c < "\ud800" or "\ue000" <= c < "\ufffe" or c > "\uffff"
+        for c in text
+    )
 
 
 def http_date(timestamp: float) -> str:
@@ -168,6 +184,69 @@ def page_size(request: Request) -> int:
     return min(size, MAX_PAGE)
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The checked parameters of a listing request; what the answer echoes comes from here."""
+
+    prefix: str
+    delimiter: str | None
+    marker: str | None
+    #: The name to continue after (decoded from ``marker``; "" from the start).
+    after: str
+    size: int
+    #: ``maxresults`` as sent (digits only once ``size`` is known), for the echo.
+    maxresults: str | None
+
+    def echoed(self) -> list[tuple[str, str]]:
+        """The elements the answer repeats from the request, in Azure's order."""
+        values = [
+            ("Prefix", self.prefix),
+            ("Marker", self.marker or ""),
+            ("MaxResults", self.maxresults or ""),
+            ("Delimiter", self.delimiter or ""),
+        ]
+        return [(element, value) for element, value in values if value]
+
+
+def _listing_text(request: Request, name: str) -> str:
+    """A query parameter decoded strictly: 400 unless it is UTF-8 that XML 1.0 can carry.
+
+    Starlette turns invalid UTF-8 (a lone surrogate's bytes) into U+FFFD; a listing must
+    not answer for another prefix than the one asked, so it reads the raw query instead.
+    """
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    text, utf8 = "", True
+    for pair in raw.split("&"):
+        key, _, value = pair.partition("=")
+        if unquote(key.replace("+", " ")) != name:
+            continue
+        try:  # the last one wins, as in Starlette
+            text, utf8 = unquote_to_bytes(value.replace("+", " ")).decode("utf-8"), True
+        except UnicodeDecodeError:
+            text, utf8 = "", False
+    if not utf8 or len(text) > _MAX_LISTING_TEXT or not xml_text(text):
+        raise StorageError(
+            400,
+            "InvalidQueryParameterValue",
+            f"The {name} is longer than {_MAX_LISTING_TEXT} characters, not UTF-8, or holds "
+            "characters XML cannot carry (control characters, surrogates).",
+        )
+    return text
+
+
+def listing(request: Request, *, delimited: bool) -> Listing:
+    """``prefix``, ``delimiter`` (blob listings only), ``marker`` and ``maxresults``, checked."""
+    marker = request.query_params.get("marker") or None
+    return Listing(
+        prefix=_listing_text(request, "prefix"),
+        delimiter=(_listing_text(request, "delimiter") or None) if delimited else None,
+        marker=marker,
+        after=decode_marker(marker),
+        size=page_size(request),
+        maxresults=request.query_params.get("maxresults"),
+    )
+
+
 def encode_marker(after: str) -> str:
     """An opaque continuation marker for the name to continue after."""
     return "1!" + base64.urlsafe_b64encode(after.encode("utf-8")).decode("ascii").rstrip("=")
@@ -240,17 +319,10 @@ def blob_headers(b: Blob) -> dict[str, str]:
 # -- list bodies ---------------------------------------------------------------------
 
 
-def _listing(endpoint: str, request: Request, extra: dict[str, str] | None = None) -> ET.Element:
+def _listing(endpoint: str, query: Listing, extra: dict[str, str] | None = None) -> ET.Element:
     root = ET.Element("EnumerationResults", {"ServiceEndpoint": endpoint, **(extra or {})})
-    for param, element in (
-        ("prefix", "Prefix"),
-        ("marker", "Marker"),
-        ("maxresults", "MaxResults"),
-        ("delimiter", "Delimiter"),
-    ):
-        value = request.query_params.get(param)
-        if value:
-            ET.SubElement(root, element).text = value
+    for element, value in query.echoed():
+        ET.SubElement(root, element).text = value
     return root
 
 
@@ -268,14 +340,14 @@ def _fields(parent: ET.Element, values: Iterable[tuple[str, str | None]]) -> Non
 
 def containers_xml(
     endpoint: str,
-    request: Request,
+    query: Listing,
     containers: list[Container],
     next_marker: str | None,
     *,
     with_metadata: bool,
 ) -> Response:
     """List Containers: ``<EnumerationResults><Containers><Container>...``."""
-    root = _listing(endpoint, request)
+    root = _listing(endpoint, query)
     listed = ET.SubElement(root, "Containers")
     for c in containers:
         item = ET.SubElement(listed, "Container")
@@ -303,14 +375,14 @@ def containers_xml(
 def blobs_xml(
     endpoint: str,
     container: str,
-    request: Request,
+    query: Listing,
     entries: list[Blob | str],
     next_marker: str | None,
     *,
     with_metadata: bool,
 ) -> Response:
     """List Blobs (flat or with a delimiter): ``<Blobs><Blob>...<BlobPrefix>...``."""
-    root = _listing(endpoint, request, {"ContainerName": container})
+    root = _listing(endpoint, query, {"ContainerName": container})
     listed = ET.SubElement(root, "Blobs")
     for entry in entries:
         if isinstance(entry, str):

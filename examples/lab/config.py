@@ -1,16 +1,19 @@
-"""The lab's configuration: tenant, VM, managed identities and role assignments, from TOML.
+"""The lab's configuration: tenant, VM, managed identities, app registrations with their
+app-role assignments, and Azure RBAC role assignments, from TOML.
 
     config = load_config()                      # examples/lab/default.toml
     config = load_config(Path("my-lab.toml"))   # or LAB_CONFIG=my-lab.toml make lab
 
 Everything is checked when the file is read; a mistake names the file, the entry and
-the problem (:class:`ConfigError`). Principals in ``[[role_assignments]]`` are the name
-of an identity in the file (the VM's name for its system-assigned identity) or a raw
-object id; scopes follow :mod:`examples.lab.rbac`.
+the problem (:class:`ConfigError`). Principals in ``[[role_assignments]]`` and
+``[[app_role_assignments]]`` are the name of an identity in the file (the VM's name for
+its system-assigned identity) or a raw object id; scopes follow :mod:`examples.lab.rbac`,
+app registrations :mod:`examples.lab.apps`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .apps import AppDirectory, AppRegistration, AppRoleAssignment
 from .rbac import RoleAssignment, RoleAssignments
 
 __all__ = [
@@ -34,7 +38,6 @@ __all__ = [
     "VirtualMachine",
     "load_config",
     "parse_config",
-    "scope_for_resource",
 ]
 
 DEFAULT_CONFIG: Final = Path(__file__).with_name("default.toml")
@@ -43,14 +46,10 @@ DEFAULT_CONFIG: Final = Path(__file__).with_name("default.toml")
 KNOWN_ROLES: Final = {
     "Key Vault Secrets User": "/keyvault",
     "Key Vault Secrets Officer": "/keyvault",
+    "Key Vault Administrator": "/keyvault",
     "Storage Blob Data Reader": "/storage",
     "Storage Blob Data Contributor": "/storage",
-}
-
-#: Token resources (lower-cased, no trailing slash) and the lab scope their roles come from.
-RESOURCE_SCOPES: Final = {
-    "https://vault.azure.net": "/keyvault",
-    "https://storage.azure.com": "/storage",
+    "Storage Blob Data Owner": "/storage",
 }
 
 #: IMDS hands out a cached token until it has 10 minutes left; tokens must outlive that.
@@ -65,11 +64,6 @@ _ACCOUNT: Final = re.compile(r"[a-z0-9]{3,24}")
 
 class ConfigError(ValueError):
     """The lab configuration is invalid; the message says where and why."""
-
-
-def scope_for_resource(resource: str) -> str | None:
-    """The lab scope whose roles a token for ``resource`` carries (``None``: no roles)."""
-    return RESOURCE_SCOPES.get(resource.rstrip("/").lower())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,12 +120,15 @@ class ImdsSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class LabConfig:
-    """The whole lab: one tenant, one VM, its identities and their role assignments."""
+    """The whole lab: one tenant, one VM, its identities, the tenant's APIs (app
+    registrations) with their app-role assignments, and the resources' role assignments."""
 
     tenant_id: str
     vm: VirtualMachine
     identities: tuple[ManagedIdentity, ...]
     role_assignments: tuple[RoleAssignment, ...]
+    app_registrations: tuple[AppRegistration, ...] = ()
+    app_role_assignments: tuple[AppRoleAssignment, ...] = ()
     issuer: IssuerSettings = IssuerSettings()
     imds: ImdsSettings = ImdsSettings()
     storage_account: str = "labstorage"
@@ -166,16 +163,24 @@ class LabConfig:
                 return identity
         return None
 
+    def principal(self, name_or_id: str) -> str | None:
+        """The object id of the identity called ``name_or_id``, or ``name_or_id`` as an
+        object id (any GUID: principals outside the lab are allowed); else ``None``."""
+        for identity in self.all_identities:
+            if identity.name == name_or_id:
+                return identity.object_id
+        try:
+            return str(uuid.UUID(name_or_id))
+        except (ValueError, AttributeError, TypeError):
+            return None
+
     def rbac(self) -> RoleAssignments:
-        """The role assignments, principals resolved to object ids."""
+        """The resources' role assignments (Azure RBAC), principals as object ids."""
         return RoleAssignments(self.role_assignments)
 
-    def token_roles(self, identity: ManagedIdentity, resource: str) -> list[str]:
-        """Roles a token for ``resource`` carries: assignments at or below its scope."""
-        scope = scope_for_resource(resource)
-        if scope is None:
-            return []
-        return sorted(self.rbac().roles_under(identity.object_id, scope))
+    def app_directory(self) -> AppDirectory:
+        """A fresh directory of the app registrations and app-role assignments."""
+        return AppDirectory(self.app_registrations, self.app_role_assignments)
 
 
 # -- parsing ----------------------------------------------------------------------
@@ -233,6 +238,12 @@ class _Table:
             raise self.error(key, f"must be at least {minimum}")
         return value
 
+    def strings(self, key: str) -> list[str]:
+        values = self.data.pop(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise self.error(key, "must be an array of strings")
+        return values
+
     def table(self, key: str) -> _Table:
         return _Table(self.data.pop(key, {}), f"{self.where}{key}.", self.source)
 
@@ -281,20 +292,31 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<memory>") -> LabCon
     vm = _virtual_machine(top.table("vm"))
     identities = tuple(_user_assigned(t, vm) for t in top.array("identities"))
     _check_unique((vm.identity, *identities), source)
-    assignments = tuple(
-        _assignment(t, (vm.identity, *identities)) for t in top.array("role_assignments")
-    )
-    top.done()
-    return LabConfig(
+    partial = LabConfig(
         tenant_id=tenant_id,
         vm=vm,
         identities=identities,
-        role_assignments=assignments,
+        role_assignments=(),
         issuer=issuer,
         imds=imds,
         storage_account=account,
         source=source,
     )
+    assignments = tuple(_assignment(t, partial) for t in top.array("role_assignments"))
+    registrations = tuple(_registration(t) for t in top.array("app_registrations"))
+    app_roles = tuple(_app_role_assignment(t, partial) for t in top.array("app_role_assignments"))
+    top.done()
+    config = dataclasses.replace(
+        partial,
+        role_assignments=assignments,
+        app_registrations=registrations,
+        app_role_assignments=app_roles,
+    )
+    try:
+        config.app_directory()  # clashing registrations, unknown apps or roles
+    except ValueError as exc:
+        raise ConfigError(f"{source}: app registrations: {exc}") from None
+    return config
 
 
 def _issuer_settings(table: _Table) -> IssuerSettings:
@@ -363,19 +385,49 @@ def _check_unique(identities: tuple[ManagedIdentity, ...], source: str) -> None:
             seen.add(value)
 
 
-def _assignment(table: _Table, identities: tuple[ManagedIdentity, ...]) -> RoleAssignment:
+def _principal(table: _Table, config: LabConfig) -> str:
     principal = table.text("principal")
-    by_name = {i.name: i.object_id for i in identities}
-    if principal in by_name:
-        object_id = by_name[principal]
-    else:
-        try:
-            object_id = str(uuid.UUID(principal))
-        except ValueError:
-            known = ", ".join(sorted(by_name))
-            raise table.error(
-                "principal", f"{principal!r} is neither an identity ({known}) nor an object id"
-            ) from None
+    object_id = config.principal(principal)
+    if object_id is None:
+        known = ", ".join(sorted(i.name for i in config.all_identities))
+        raise table.error(
+            "principal", f"{principal!r} is neither an identity ({known}) nor an object id"
+        )
+    return object_id
+
+
+def _registration(table: _Table) -> AppRegistration:
+    name = table.text("name", pattern=_NAME)
+    app_id = table.guid("app_id")
+    identifier_uri = table.text("identifier_uri", f"api://{app_id}")
+    roles = tuple(table.strings("app_roles"))
+    version = table.integer("token_version", 1, minimum=1)
+    if version not in (1, 2):
+        raise table.error("token_version", "must be 1 or 2 (accessTokenAcceptedVersion)")
+    try:
+        registration = AppRegistration(
+            name=name,
+            app_id=app_id,
+            identifier_uri=identifier_uri,
+            app_roles=roles,
+            token_version=2 if version == 2 else 1,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{table.source}: {table.where.rstrip('.')}: {exc}") from None
+    table.done()
+    return registration
+
+
+def _app_role_assignment(table: _Table, config: LabConfig) -> AppRoleAssignment:
+    assignment = AppRoleAssignment(
+        principal=_principal(table, config), app=table.text("app"), role=table.text("role")
+    )
+    table.done()
+    return assignment
+
+
+def _assignment(table: _Table, config: LabConfig) -> RoleAssignment:
+    object_id = _principal(table, config)
     role = table.text("role")
     if role not in KNOWN_ROLES:
         raise table.error("role", f"unknown role {role!r}; known: {', '.join(KNOWN_ROLES)}")

@@ -1,14 +1,16 @@
 """The IMDS emulator: ``169.254.169.254`` as a VM sees it, on 127.0.0.1.
 
     GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=...   (Metadata: true)
-        [&client_id=... | &object_id=... | &msi_res_id=...]
+        [&client_id=... | &object_id=... | &msi_res_id=... (alias mi_res_id)]
     GET /metadata/identity/info?api-version=...
     GET /metadata/instance[/compute|/network/...]?api-version=...[&format=text]
     GET /metadata/versions
 
 Every answer is JSON; statuses and error bodies follow real IMDS (see
 ``shared/PROTOCOLS.md`` section 1): 400 for a bad request, 404 for an unknown identity,
-405 for anything but GET, 429 past the per-identity rate limit.
+405 for anything but GET, 429 past the per-identity rate limit. An identity selector that
+is empty, repeated, combined with another, or spelled the App Service way (``principal_id``)
+is 400, and one naming no user-assigned identity 404: never the system-assigned identity.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from starlette.routing import Route
 
 from ._resource import ascii_int
 from .config import LabConfig, ManagedIdentity
-from .tokens import ALL_METHODS, RateLimiter, TokenService, resource_problem
+from .tokens import (
+    ALL_METHODS,
+    IdentityNotSelected,
+    RateLimiter,
+    TokenService,
+    resource_problem,
+    select_identity,
+)
 
 __all__ = ["API_VERSIONS", "SELECTORS", "create_imds_app", "imds_error"]
 
@@ -38,8 +47,15 @@ API_VERSIONS: Final = (
     "2023-07-01", "2023-11-15", "2024-03-15",
 )  # fmt: skip
 #: The user-assigned identity selectors (at most one per request), each with the
-#: ``LabConfig.user_assigned`` keyword it maps to.
-SELECTORS: Final = {"client_id": "client_id", "object_id": "object_id", "msi_res_id": "resource_id"}
+#: ``LabConfig.user_assigned`` keyword it maps to. MSAL's newer releases send ``mi_res_id``.
+SELECTORS: Final = {
+    "client_id": "client_id",
+    "object_id": "object_id",
+    "msi_res_id": "resource_id",
+    "mi_res_id": "resource_id",
+}
+#: Selectors of the App Service endpoint that IMDS does not read, and what to send instead.
+_FOREIGN: Final = {"principal_id": "object_id", "resource_id": "msi_res_id"}
 
 
 def imds_error(status: int, error: str, description: str, **headers: str) -> JSONResponse:
@@ -85,21 +101,10 @@ class _Imds:
         return None
 
     def _identity(self, request: Request) -> ManagedIdentity | Response:
-        query = request.query_params
-        given = [name for name in SELECTORS if query.get(name)]
-        if len(given) > 1:
-            return imds_error(
-                400,
-                "invalid_request",
-                "Only one of client_id, object_id and msi_res_id may be specified",
-            )
-        if not given:
-            return self.config.vm.identity
-        name = given[0]
-        found = self.config.user_assigned(**{SELECTORS[name]: query[name]})
-        if found is None:
-            return imds_error(404, "invalid_request", "Identity not found")
-        return found
+        try:
+            return select_identity(self.config, request.query_params, SELECTORS, _FOREIGN)
+        except IdentityNotSelected as exc:
+            return imds_error(exc.status, "invalid_request", exc.description)
 
     # -- routes -----------------------------------------------------------------
 

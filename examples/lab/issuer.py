@@ -7,9 +7,14 @@ Routes (``{tenant}`` is the lab's tenant id or ``common``)::
     GET  /{tenant}/discovery/keys                          JWKS (v1)
     GET  /{tenant}/discovery/v2.0/keys                     JWKS (v2, entries carry "issuer")
     GET  /_lab/keys, POST /_lab/rotate                     admin, loopback + X-Lab-Admin secret
+    GET  /_lab/apps, PUT /_lab/apps/{name}                 admin: app registrations
+    POST|DELETE /_lab/app-role-assignments                 admin: assign or remove an app role
 
 Tokens are not requested over HTTP: the IMDS emulator asks :meth:`LabIssuer.mint` in
-process, as real IMDS asks Entra on the VM's behalf.
+process, as real IMDS asks Entra on the VM's behalf. A token carries ``roles`` only when
+its resource is a registered API (:mod:`examples.lab.apps`) and the identity holds some
+of that API's app roles; tokens for Azure's own resources (Key Vault, Storage) never do:
+those services authorize by ``oid`` against their role assignments.
 """
 
 from __future__ import annotations
@@ -36,13 +41,14 @@ from starlette.routing import Route
 from tokenguard.testing import generate_key
 
 from ._resource import BodyTooLarge, read_body
+from .apps import AppDirectory, AppRegistration, AppRoleAssignment
 from .config import LabConfig, ManagedIdentity
 from .keys import KeyRing
 
 __all__ = ["ADMIN_HEADER", "IssuedToken", "LabIssuer"]
 
 ADMIN_HEADER: Final = "X-Lab-Admin"
-#: A rotation request is two numbers; anything longer is refused unread.
+#: Admin requests are small JSON objects; anything longer is refused unread.
 _MAX_ADMIN_BODY: Final = 4096
 #: Entra's tenant creation time claim; any fixed value will do in the lab.
 _TENANT_CREATED: Final = 1_600_000_000
@@ -101,6 +107,8 @@ class LabIssuer:
         self.clock = clock
         self.admin_secret = admin_secret
         self.tenant_id = config.tenant_id
+        #: App registrations and app-role assignments (the admin API changes them).
+        self.apps: AppDirectory = config.app_directory()
         self.hits: Counter[str] = Counter()
 
     # -- URLs and names ---------------------------------------------------------
@@ -140,24 +148,37 @@ class LabIssuer:
         issued_at: float | None = None,
         lifetime: int | None = None,
     ) -> dict[str, Any]:
-        """Claims of a v1 managed-identity token, in the order Entra writes them."""
+        """Claims of a managed-identity token, in the order Entra writes them.
+
+        v1 unless ``resource`` is a registered API that accepts v2 tokens; ``roles`` only
+        for a registered API, holding the app roles assigned to ``identity``.
+        """
         now = int(self.clock() if issued_at is None else issued_at)
         lifetime = self.config.issuer.token_lifetime if lifetime is None else lifetime
+        app = self.apps.for_resource(resource)
+        v2 = app is not None and app.token_version == 2
+        issuer = _issuer_v2(self.tenant_id) if v2 else self.issuer
         claims: dict[str, Any] = {
-            "aud": resource,
-            "iss": self.issuer,
+            # v2: the API's client id, whichever of its names was requested
+            "aud": app.app_id if v2 and app is not None else resource,
+            "iss": issuer,
             "iat": now,
             "nbf": now,
             "exp": now + lifetime,
             "aio": _b64(secrets.token_bytes(48)),
-            "appid": identity.client_id,
-            "appidacr": "2",
-            "idp": self.issuer,
-            "idtyp": "app",
-            "oid": identity.object_id,
-            "rh": "0." + _b64(secrets.token_bytes(40)) + ".",
         }
-        roles = self.config.token_roles(identity, resource)
+        if v2:
+            claims.update({"azp": identity.client_id, "azpacr": "2"})
+        else:
+            claims.update({"appid": identity.client_id, "appidacr": "2", "idp": issuer})
+        claims.update(
+            {
+                "idtyp": "app",
+                "oid": identity.object_id,
+                "rh": "0." + _b64(secrets.token_bytes(40)) + ".",
+            }
+        )
+        roles = [] if app is None else self.apps.roles_of(identity.object_id, app)
         if roles:
             claims["roles"] = roles
         claims.update(
@@ -165,7 +186,7 @@ class LabIssuer:
                 "sub": identity.object_id,
                 "tid": self.tenant_id,
                 "uti": _b64(secrets.token_bytes(16)),
-                "ver": "1.0",
+                "ver": "2.0" if v2 else "1.0",
                 "xms_mirid": identity.resource_id,
                 "xms_tcdt": _TENANT_CREATED,
             }
@@ -321,32 +342,91 @@ class LabIssuer:
             return refused
         return JSONResponse({"keys": self.keys.status()})
 
-    async def _admin_rotate(self, request: Request) -> Response:
+    async def _admin_body(self, request: Request) -> dict[str, Any] | Response:
+        """The admin request's JSON object (``{}`` when empty), or the refusal to send."""
         refused = self._admin_refused(request)
         if refused is not None:
             return refused
-        settings = self.config.issuer
         try:
             raw = await read_body(request, _MAX_ADMIN_BODY)
         except BodyTooLarge as exc:
             return JSONResponse({"error": "too_large", "error_description": str(exc)}, 413)
         try:
             body = json.loads(raw or b"{}")
+        except (ValueError, RecursionError):
+            return _bad_request("the body is not JSON")
+        if not isinstance(body, dict):
+            return _bad_request("the body must be a JSON object")
+        return body
+
+    async def _admin_rotate(self, request: Request) -> Response:
+        body = await self._admin_body(request)
+        if isinstance(body, Response):
+            return body
+        settings = self.config.issuer
+        try:
             overlap = float(body.get("overlap", settings.rotation_overlap))
             retire_after = float(body.get("retire_after", settings.rotation_retire_after))
             if not (math.isfinite(overlap) and math.isfinite(retire_after)):
                 raise ValueError("not a finite number")
             kid = self.keys.rotate(overlap=overlap, retire_after=retire_after)
-        except (ValueError, TypeError, AttributeError, RecursionError):
-            return JSONResponse(
-                {
-                    "error": "bad_request",
-                    "error_description": "expected JSON "
-                    '{"overlap": seconds, "retire_after": seconds}, both >= 0',
-                },
-                status_code=400,
-            )
+        except (ValueError, TypeError):
+            return _bad_request('expected {"overlap": seconds, "retire_after": seconds}, both >= 0')
         return JSONResponse({"kid": kid, "keys": self.keys.status()})
+
+    async def _admin_apps(self, request: Request) -> Response:
+        refused = self._admin_refused(request)
+        if refused is not None:
+            return refused
+        return JSONResponse(self.apps.as_json())
+
+    async def _admin_register(self, request: Request) -> Response:
+        body = await self._admin_body(request)
+        if isinstance(body, Response):
+            return body
+        fields = {"app_id", "identifier_uri", "app_roles", "token_version"}
+        try:
+            if not set(body) <= fields or not isinstance(body.get("app_id"), str):
+                raise ValueError(f"expected an object with app_id and any of {sorted(fields)}")
+            app_id = str(body["app_id"])
+            roles = body.get("app_roles", [])
+            if not isinstance(roles, list):
+                raise ValueError("app_roles must be a list of strings")
+            registration = AppRegistration(
+                name=str(request.path_params["name"]),
+                app_id=app_id,
+                identifier_uri=str(body.get("identifier_uri", f"api://{app_id}")),
+                app_roles=tuple(roles),
+                token_version=body.get("token_version", 1),
+            )
+            self.apps.register(registration)
+        except ValueError as exc:
+            return _bad_request(str(exc))
+        return JSONResponse(registration.as_json())
+
+    async def _admin_app_role(self, request: Request) -> Response:
+        body = await self._admin_body(request)
+        if isinstance(body, Response):
+            return body
+        if set(body) != {"principal", "app", "role"} or not all(
+            isinstance(v, str) for v in body.values()
+        ):
+            return _bad_request(
+                'expected {"principal": name or object id, "app": ..., "role": ...}'
+            )
+        principal = self.config.principal(body["principal"])
+        if principal is None:
+            return _bad_request("principal is neither a lab identity nor an object id")
+        assignment = AppRoleAssignment(principal=principal, app=body["app"], role=body["role"])
+        if request.method == "DELETE":
+            if not self.apps.unassign(assignment):
+                return JSONResponse({"error": "not_found"}, status_code=404)
+            return Response(status_code=204)
+        try:
+            created = self.apps.assign(assignment)
+        except ValueError as exc:
+            return _bad_request(str(exc))
+        return JSONResponse(assignment.as_json(), status_code=201 if created else 200)
 
     def app(self) -> Starlette:
         """The ASGI app serving discovery, JWKS and the admin routes."""
@@ -354,6 +434,13 @@ class LabIssuer:
             routes=[
                 Route("/_lab/keys", self._admin_keys, methods=["GET"]),
                 Route("/_lab/rotate", self._admin_rotate, methods=["POST"]),
+                Route("/_lab/apps", self._admin_apps, methods=["GET"]),
+                Route("/_lab/apps/{name}", self._admin_register, methods=["PUT"]),
+                Route(
+                    "/_lab/app-role-assignments",
+                    self._admin_app_role,
+                    methods=["POST", "DELETE"],
+                ),
                 Route("/{tenant}/.well-known/openid-configuration", self._discovery),
                 Route("/{tenant}/v2.0/.well-known/openid-configuration", self._discovery),
                 Route("/{tenant}/discovery/keys", self._keys),
@@ -372,6 +459,10 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _bad_request(description: str) -> JSONResponse:
+    return JSONResponse({"error": "bad_request", "error_description": description}, 400)
 
 
 def _unknown_tenant() -> JSONResponse:

@@ -1,7 +1,11 @@
 """Role assignments like Azure RBAC: principal (object id) -> role -> scope.
 
-Scopes are paths; an assignment covers its scope and everything below it, as in
-Azure (an assignment on the storage account covers each container):
+The toy resources ask these by the caller's ``oid`` on every request, as Key Vault and
+Storage do; nothing of it goes into tokens (those carry app roles of registered APIs
+only, see :mod:`examples.lab.apps`).
+
+Scopes are paths; an assignment covers its scope and everything below it, as in Azure
+(an assignment on the storage account covers each container, not the other way round):
 
     /keyvault                       the toy Key Vault
     /storage                        the toy Storage account
@@ -36,7 +40,7 @@ def _covers(assigned: str, requested: str) -> bool:
 
 
 class RoleAssignments:
-    """The lab's role assignments, queried by the toy resources and the issuer."""
+    """The lab's role assignments, queried by the toy resources."""
 
     def __init__(self, assignments: Iterable[RoleAssignment]) -> None:
         self.assignments = tuple(assignments)
@@ -48,16 +52,6 @@ class RoleAssignments:
             a.role
             for a in self.assignments
             if a.principal.lower() == principal and _covers(a.scope, scope)
-        )
-
-    def roles_under(self, principal: str, scope: str) -> frozenset[str]:
-        """Roles ``principal`` holds at ``scope`` or anywhere below it (for token claims)."""
-        principal = principal.lower()
-        return frozenset(
-            a.role
-            for a in self.assignments
-            if a.principal.lower() == principal
-            and (_covers(a.scope, scope) or _covers(scope, a.scope))
         )
 
     def has_any(self, principal: str, roles: Iterable[str], scope: str) -> bool:

@@ -281,8 +281,12 @@ class Lab:
 
     def _validator(self, audiences: tuple[str, ...]) -> TokenValidator:
         issuer = self.issuer
+        # Key Vault and Storage tokens carry no roles: the services authorize by oid (RBAC).
         trusted = Issuer(
-            issuer=issuer.issuer, audiences=audiences, discovery_url=issuer.discovery_url
+            issuer=issuer.issuer,
+            audiences=audiences,
+            discovery_url=issuer.discovery_url,
+            require_roles_or_scopes=False,
         )
         validator = TokenValidator([trusted], clock=self.clock)
         self._validators.append(validator)  # the services leave closing it to its creator
@@ -298,6 +302,20 @@ class Lab:
         self.log(f"  starting {name:<12} ...")
         server = await start_server(name, app, sockets[name], tls=tls, log_level=self.log_level)
         self._servers.append(server)
+
+    async def serve_app(self, name: str, app: Any) -> str:
+        """Serve another ASGI app (your API) over http on a free 127.0.0.1 port beside the
+        lab; it stops with the lab. Returns its URL."""
+        if self._urls is None:
+            raise LabError("the lab is not running")
+        sock = bind(0, name)
+        try:
+            server = await start_server(name, app, sock, log_level=self.log_level)
+        except BaseException:
+            sock.close()
+            raise
+        self._servers.append(server)
+        return server.url
 
     def _server_url(self, name: str) -> str:
         return next(s.url for s in self._servers if s.name == name)
@@ -419,6 +437,13 @@ class LabThread:
             await self._stop.wait()
         finally:
             await self.lab.stop()
+
+    def serve_app(self, name: str, app: Any, timeout: float = 60.0) -> str:
+        """:meth:`Lab.serve_app` in the lab's thread; returns the app's URL."""
+        if self._loop is None:
+            raise LabError("the lab is not running")
+        future = asyncio.run_coroutine_threadsafe(self.lab.serve_app(name, app), self._loop)
+        return future.result(timeout)
 
     def stop(self) -> None:
         """Stop the lab and wait for its thread."""

@@ -15,6 +15,7 @@ from examples.lab.config import ImdsSettings, LabConfig, load_config
 from examples.lab.imds import create_imds_app
 from examples.lab.issuer import LabIssuer
 from examples.lab.keys import KeyRing
+from examples.lab.rbac import RoleAssignment
 from examples.lab.runner import Lab, LabThread
 from examples.lab.tokens import TokenService
 from examples.vm_app_sdk import OTHER_FLOWS
@@ -47,10 +48,24 @@ def lab_config() -> LabConfig:
     return load_config()
 
 
+#: The container where ``roomy_config`` makes reader-id a contributor (and nowhere else).
+SCOPED_CONTAINER = "scoped-box"
+
+
 @pytest.fixture(scope="session")
 def roomy_config(lab_config: LabConfig) -> LabConfig:
-    """The default config with a rate limit no SDK test reaches (retries on 429 are slow)."""
-    return dataclasses.replace(lab_config, imds=ImdsSettings(rate_limit=10_000))
+    """The default config with a rate limit no SDK test reaches (retries on 429 are slow),
+    and reader-id a Storage Blob Data Contributor of one container only."""
+    scoped = RoleAssignment(
+        principal=lab_config.identity("reader-id").object_id,
+        role="Storage Blob Data Contributor",
+        scope=f"/storage/containers/{SCOPED_CONTAINER}",
+    )
+    return dataclasses.replace(
+        lab_config,
+        imds=ImdsSettings(rate_limit=10_000),
+        role_assignments=(*lab_config.role_assignments, scoped),
+    )
 
 
 @pytest.fixture

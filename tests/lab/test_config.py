@@ -53,17 +53,25 @@ def test_default_role_assignments(lab_config: LabConfig) -> None:
     assert rbac.roles_at(norole.object_id, "/storage") == frozenset()
 
 
-def test_token_roles_follow_the_resource(lab_config: LabConfig) -> None:
-    vm = lab_config.vm.identity
-    assert lab_config.token_roles(vm, "https://vault.azure.net") == ["Key Vault Secrets Officer"]
-    assert lab_config.token_roles(vm, "https://vault.azure.net/") == ["Key Vault Secrets Officer"]
-    for storage in ("https://storage.azure.com/", "https://storage.azure.com"):
-        assert lab_config.token_roles(vm, storage) == ["Storage Blob Data Contributor"]
-    assert lab_config.token_roles(vm, "https://management.azure.com/") == []
-    assert lab_config.token_roles(lab_config.identity("norole-id"), "https://vault.azure.net") == []
+def test_default_app_registration_and_app_role_assignments(lab_config: LabConfig) -> None:
+    [api] = lab_config.app_registrations
+    assert (api.name, api.identifier_uri, api.token_version) == (
+        "tokenguard-lab-api",
+        "api://tokenguard-lab-api",
+        1,
+    )
+    assert api.app_roles == ("Secrets.Read", "Secrets.Write")
+    apps = lab_config.app_directory()
+    vm, reader, norole = lab_config.all_identities
+    assert apps.roles_of(vm.object_id, api) == ["Secrets.Read", "Secrets.Write"]
+    assert apps.roles_of(reader.object_id, api) == ["Secrets.Read"]
+    assert apps.roles_of(norole.object_id, api) == []
+    assert apps.for_resource("api://tokenguard-lab-api/") == api
+    assert apps.for_resource(api.app_id.upper()) == api
+    assert apps.for_resource("https://vault.azure.net") is None
 
 
-def test_container_scoped_roles_reach_storage_tokens(raw: dict[str, Any]) -> None:
+def test_container_scoped_assignment_stays_in_its_container(raw: dict[str, Any]) -> None:
     data = copy.deepcopy(raw)
     data["role_assignments"].append(
         {
@@ -74,11 +82,26 @@ def test_container_scoped_roles_reach_storage_tokens(raw: dict[str, Any]) -> Non
     )
     config = parse_config(data)
     norole = config.identity("norole-id")
-    assert config.token_roles(norole, "https://storage.azure.com/") == ["Storage Blob Data Reader"]
-    assert config.rbac().roles_at(norole.object_id, "/storage") == frozenset()
-    assert config.rbac().roles_at(norole.object_id, "/storage/containers/logs") == {
+    rbac = config.rbac()
+    assert rbac.roles_at(norole.object_id, "/storage") == frozenset()
+    assert rbac.roles_at(norole.object_id, "/storage/containers/other") == frozenset()
+    assert rbac.roles_at(norole.object_id, "/storage/containers/logs") == {
         "Storage Blob Data Reader"
     }
+
+
+def test_a_v2_registration(raw: dict[str, Any]) -> None:
+    data = copy.deepcopy(raw)
+    data["app_registrations"].append(
+        {"name": "v2-api", "app_id": "0000aaaa-1111-4222-8333-444455556666", "token_version": 2}
+    )
+    config = parse_config(data)
+    v2 = config.app_directory().app("v2-api")
+    assert (v2.identifier_uri, v2.token_version, v2.app_roles) == (
+        "api://0000aaaa-1111-4222-8333-444455556666",
+        2,
+        (),
+    )
 
 
 def test_user_assigned_lookup_is_case_insensitive(lab_config: LabConfig) -> None:
@@ -126,6 +149,28 @@ def _broken(raw: dict[str, Any], change: str) -> dict[str, Any]:
         del data["tenant_id"]
     elif change == "bad account":
         data["storage"]["account"] = "Lab_Storage"
+    elif change == "unknown app":
+        data["app_role_assignments"][0]["app"] = "other-api"
+    elif change == "unknown app role":
+        data["app_role_assignments"][0]["role"] = "Secrets.Admin"
+    elif change == "app role principal":
+        data["app_role_assignments"][0]["principal"] = "nobody"
+    elif change == "app roles not strings":
+        data["app_registrations"][0]["app_roles"] = "Secrets.Read"
+    elif change == "app role with a space":
+        data["app_registrations"][0]["app_roles"] = ["Secrets Read"]
+    elif change == "token version 3":
+        data["app_registrations"][0]["token_version"] = 3
+    elif change == "API claims the vault":
+        data["app_registrations"][0]["identifier_uri"] = "https://vault.azure.net/"
+    elif change == "two APIs, one URI":
+        data["app_registrations"].append(
+            {
+                "name": "copy",
+                "app_id": "0000aaaa-1111-4222-8333-444455556666",
+                "identifier_uri": "api://tokenguard-lab-api",
+            }
+        )
     return data
 
 
@@ -144,6 +189,14 @@ def _broken(raw: dict[str, Any], change: str) -> dict[str, Any]:
         ("lifetime not an integer", "issuer.token_lifetime: must be an integer"),
         ("missing tenant", "tenant_id: is required"),
         ("bad account", "storage.account: 'Lab_Storage' is not valid here"),
+        ("unknown app", "no app registration 'other-api'"),
+        ("unknown app role", "'tokenguard-lab-api' has no app role 'Secrets.Admin'"),
+        ("app role principal", "app_role_assignments[0].principal: 'nobody' is neither"),
+        ("app roles not strings", "app_registrations[0].app_roles: must be an array of strings"),
+        ("app role with a space", "app_registrations[0]: app role 'Secrets Read' is not valid"),
+        ("token version 3", "app_registrations[0].token_version: must be 1 or 2"),
+        ("API claims the vault", "is an Azure service's"),
+        ("two APIs, one URI", "identifier_uri 'api://tokenguard-lab-api' is"),
     ],
 )
 def test_bad_config_names_the_entry_and_the_problem(

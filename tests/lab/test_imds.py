@@ -7,7 +7,7 @@ from typing import Any
 import jwt
 import pytest
 from examples.lab.config import LabConfig
-from examples.lab.tokens import REUSE_MARGIN
+from examples.lab.tokens import MAX_CACHED_TOKENS, MAX_RESOURCE_LENGTH, REUSE_MARGIN
 
 from .conftest import IDENTITY_HEADER, Apps
 
@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.anyio]
 
 TOKEN = "/metadata/identity/oauth2/token"
 VAULT = "https://vault.azure.net"
+API = "api://tokenguard-lab-api"
 META = {"Metadata": "true"}
 FIELDS = [
     "access_token", "client_id", "expires_in", "expires_on", "ext_expires_in", "not_before",
@@ -55,17 +56,20 @@ async def test_audience_is_the_resource_as_requested(apps: Apps) -> None:
         assert _claims(body["access_token"])["aud"] == resource
 
 
-async def test_roles_follow_the_resource(apps: Apps) -> None:
+async def test_roles_only_in_tokens_for_a_registered_api(apps: Apps) -> None:
     async def roles(resource: str) -> Any:
         answer = await apps.imds.get(TOKEN, params=_query(resource=resource), headers=META)
         return _claims(answer.json()["access_token"]).get("roles")
 
-    assert await roles(VAULT) == ["Key Vault Secrets Officer"]
-    assert await roles("https://storage.azure.com/") == ["Storage Blob Data Contributor"]
+    # The VM holds Key Vault Secrets Officer and Storage Blob Data Contributor (RBAC): the
+    # resources look those up by oid, the tokens carry no roles.
+    assert await roles(VAULT) is None
+    assert await roles("https://storage.azure.com/") is None
     assert await roles("https://management.azure.com/") is None
+    assert await roles(API) == ["Secrets.Read", "Secrets.Write"]  # app roles of the lab API
 
 
-@pytest.mark.parametrize("selector", ["client_id", "object_id", "msi_res_id"])
+@pytest.mark.parametrize("selector", ["client_id", "object_id", "msi_res_id", "mi_res_id"])
 async def test_selectors_pick_a_user_assigned_identity(
     apps: Apps, lab_config: LabConfig, selector: str
 ) -> None:
@@ -73,12 +77,31 @@ async def test_selectors_pick_a_user_assigned_identity(
     value = {"client_id": reader.client_id, "object_id": reader.object_id}.get(
         selector, reader.resource_id
     )
-    response = await apps.imds.get(TOKEN, params=_query(**{selector: value.upper()}), headers=META)
+    params = _query(resource=API, **{selector: value.upper()})
+    response = await apps.imds.get(TOKEN, params=params, headers=META)
     assert response.status_code == 200
     assert response.json()["client_id"] == reader.client_id
     claims = _claims(response.json()["access_token"])
     assert (claims["oid"], claims["xms_mirid"]) == (reader.object_id, reader.resource_id)
-    assert claims["roles"] == ["Key Vault Secrets User"]
+    assert claims["roles"] == ["Secrets.Read"]
+
+
+async def test_token_cache_is_bounded(apps: Apps) -> None:
+    apps.monotonic.advance(10_000)  # a full rate-limit bucket
+    for i in range(MAX_CACHED_TOKENS + 3):
+        apps.monotonic.advance(1)
+        resource = f"https://made-up-{i}.example"
+        response = await apps.imds.get(TOKEN, params=_query(resource=resource), headers=META)
+        assert response.status_code == 200
+    assert len(apps.tokens) == MAX_CACHED_TOKENS
+    # the least recently used went first; the newest is still handed out again
+    apps.monotonic.advance(1)
+    newest = f"https://made-up-{MAX_CACHED_TOKENS + 2}.example"
+    await apps.imds.get(TOKEN, params=_query(resource=newest), headers=META)
+    assert apps.tokens.minted == MAX_CACHED_TOKENS + 3
+    apps.monotonic.advance(1)
+    await apps.imds.get(TOKEN, params=_query(resource="https://made-up-0.example"), headers=META)
+    assert apps.tokens.minted == MAX_CACHED_TOKENS + 4
 
 
 async def test_repeated_requests_get_the_same_token_until_it_nears_expiry(apps: Apps) -> None:
@@ -114,6 +137,10 @@ READER_CLIENT_ID = "b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e"
 READER_OBJECT_ID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 UNKNOWN_MI = "/subscriptions/x/resourcegroups/y/providers/Microsoft.ManagedIdentity/x/z"
+READER_MI = (
+    "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333/resourcegroups/tokenguard-rg"
+    "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/reader-id"
+)
 NO_HEADER = "Required metadata header not specified"
 BAD = "invalid_request"
 
@@ -162,12 +189,72 @@ BAD_REQUESTS = [
     pytest.param(META, _query(), "POST", 405, BAD, "Method not allowed", id="POST"),
     pytest.param(
         META,
+        _query(resource="https://x.example/" + "a" * MAX_RESOURCE_LENGTH),
+        "GET",
+        400,
+        "invalid_resource",
+        "longer than",
+        id="resource too long",
+    ),
+    pytest.param(
+        META,
         _query(client_id=READER_CLIENT_ID, object_id=READER_OBJECT_ID),
         "GET",
         400,
         BAD,
-        "Only one of client_id, object_id and msi_res_id",
+        "Specify at most one of client_id, object_id, msi_res_id, mi_res_id",
         id="two selectors",
+    ),
+    pytest.param(
+        META,
+        _query(msi_res_id=READER_MI, mi_res_id=READER_MI),
+        "GET",
+        400,
+        BAD,
+        "at most one",
+        id="msi_res_id and mi_res_id",
+    ),
+    pytest.param(
+        META,
+        (*_query().items(), ("client_id", READER_CLIENT_ID), ("client_id", UNKNOWN_ID)),
+        "GET",
+        400,
+        BAD,
+        "at most one",
+        id="client_id twice",
+    ),
+    pytest.param(
+        META, _query(client_id=""), "GET", 400, BAD, "client_id parameter is empty", id="empty"
+    ),
+    pytest.param(
+        META, _query(mi_res_id=""), "GET", 400, BAD, "mi_res_id parameter is empty", id="empty mi"
+    ),
+    pytest.param(
+        META,
+        _query(principal_id=READER_OBJECT_ID),
+        "GET",
+        400,
+        BAD,
+        "does not read principal_id; use object_id",
+        id="App Service spelling",
+    ),
+    pytest.param(
+        META,
+        _query(object_id=UNKNOWN_ID),
+        "GET",
+        404,
+        BAD,
+        "Identity not found",
+        id="unknown object_id",
+    ),
+    pytest.param(
+        META,
+        _query(mi_res_id=UNKNOWN_MI),
+        "GET",
+        404,
+        BAD,
+        "Identity not found",
+        id="unknown mi_res_id",
     ),
     pytest.param(
         META,
@@ -214,7 +301,7 @@ BAD_REQUESTS = [
 async def test_bad_requests_get_the_documented_status_and_json_error(
     apps: Apps,
     headers: dict[str, str],
-    params: dict[str, str],
+    params: dict[str, str] | tuple[tuple[str, str], ...],
     method: str,
     status: int,
     error: str,
@@ -355,11 +442,67 @@ APP_SERVICE_BAD = [
     ),
     pytest.param(
         SECRET,
+        _app_query(principal_id=READER_OBJECT_ID, object_id=READER_OBJECT_ID),
+        "GET",
+        400,
+        "at most one",
+        id="principal_id and its alias",
+    ),
+    pytest.param(
+        SECRET,
+        (*_app_query().items(), ("mi_res_id", READER_MI), ("mi_res_id", READER_MI)),
+        "GET",
+        400,
+        "at most one",
+        id="mi_res_id twice",
+    ),
+    pytest.param(
+        SECRET,
+        _app_query(principal_id=""),
+        "GET",
+        400,
+        "principal_id parameter is empty",
+        id="empty",
+    ),
+    pytest.param(
+        SECRET,
+        _app_query(msi_res_id=READER_MI),
+        "GET",
+        400,
+        "does not read msi_res_id; use mi_res_id",
+        id="IMDS spelling",
+    ),
+    pytest.param(
+        SECRET,
         _app_query(client_id=UNKNOWN_ID),
         "GET",
         404,
         "Identity not found",
         id="unknown identity",
+    ),
+    pytest.param(
+        SECRET,
+        _app_query(principal_id=UNKNOWN_ID),
+        "GET",
+        404,
+        "Identity not found",
+        id="unknown principal_id",
+    ),
+    pytest.param(
+        SECRET,
+        _app_query(mi_res_id=UNKNOWN_MI),
+        "GET",
+        404,
+        "Identity not found",
+        id="unknown mi_res_id",
+    ),
+    pytest.param(
+        SECRET,
+        _app_query(client_id=SYSTEM_CLIENT_ID),
+        "GET",
+        404,
+        "Identity not found",
+        id="the system identity as a selector",
     ),
     pytest.param(SECRET, _app_query(), "POST", 405, "Method not allowed", id="POST"),
 ]
@@ -369,7 +512,7 @@ APP_SERVICE_BAD = [
 async def test_app_service_refusals(
     apps: Apps,
     headers: dict[str, str],
-    params: dict[str, str],
+    params: dict[str, str] | tuple[tuple[str, str], ...],
     method: str,
     status: int,
     message: str,

@@ -48,8 +48,11 @@ async def test_rotation_end_to_end(
     clock, monotonic = FakeClock(time.time()), FakeClock(0.0)
     lab = Lab(tmp_path, config=roomy_config, base_port=0, clock=clock, log=None, services=())
     with LabThread(lab):
-        trusted = Issuer(
-            issuer=lab.issuer.issuer, audiences=(VAULT,), discovery_url=lab.urls.discovery_url
+        trusted = Issuer(  # as Key Vault would: its tokens carry no roles
+            issuer=lab.issuer.issuer,
+            audiences=(VAULT,),
+            discovery_url=lab.urls.discovery_url,
+            require_roles_or_scopes=False,
         )
         async with (
             httpx.AsyncClient(trust_env=False) as http,
@@ -109,8 +112,11 @@ async def test_keys_survive_a_restart(
             Lab(tmp_path, config=roomy_config, base_port=0, log=None, services=())
         ) as lab:
             assert await published_kids(http, lab) == before
-            trusted = Issuer(
-                issuer=lab.issuer.issuer, audiences=(VAULT,), discovery_url=lab.urls.discovery_url
+            trusted = Issuer(  # as Key Vault would: its tokens carry no roles
+                issuer=lab.issuer.issuer,
+                audiences=(VAULT,),
+                discovery_url=lab.urls.discovery_url,
+                require_roles_or_scopes=False,
             )
             async with TokenValidator([trusted]) as validator:
                 identity = await validator.validate(token)  # issued before the restart

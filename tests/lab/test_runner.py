@@ -10,9 +10,11 @@ import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from examples.lab.__main__ import main as lab_main
 from examples.lab.config import LabConfig
@@ -21,6 +23,7 @@ from examples.lab.runner import Lab, LabError, LabThread
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
+API = "api://tokenguard-lab-api"
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -102,25 +105,61 @@ def test_base_port_must_leave_room_for_five_services(tmp_path: Path) -> None:
         Lab(tmp_path, base_port=65_534)
 
 
-def test_cli_keys_and_rotate_talk_to_the_running_lab(
-    tmp_path: Path,
-    roomy_config: LabConfig,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    lab = Lab(tmp_path, config=roomy_config, base_port=0, log=None, services=())
+@pytest.fixture
+def cli_lab(
+    tmp_path: Path, roomy_config: LabConfig, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Lab]:
+    """A running lab (no toy services) that ``python -m examples.lab`` finds by LAB_DIR."""
     monkeypatch.setenv("LAB_DIR", str(tmp_path))
-    with LabThread(lab):
-        old = lab.issuer.keys.signing().kid
-        assert lab_main(["keys"]) == 0
-        assert old in capsys.readouterr().out
-        assert lab_main(["rotate", "--overlap", "0", "--retire-after", "0"]) == 0
-        out = capsys.readouterr().out
-        new = lab.issuer.keys.signing().kid
-        assert new != old
-        assert f"new key {new} published" in out
-        keys = httpx.get(lab.urls.jwks_uri, trust_env=False).json()["keys"]
-        assert [k["kid"] for k in keys] == [new]
+    with LabThread(Lab(tmp_path, config=roomy_config, base_port=0, log=None, services=())) as lab:
+        yield lab
+
+
+def test_cli_keys_and_rotate_talk_to_the_running_lab(
+    cli_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = cli_lab.issuer.keys.signing().kid
+    assert lab_main(["keys"]) == 0
+    assert old in capsys.readouterr().out
+    assert lab_main(["rotate", "--overlap", "0", "--retire-after", "0"]) == 0
+    out = capsys.readouterr().out
+    new = cli_lab.issuer.keys.signing().kid
+    assert new != old
+    assert f"new key {new} published" in out
+    keys = httpx.get(cli_lab.urls.jwks_uri, trust_env=False).json()["keys"]
+    assert [k["kid"] for k in keys] == [new]
+
+
+def test_cli_apps_assign_and_unassign_change_the_next_api_token(
+    cli_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    norole = cli_lab.config.identity("norole-id")
+
+    def api_roles() -> list[str] | None:
+        answer = httpx.get(
+            cli_lab.urls.imds + "/metadata/identity/oauth2/token",
+            params={"api-version": "2018-02-01", "resource": API, "client_id": norole.client_id},
+            headers={"Metadata": "true"},
+            trust_env=False,
+        )
+        roles: list[str] | None = jwt.decode(
+            answer.json()["access_token"], options={"verify_signature": False}
+        ).get("roles")
+        return roles
+
+    assert lab_main(["apps"]) == 0
+    listed = capsys.readouterr().out
+    assert "tokenguard-lab-api  api://tokenguard-lab-api" in listed
+    assert "roles: Secrets.Read, Secrets.Write" in listed
+    assert api_roles() is None
+    assert lab_main(["assign", "norole-id", "tokenguard-lab-api", "Secrets.Read"]) == 0
+    assert f"{norole.object_id}  tokenguard-lab-api  Secrets.Read" in capsys.readouterr().out
+    assert api_roles() == ["Secrets.Read"]
+    assert lab_main(["unassign", "norole-id", "tokenguard-lab-api", "Secrets.Read"]) == 0
+    assert api_roles() is None
+    capsys.readouterr()
+    assert lab_main(["assign", "norole-id", "tokenguard-lab-api", "Secrets.Admin"]) == 1
+    assert "has no app role 'Secrets.Admin'" in capsys.readouterr().err
 
 
 def test_cli_without_a_running_lab(

@@ -33,7 +33,14 @@ def _app(
         audiences = blob.STORAGE_AUDIENCES
         role = RoleAssignment(oid, "Storage Blob Data Contributor", "/storage")
     validator = TokenValidator(
-        [Issuer(issuer=issuer, audiences=audiences, discovery_url=discovery)]
+        [
+            Issuer(
+                issuer=issuer,
+                audiences=audiences,
+                discovery_url=discovery,
+                require_roles_or_scopes=False,
+            )
+        ]
     )
     factory = keyvault.create_app if service == "keyvault" else blob.create_app
     return factory(

@@ -48,7 +48,7 @@ def service_app(
 ) -> Iterator[Callable[[str], Starlette]]:
     """A toy service's app factory (``public_url`` -> app) trusting ``issuer`` with the
     principals' role assignments; its validator is closed on exit."""
-    validator = issuer.validator(audiences=audiences)
+    validator = issuer.validator(audiences=audiences, require_roles_or_scopes=False)
 
     def app_for(url: str) -> Starlette:
         return create_app(

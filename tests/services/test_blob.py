@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -499,6 +500,64 @@ def test_bad_requests_get_storage_errors(
     assert response.status_code == status, response.text
     assert response.headers["x-ms-error-code"] == code
     assert response.text.startswith('<?xml version="1.0" encoding="utf-8"?><Error><Code>')
+
+
+LISTING = "?restype=container&comp=list"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/{c}" + LISTING + "&prefix=a%01", id="control character in prefix"),
+        pytest.param("/{c}" + LISTING + "&prefix=%1B%5B2J", id="escape sequence in prefix"),
+        pytest.param("/{c}" + LISTING + "&prefix=%ED%A0%80", id="lone high surrogate prefix"),
+        pytest.param("/{c}" + LISTING + "&prefix=x%ED%B0%80y", id="lone low surrogate prefix"),
+        pytest.param("/{c}" + LISTING + "&prefix=%EF%BF%BE", id="U+FFFE in prefix"),
+        pytest.param("/{c}" + LISTING + "&prefix=%FF", id="not UTF-8 prefix"),
+        pytest.param("/{c}" + LISTING + "&prefix=" + "p" * 1025, id="prefix too long"),
+        pytest.param("/{c}" + LISTING + "&delimiter=%00", id="NUL delimiter"),
+        pytest.param("/{c}" + LISTING + "&delimiter=%ED%A0%80", id="lone surrogate delimiter"),
+        pytest.param(
+            "/{c}" + LISTING + "&prefix=ok&prefix=%08", id="the last of two prefixes counts"
+        ),
+        pytest.param("/?comp=list&prefix=%0C", id="control character in a container prefix"),
+        pytest.param("/?comp=list&prefix=%ED%A0%80", id="lone surrogate container prefix"),
+    ],
+)
+def test_listings_refuse_what_xml_cannot_carry(
+    storage_url: str,
+    container: ContainerClient,
+    https: httpx.Client,
+    lab_issuer: LocalIssuer,
+    principals: Principals,
+    path: str,
+) -> None:
+    url = f"{storage_url}/{ACCOUNT}" + path.replace("{c}", container.container_name)
+    response = https.get(url, headers=_bearer(lab_issuer, principals.storage_reader))
+    assert response.status_code == 400, response.text
+    assert response.headers["x-ms-error-code"] == "InvalidQueryParameterValue"
+    ET.fromstring(response.content)  # the error itself is well-formed XML
+
+
+def test_listings_echo_unusual_but_valid_text_as_well_formed_xml(
+    storage_url: str,
+    container: ContainerClient,
+    https: httpx.Client,
+    lab_issuer: LocalIssuer,
+    principals: Principals,
+) -> None:
+    name = "caf\u00e9/\U0001f600 <&>\u00a7.txt"
+    container.upload_blob(name, b"x")
+    prefix, delimiter = "caf\u00e9/\U0001f600 <&>", "\u00a7"
+    response = https.get(
+        f"{storage_url}/{ACCOUNT}/{container.container_name}",
+        params={"restype": "container", "comp": "list", "prefix": prefix, "delimiter": delimiter},
+        headers=_bearer(lab_issuer, principals.storage_reader),
+    )
+    assert response.status_code == 200, response.text
+    root = ET.fromstring(response.content)
+    assert (root.findtext("Prefix"), root.findtext("Delimiter")) == (prefix, delimiter)
+    assert [e.text for e in root.iter("Name")] == [prefix + delimiter]  # one BlobPrefix
 
 
 def test_account_name_is_checked_when_configured(

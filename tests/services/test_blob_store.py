@@ -155,7 +155,7 @@ def test_startup_sweeps_unfinished_uploads_and_unreferenced_bodies(
     (files.data / "kept-body").write_bytes(b"kept")
     (files.data / "orphan").write_bytes(b"renamed, never committed")  # crash before commit
     (files.tmp / "partial").write_bytes(b"half an upl")  # crash while receiving
-    validator = lab_issuer.validator(audiences=[STORAGE])
+    validator = lab_issuer.validator(audiences=[STORAGE], require_roles_or_scopes=False)
     blob.create_app(
         validator=validator,
         rbac=principals.rbac(),

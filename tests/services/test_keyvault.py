@@ -431,7 +431,15 @@ def test_a_validator_for_other_audiences_is_refused_at_construction(
         "tenant_id": lab_issuer.tenant_id,
     }
     # Its own audience, with or without the trailing slash: accepted.
-    factory(validator=lab_issuer.validator(audiences=[own, own.rstrip("/") + "/"]), **options)
-    both = lab_issuer.validator(audiences=[VAULT, STORAGE])
+    own_only = [own, own.rstrip("/") + "/"]
+    factory(
+        validator=lab_issuer.validator(audiences=own_only, require_roles_or_scopes=False),
+        **options,
+    )
+    both = lab_issuer.validator(audiences=[VAULT, STORAGE], require_roles_or_scopes=False)
     with pytest.raises(ValueError, match="also accepts"):
         factory(validator=both, **options)
+    # Its tokens carry no roles: a validator refusing role-less tokens would refuse them all.
+    strict = lab_issuer.validator(audiences=own_only, require_roles_or_scopes=True)
+    with pytest.raises(ValueError, match="require_roles_or_scopes=False"):
+        factory(validator=strict, **options)
