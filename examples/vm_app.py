@@ -33,8 +33,6 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 import httpx
 
 from examples.fastapi_service import API_AUDIENCE, Settings, create_app
-from examples.lab._resource import CALLER_HEADER
-from examples.lab.config import ConfigError, ManagedIdentity
 from examples.lab.demo import (
     MODEL,
     STORAGE,
@@ -44,7 +42,9 @@ from examples.lab.demo import (
     lab_location,
     roles_in,
 )
-from examples.lab.runner import Lab, LabError
+from examples.lab.identity import ManagedIdentity
+from examples.lab.resource import CALLER_HEADER
+from examples.lab.runtime import ConfigError, Lab, LabError
 
 API_VERSION = "7.5"
 STORAGE_VERSION = "2025-01-05"

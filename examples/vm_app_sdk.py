@@ -35,10 +35,9 @@ from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
 
 from examples.fastapi_service import API_AUDIENCE, Settings, create_app
-from examples.lab._resource import CALLER_HEADER
-from examples.lab.config import ConfigError
 from examples.lab.demo import MODEL, VAULT, Report, describe_token, lab_location, roles_in
-from examples.lab.runner import Lab, LabError, LabThread
+from examples.lab.resource import CALLER_HEADER
+from examples.lab.runtime import ConfigError, Lab, LabError, LabThread
 
 #: Variables that would make azure-identity pick another flow than IMDS.
 OTHER_FLOWS = (

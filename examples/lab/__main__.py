@@ -29,9 +29,8 @@ from typing import Any
 
 import httpx
 
-from .config import ConfigError
-from .issuer import ADMIN_HEADER
-from .runner import DEFAULT_PORT, Lab, LabError, config_from_env, port_from_env
+from .identity import ADMIN_HEADER
+from .runtime import DEFAULT_PORT, ConfigError, Lab, LabError, config_from_env, port_from_env
 
 
 def _state_dir() -> Path:

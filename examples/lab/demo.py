@@ -26,8 +26,8 @@ import jwt
 
 from tokenguard import fingerprint
 
-from .config import LabConfig
-from .runner import DEFAULT_PORT, config_from_env, port_from_env
+from .identity import LabConfig
+from .runtime import DEFAULT_PORT, config_from_env, port_from_env
 
 __all__ = ["MODEL", "Report", "describe_token", "lab_location", "roles_in"]
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from examples.lab.config import DEFAULT_CONFIG
+from examples.lab.runtime import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.lab
 

@@ -8,7 +8,7 @@ import httpx
 import jwt
 import pytest
 from examples.fastapi_service import API_AUDIENCE, LAB_TENANT, Settings, create_app
-from examples.lab.runner import Lab
+from examples.lab.runtime import Lab
 from starlette.testclient import TestClient
 
 from tokenguard.metrics import PrometheusObserver

@@ -1,8 +1,8 @@
 """The whole flow with the official SDKs: IMDS -> token -> toy Key Vault and Storage.
 
-The services themselves are tested in ``tests/services``; here the tokens come from the
-lab's IMDS through ``ManagedIdentityCredential``, and the refusals come back through the
-SDKs as their callers would see them.
+The services themselves are tested in ``tests/lab/keyvault`` and ``tests/lab/blob``; here
+the tokens come from the lab's IMDS through ``ManagedIdentityCredential``, and the
+refusals come back through the SDKs as their callers would see them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
-from examples.lab.runner import Lab
+from examples.lab.runtime import Lab
 from examples.vm_app_sdk import StaticToken
 
 from .conftest import SCOPED_CONTAINER
