@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from examples.lab import blob
 from examples.lab.blob import store
-from examples.lab.blob.store import Blob, Conditions, ContentSettings, Upload
 from examples.lab.resource import Database
 
 from tokenguard.testing import LocalIssuer
@@ -28,9 +27,9 @@ def _put(
     *,
     size: int = 1,
     now: int = 0,
-    content: ContentSettings | None = None,
+    content: store.ContentSettings | None = None,
     metadata: dict[str, str] | None = None,
-    conditions: Conditions | None = None,
+    conditions: store.Conditions | None = None,
 ) -> Any:
     """Put a blob of ``size`` bytes (zero MD5) in acct/box; returns what put_blob returns."""
     return db.write_sync(
@@ -39,10 +38,10 @@ def _put(
             account="acct",
             container="box",
             name=name,
-            upload=Upload(file=file, size=size, md5=b"\0" * 16),
-            content=content or ContentSettings(),
+            upload=store.Upload(file=file, size=size, md5=b"\0" * 16),
+            content=content or store.ContentSettings(),
             metadata=metadata or {},
-            conditions=conditions or Conditions(),
+            conditions=conditions or store.Conditions(),
             now=now,
         )
     )
@@ -124,10 +123,10 @@ def test_overwrite_keeps_creation_time_and_returns_the_replaced_file(db: Databas
         "b",
         "new",
         now=100,
-        content=ContentSettings(content_type="text/plain"),
+        content=store.ContentSettings(content_type="text/plain"),
         metadata={"k": "v"},
     )
-    assert isinstance(saved, Blob)
+    assert isinstance(saved, store.Blob)
     assert replaced == "f3"
     assert (saved.created, saved.last_modified, saved.file) == (0, 100, "new")
     assert db.read_sync(store.referenced_files) == {f"f{i}" for i in range(8) if i != 3} | {"new"}
@@ -135,7 +134,7 @@ def test_overwrite_keeps_creation_time_and_returns_the_replaced_file(db: Databas
 
 def test_failed_condition_rolls_back(db: Database) -> None:
     with pytest.raises(store.StorageError) as exists:
-        _put(db, "d", "other", now=100, conditions=Conditions(if_none_match=frozenset({"*"})))
+        _put(db, "d", "other", now=100, conditions=store.Conditions(if_none_match=frozenset({"*"})))
     assert exists.value.code == "BlobAlreadyExists"
     assert (
         db.read_sync(partial(store.get_blob, account="acct", container="box", name="d")).file
