@@ -19,9 +19,10 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The dev dependency group (PEP 735, with the lab group inside it) needs pip 25.1+ for --group.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -e '.[fastapi,metrics]' --group dev
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""A small FastAPI secrets service protected by tokenguard, with per-route roles.
+"""A small FastAPI secrets service protected by tokenguard, with per-route app roles.
 
 Run it against the local identity lab::
 
@@ -7,19 +7,22 @@ Run it against the local identity lab::
     .venv/bin/python -m examples.fastapi_service
     # http://127.0.0.1:8000/docs shows the Authorize button and a lock on each route
 
-Routes (roles are the lab's Key Vault roles: the lab puts them in tokens for the
-``https://vault.azure.net`` resource, the default audience here):
+The service is an API of its own, registered in the tenant as ``api://tokenguard-lab-api``
+with the app roles ``Secrets.Read`` and ``Secrets.Write`` (``examples/lab/default.toml``).
+A caller asks for a token for that resource (IMDS ``resource=api://tokenguard-lab-api``,
+SDKs ``api://tokenguard-lab-api/.default``); Entra writes the app roles assigned to the
+caller into its ``roles`` claim, and the routes check them. A token without any role is
+refused outright (``require_roles_or_scopes``: 401), one lacking a route's role gets 403.
+This is how *your* API authorizes; Azure's own resources (Key Vault, Storage) get tokens
+without roles and look the caller's object id up in their RBAC role assignments instead.
 
     GET  /healthz           no token
     GET  /readyz            no token; 200 once the issuer's keys are loaded, else 503
     GET  /metrics           no token; Prometheus text format
-    GET  /whoami            any valid token (one that grants some role or scope)
-    GET  /secrets           "Key Vault Secrets User" or "Key Vault Secrets Officer"
-    GET  /secrets/{name}    "Key Vault Secrets User" or "Key Vault Secrets Officer"
-    PUT  /secrets/{name}    "Key Vault Secrets Officer", managed identities only
-
-A token that grants no role or scope at all is refused with 401 ``invalid_token`` before
-any route runs (``Issuer.require_roles_or_scopes``, on by default).
+    GET  /whoami            any valid token carrying an app role
+    GET  /secrets           "Secrets.Read"
+    GET  /secrets/{name}    "Secrets.Read"
+    PUT  /secrets/{name}    "Secrets.Write", managed identities only
 
 Configuration (environment): ``TOKENGUARD_ISSUER``, ``TOKENGUARD_DISCOVERY_URL``,
 ``TOKENGUARD_AUDIENCE``; without them the lab's ``LAB_ISSUER``/``LAB_DISCOVERY_URL``, then
@@ -45,9 +48,10 @@ from tokenguard.readiness import lifespan, readiness_endpoint
 #: The lab's tenant and base port (``examples/lab/default.toml``, ``make lab``).
 LAB_TENANT: Final = "72f988bf-0000-4000-8000-00000000ab1e"
 LAB_PORT: Final = 8700
-VAULT: Final = "https://vault.azure.net"
-READ_ROLES: Final = ("Key Vault Secrets User", "Key Vault Secrets Officer")
-WRITE_ROLE: Final = "Key Vault Secrets Officer"
+#: The API's Application ID URI (its app registration in the lab's default.toml).
+API_AUDIENCE: Final = "api://tokenguard-lab-api"
+READ_ROLE: Final = "Secrets.Read"
+WRITE_ROLE: Final = "Secrets.Write"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,13 +74,17 @@ class Settings:
             discovery_url=env.get("TOKENGUARD_DISCOVERY_URL")
             or env.get("LAB_DISCOVERY_URL")
             or f"http://127.0.0.1:{port}/{tenant}/.well-known/openid-configuration",
-            audience=env.get("TOKENGUARD_AUDIENCE") or VAULT,
+            audience=env.get("TOKENGUARD_AUDIENCE") or API_AUDIENCE,
         )
 
     def validator(self, observer: PrometheusObserver | None = None) -> TokenValidator:
-        """A validator trusting this issuer for this audience."""
+        """A validator trusting this issuer for this audience; tokens without any app
+        role (or scope) are refused, as Microsoft.Identity.Web does by default."""
         issuer = Issuer(
-            issuer=self.issuer, audiences=(self.audience,), discovery_url=self.discovery_url
+            issuer=self.issuer,
+            audiences=(self.audience,),
+            discovery_url=self.discovery_url,
+            require_roles_or_scopes=True,
         )
         return TokenValidator([issuer], observer=observer)
 
@@ -85,7 +93,7 @@ class Settings:
 # dependency aliases can live at module level.
 guard = TokenGuard()
 Caller = Annotated[Identity, Security(guard.identity)]
-Reader = Annotated[Identity, Security(guard.requires(any_role=READ_ROLES))]
+Reader = Annotated[Identity, Security(guard.requires(roles=[READ_ROLE]))]
 Writer = Annotated[
     Identity, Security(guard.requires(roles=[WRITE_ROLE], kinds=["managed_identity"]))
 ]

@@ -1,13 +1,17 @@
 """The VM app of ``make demo``: a managed identity's token from IMDS to the resources and back.
 
-Starts the local identity lab (issuer, IMDS, toy Key Vault and Storage on 127.0.0.1),
-then walks the flow as an app on an Azure VM would, with plain httpx:
+Starts the local identity lab (issuer, IMDS, toy Key Vault and Storage on 127.0.0.1)
+and the example API (``examples/fastapi_service.py``), then walks the flow as an app on
+an Azure VM would, with plain httpx:
 
-1. ask IMDS for a token (``Metadata: true``) and show its decoded claims;
-2. write and read a secret in the toy Key Vault and a blob in the toy Storage with it,
-   showing the identity each resource saw;
-3. show the refusals: an identity without a role (403), a forged token (401), an expired
-   token (401), no token (401 with Key Vault's challenge).
+1. ask IMDS for a token (``Metadata: true``) and show its decoded claims: no ``roles``;
+2. write and read a secret in the toy Key Vault and a blob in the toy Storage with it
+   (they authorize the token's ``oid`` by their RBAC role assignments), showing the
+   identity each resource saw; then call the example API with a token for *it*, which
+   carries the app roles assigned to the VM;
+3. show the refusals: an identity without a role assignment (403), an app role missing
+   for an API route (403), a forged token (401), an expired token (401), no token (401
+   with Key Vault's challenge).
 
 Prints a table, stops the lab, and exits 0 only if every step answered as expected.
 ``LAB_DIR`` / ``LAB_PORT`` choose the lab's state directory and base port.
@@ -28,10 +32,19 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import httpx
 
-from examples.lab._resource import CALLER_HEADER
-from examples.lab.config import ConfigError, ManagedIdentity
-from examples.lab.demo import STORAGE, VAULT, Report, describe_token, lab_location
-from examples.lab.runner import Lab, LabError
+from examples.fastapi_service import API_AUDIENCE, Settings, create_app
+from examples.lab.demo import (
+    MODEL,
+    STORAGE,
+    VAULT,
+    Report,
+    describe_token,
+    lab_location,
+    roles_in,
+)
+from examples.lab.identity import ManagedIdentity
+from examples.lab.resource import CALLER_HEADER
+from examples.lab.runtime import ConfigError, Lab, LabError
 
 API_VERSION = "7.5"
 STORAGE_VERSION = "2025-01-05"
@@ -81,6 +94,8 @@ async def step_token(http: httpx.AsyncClient, lab: Lab, report: Report) -> str |
         *describe_token(body["access_token"]),
     )
     token: str = body["access_token"]
+    report.say(*MODEL)
+    report.check("roles in the Key Vault token", "none", roles_in(token))
     return token
 
 
@@ -94,7 +109,7 @@ async def step_keyvault(http: httpx.AsyncClient, lab: Lab, report: Report, token
     put = await http.put(
         secret, params={"api-version": API_VERSION}, json={"value": "s3cr3t"}, headers=bearer(token)
     )
-    report.check("set secret (VM identity, Officer)", "200", str(put.status_code))
+    report.check("set secret (RBAC: the VM's oid is Secrets Officer)", "200", str(put.status_code))
     report.say(f"the vault saw: {put.headers.get(CALLER_HEADER, '(no caller header)')}")
     got = await http.get(secret + "/", params={"api-version": API_VERSION}, headers=bearer(token))
     value = got.json().get("value") if got.status_code == 200 else None
@@ -130,11 +145,40 @@ async def step_storage(http: httpx.AsyncClient, lab: Lab, report: Report) -> Non
         content=data,
         headers={**headers, "x-ms-blob-type": "BlockBlob", "Content-Type": "text/plain"},
     )
-    report.check("upload blob (VM identity, Contributor)", "201", str(put.status_code))
+    report.check("upload blob (RBAC: the VM's oid is Contributor)", "201", str(put.status_code))
     report.say(f"the storage saw: {put.headers.get(CALLER_HEADER, '(no caller header)')}")
     got = await http.get(blob, headers=headers)
     same = "same bytes" if got.content == data else "other bytes"
     report.check("download blob", "200 same bytes", f"{got.status_code} {same}")
+
+
+async def step_api(http: httpx.AsyncClient, lab: Lab, report: Report) -> None:
+    api = await lab.serve_app("api", create_app(Settings.from_env(lab.env())))
+    report.section(f"2c. Your own API with app roles ({api}, audience {API_AUDIENCE})")
+    response = await imds_token(http, lab, API_AUDIENCE)
+    if not report.check("IMDS token for the API", "200", str(response.status_code)):
+        return
+    token = response.json()["access_token"]
+    report.say("its app-role assignments, in the token (the API checks them):")
+    report.check("roles in the API token", "Secrets.Read Secrets.Write", roles_in(token))
+    put = await http.put(f"{api}/secrets/demo", json={"value": "v"}, headers=bearer(token))
+    report.check("PUT /secrets/demo (Secrets.Write)", "200", str(put.status_code))
+    whoami = await http.get(f"{api}/whoami", headers=bearer(token))
+    if whoami.status_code == 200:
+        seen = whoami.json()
+        report.say(f"the API saw: name={seen['name']}; roles={' '.join(seen['roles'])}")
+    reader = lab.config.identity("reader-id")
+    response = await imds_token(http, lab, API_AUDIENCE, reader)
+    if not report.check("IMDS token for the API (reader-id)", "200", str(response.status_code)):
+        return
+    reader_token = response.json()["access_token"]
+    report.check("roles in reader-id's API token", "Secrets.Read", roles_in(reader_token))
+    got = await http.get(f"{api}/secrets/demo", headers=bearer(reader_token))
+    report.check("reader-id GET /secrets/demo (Secrets.Read)", "200", str(got.status_code))
+    denied = await http.put(
+        f"{api}/secrets/demo", json={"value": "x"}, headers=bearer(reader_token)
+    )
+    report.check("reader-id PUT /secrets/demo", "403 insufficient_scope", refusal(denied))
 
 
 async def step_refusals(http: httpx.AsyncClient, lab: Lab, report: Report) -> None:
@@ -150,7 +194,11 @@ async def step_refusals(http: httpx.AsyncClient, lab: Lab, report: Report) -> No
         denied = await http.get(
             secret, params=params, headers=bearer(response.json()["access_token"])
         )
-        report.check("norole-id reads the secret", "403 insufficient_scope", refusal(denied))
+        report.check(
+            "norole-id reads the secret (no role assignment)",
+            "403 insufficient_scope",
+            refusal(denied),
+        )
     vm = lab.config.vm.identity
     forged = lab.issuer.forge(vm, VAULT)
     report.say("forged: the lab's current kid, signed by a key nobody published")
@@ -184,6 +232,7 @@ async def walk(report: Report) -> None:
                 if token is not None:
                     await step_keyvault(http, lab, report, token)
                     await step_storage(http, lab, report)
+                    await step_api(http, lab, report)
                 await step_refusals(http, lab, report)
         finally:
             await lab.stop()

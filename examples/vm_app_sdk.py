@@ -4,7 +4,9 @@
 ``AZURE_POD_IDENTITY_AUTHORITY_HOST``; ``SecretClient`` and ``BlobServiceClient`` reach
 the toy resources over https with the lab CA (``connection_verify``), and Key Vault's
 challenge names a 127.0.0.1 authority, hence ``verify_challenge_resource=False``.
-The SDKs are synchronous, so the lab runs in a background thread.
+The SDKs are synchronous, so the lab runs in a background thread. The same credential
+gets a token for the example API (``api://tokenguard-lab-api/.default``), which carries
+the VM's app roles, while its Key Vault and Storage tokens carry none (RBAC by ``oid``).
 
     python -m examples.vm_app_sdk    (or: make demo-sdk)
 """
@@ -23,6 +25,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 from azure.core import PipelineClient
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
@@ -31,10 +34,10 @@ from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
 
-from examples.lab._resource import CALLER_HEADER
-from examples.lab.config import ConfigError
-from examples.lab.demo import VAULT, Report, describe_token, lab_location
-from examples.lab.runner import Lab, LabError, LabThread
+from examples.fastapi_service import API_AUDIENCE, Settings, create_app
+from examples.lab.demo import MODEL, VAULT, Report, describe_token, lab_location, roles_in
+from examples.lab.resource import CALLER_HEADER
+from examples.lab.runtime import ConfigError, Lab, LabError, LabThread
 
 #: Variables that would make azure-identity pick another flow than IMDS.
 OTHER_FLOWS = (
@@ -83,7 +86,8 @@ def step_token(lab: Lab, report: Report, credential: ManagedIdentityCredential) 
     report.say(f"AZURE_POD_IDENTITY_AUTHORITY_HOST={lab.urls.imds}")
     token = credential.get_token(VAULT + "/.default")
     report.check("get_token(https://vault.azure.net/.default)", "a token", "a token")
-    report.say(*describe_token(token.token))
+    report.say(*describe_token(token.token), *MODEL)
+    report.check("roles in the Key Vault token", "none", roles_in(token.token))
 
 
 def step_keyvault(lab: Lab, report: Report, credential: ManagedIdentityCredential) -> None:
@@ -96,7 +100,7 @@ def step_keyvault(lab: Lab, report: Report, credential: ManagedIdentityCredentia
     with client:
         seen: list[str] = []
         client.set_secret("demo-secret", "s3cr3t", raw_response_hook=caller_hook(seen))
-        report.check("set_secret (VM identity, Officer)", "ok", "ok")
+        report.check("set_secret (RBAC: the VM's oid is Secrets Officer)", "ok", "ok")
         report.say(f"the vault saw: {seen[-1]}")
         value = client.get_secret("demo-secret").value
         report.check(
@@ -118,10 +122,36 @@ def step_storage(lab: Lab, report: Report, credential: ManagedIdentityCredential
         container.upload_blob(
             "hello.txt", data, overwrite=True, raw_response_hook=caller_hook(seen)
         )
-        report.check("upload_blob (VM identity, Contributor)", "ok", "ok")
+        report.check("upload_blob (RBAC: the VM's oid is Contributor)", "ok", "ok")
         report.say(f"the storage saw: {seen[-1]}")
         back = container.download_blob("hello.txt").readall()
         report.check("download_blob", "same bytes", "same bytes" if back == data else "other bytes")
+
+
+def step_api(runner: LabThread, report: Report, credential: ManagedIdentityCredential) -> None:
+    lab = runner.lab
+    api = runner.serve_app("api", create_app(Settings.from_env(lab.env())))
+    report.section(f"2c. Your own API with app roles ({api}, audience {API_AUDIENCE})")
+    token = credential.get_token(API_AUDIENCE + "/.default").token
+    report.say("its app-role assignments, in the token (the API checks them):")
+    report.check("roles in the API token", "Secrets.Read Secrets.Write", roles_in(token))
+    reader_id = lab.config.identity("reader-id").client_id
+    with (
+        ManagedIdentityCredential(client_id=reader_id) as reader,
+        httpx.Client(base_url=api, trust_env=False) as http,
+    ):
+        put = http.put("/secrets/demo", json={"value": "v"}, headers=_bearer(token))
+        report.check("PUT /secrets/demo (Secrets.Write)", "200", str(put.status_code))
+        reader_token = reader.get_token(API_AUDIENCE + "/.default").token
+        report.check("roles in reader-id's API token", "Secrets.Read", roles_in(reader_token))
+        got = http.get("/secrets/demo", headers=_bearer(reader_token))
+        report.check("reader-id GET /secrets/demo (Secrets.Read)", "200", str(got.status_code))
+        denied = http.put("/secrets/demo", json={"value": "x"}, headers=_bearer(reader_token))
+        report.check("reader-id PUT /secrets/demo", "403", str(denied.status_code))
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def step_refusals(lab: Lab, report: Report) -> None:
@@ -138,7 +168,7 @@ def step_refusals(lab: Lab, report: Report) -> None:
 
     norole = lab.config.identity("norole-id")
     with ManagedIdentityCredential(client_id=norole.client_id) as credential:
-        report.check("norole-id get_secret", "403", get_with(credential))
+        report.check("norole-id get_secret (no role assignment)", "403", get_with(credential))
     vm = lab.config.vm.identity
     forged = lab.issuer.forge(vm, VAULT)
     report.check(
@@ -160,8 +190,9 @@ def step_refusals(lab: Lab, report: Report) -> None:
     report.check("no token (azure-core pipeline)", "401 + challenge", shown)
 
 
-def run(lab: Lab, report: Report) -> None:
+def run(runner: LabThread, report: Report) -> None:
     """The three steps against a running lab."""
+    lab = runner.lab
     for name in OTHER_FLOWS:
         os.environ.pop(name, None)
     os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = lab.urls.imds
@@ -172,6 +203,7 @@ def run(lab: Lab, report: Report) -> None:
             return
         step_keyvault(lab, report, credential)
         step_storage(lab, report, credential)
+        step_api(runner, report, credential)
     step_refusals(lab, report)
 
 
@@ -184,7 +216,7 @@ def walk(report: Report) -> None:
         lab = runner.start()
         try:
             print(lab.readiness_table())
-            run(lab, report)
+            run(runner, report)
         except HttpResponseError as exc:
             report.check(
                 "an SDK call", "success", f"{type(exc).__name__} {exc.status_code}", ok=False

@@ -267,8 +267,11 @@ async def check_lab_validator(stand_ins: StandIns, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LAB_ISSUER", issuer.issuer)
     monkeypatch.setenv("LAB_DISCOVERY_URL", lab_discovery)
     ns = run_block("lab-validator")
-    identity = await ns["validator"].validate(issuer.mint("https://vault.azure.net", roles=ROLE))
+    api = "api://tokenguard-lab-api"
+    identity = await ns["validator"].validate(issuer.mint(api, roles=["Secrets.Read"]))
     assert identity.kind == "managed_identity"
+    with pytest.raises(InvalidToken):  # no app role at all
+        await ns["validator"].validate(issuer.mint(api))
     await close_all(ns)
 
 

@@ -5,6 +5,10 @@
     python -m examples.lab rotate [--overlap S] [--retire-after S]
                                            publish a new key, sign with it after S seconds,
                                            retire the old key S seconds later
+    python -m examples.lab apps            app registrations and app-role assignments
+    python -m examples.lab assign|unassign PRINCIPAL APP ROLE
+                                           give (or take) an identity (name or object id)
+                                           an app role of a registered API
 
 Environment: ``LAB_PORT`` (base port, default 8700; 0 = any free ports), ``LAB_DIR``
 (state, default ``.lab``), ``LAB_CONFIG`` (TOML, default ``examples/lab/default.toml``),
@@ -25,9 +29,8 @@ from typing import Any
 
 import httpx
 
-from .config import ConfigError
-from .issuer import ADMIN_HEADER
-from .runner import DEFAULT_PORT, Lab, LabError, config_from_env, port_from_env
+from .identity import ADMIN_HEADER
+from .runtime import DEFAULT_PORT, ConfigError, Lab, LabError, config_from_env, port_from_env
 
 
 def _state_dir() -> Path:
@@ -86,9 +89,9 @@ def _admin(method: str, path: str, body: dict[str, Any] | None = None) -> dict[s
         )
     except httpx.HTTPError as exc:
         raise LabError(f"the lab at {url} does not answer ({exc})") from None
-    if response.status_code != 200:
+    if response.status_code not in (200, 201, 204):
         raise LabError(f"{url} answered {response.status_code}: {response.text}")
-    result: dict[str, Any] = response.json()
+    result: dict[str, Any] = response.json() if response.content else {}
     return result
 
 
@@ -99,6 +102,16 @@ def _print_keys(keys: list[dict[str, Any]]) -> None:
             f"  {key['kid']}  {key['state']:<16}  signs from {key['sign_from']:.0f}"
             + (f", retires at {retire:.0f}" if retire is not None else "")
         )
+
+
+def _print_apps(directory: dict[str, Any]) -> None:
+    for app in directory["applications"]:
+        print(
+            f"  {app['name']}  {app['identifier_uri']}  app id {app['app_id']}  "
+            f"v{app['token_version']} tokens  roles: {', '.join(app['app_roles']) or '-'}"
+        )
+    for assignment in directory["app_role_assignments"]:
+        print(f"    {assignment['principal']}  {assignment['app']}  {assignment['role']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,12 +125,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     rotate = commands.add_parser("rotate", help="rotate the issuer's signing key")
     rotate.add_argument("--overlap", type=float, help="seconds between publishing and signing")
     rotate.add_argument("--retire-after", type=float, help="seconds the old key stays published")
+    commands.add_parser("apps", help="show the app registrations and app-role assignments")
+    for name, verb in (("assign", "give"), ("unassign", "take away")):
+        command = commands.add_parser(name, help=f"{verb} an identity an app role")
+        command.add_argument("principal", help="identity name (tokenguard-vm...) or object id")
+        command.add_argument("app", help="app registration name")
+        command.add_argument("role", help="app role value")
     args = parser.parse_args(argv)
     try:
         if args.command in (None, "run"):
             return asyncio.run(_run())
         if args.command == "keys":
             _print_keys(_admin("GET", "/_lab/keys")["keys"])
+            return 0
+        if args.command == "apps":
+            _print_apps(_admin("GET", "/_lab/apps"))
+            return 0
+        if args.command in ("assign", "unassign"):
+            body = {"principal": args.principal, "app": args.app, "role": args.role}
+            method = "POST" if args.command == "assign" else "DELETE"
+            _admin(method, "/_lab/app-role-assignments", body)
+            print(f"{args.command}ed: {args.principal} {args.app} {args.role}")
+            _print_apps(_admin("GET", "/_lab/apps"))
             return 0
         body = {
             name: value

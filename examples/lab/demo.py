@@ -4,6 +4,10 @@
 the same flow; each step records what was expected and what came back, and the final
 table decides the exit code. Tokens are never printed: only a fingerprint and the
 decoded (unverified) header and claims.
+
+Both teach the same two kinds of permission: a token for Key Vault or Storage carries no
+``roles`` (those services look the caller's ``oid`` up in their RBAC role assignments),
+and a token for your own API carries the app roles assigned to the caller (:data:`MODEL`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,20 @@ import jwt
 
 from tokenguard import fingerprint
 
-from .config import LabConfig
-from .runner import DEFAULT_PORT, config_from_env, port_from_env
+from .identity import LabConfig
+from .runtime import DEFAULT_PORT, config_from_env, port_from_env
 
-__all__ = ["Report", "describe_token", "lab_location"]
+__all__ = ["MODEL", "Report", "describe_token", "lab_location", "roles_in"]
 
 VAULT: Final = "https://vault.azure.net"
 STORAGE: Final = "https://storage.azure.com/"
+#: How the lab hands out permissions, as the demos explain it.
+MODEL: Final = (
+    "Azure resources (Key Vault, Storage): the token carries NO roles; the service looks",
+    "  the caller's oid up in its RBAC role assignments (examples/lab/default.toml).",
+    "Your own API: the token carries the app roles assigned to the caller, and the API",
+    "  checks them (examples/fastapi_service.py: guard.requires(roles=[...])).",
+)
 #: Claims shown in the order a reader wants them (the rest follow).
 _FIRST_CLAIMS: Final = ("aud", "iss", "oid", "sub", "appid", "idtyp", "xms_mirid", "roles")
 
@@ -83,6 +94,13 @@ def describe_token(token: str) -> list[str]:
         value = claims[name]
         lines.append(f"  {name:<{width}}  {value if isinstance(value, str) else json.dumps(value)}")
     return lines
+
+
+def roles_in(token: str) -> str:
+    """The ``roles`` claim of ``token`` (decoded WITHOUT verification), or ``none``."""
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    roles = claims.get("roles")
+    return " ".join(roles) if isinstance(roles, list) and roles else "none"
 
 
 @dataclass

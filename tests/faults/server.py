@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 import httpx
-from examples.lab.tls import ensure_tls
+from examples.lab.runtime import ensure_tls
 
 from tokenguard.testing import LocalIssuer
 

@@ -1,25 +1,26 @@
-"""Fixtures for the identity lab: configs, clocks, ASGI apps, and a lab on free loopback ports."""
+"""Fixtures for the identity lab: its config, a lab on free loopback ports, and the toy
+Key Vault and Storage served alone (TLS, a LocalIssuer, test principals)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from examples.lab.appservice import create_app_service_app
-from examples.lab.config import ImdsSettings, LabConfig, load_config
-from examples.lab.imds import create_imds_app
-from examples.lab.issuer import LabIssuer
-from examples.lab.keys import KeyRing
-from examples.lab.runner import Lab, LabThread
-from examples.lab.tokens import TokenService
+from examples.lab import blob, keyvault
+from examples.lab.identity import ImdsSettings, LabConfig, RoleAssignment
+from examples.lab.runtime import Lab, LabThread, TlsFiles, ensure_tls, load_config
 from examples.vm_app_sdk import OTHER_FLOWS
+from starlette.applications import Starlette
 
-from ..helpers import FakeClock
+from tokenguard.testing import LocalIssuer
+
+from ._kit import STORAGE, VAULT, Principals, serve_app, ssl_context
 
 #: Environment that steers azure-identity (and HTTP clients) elsewhere; tests unset it.
 AZURE_ENV = (
@@ -38,8 +39,6 @@ AZURE_ENV = (
     "REQUESTS_CA_BUNDLE",
     "SSL_CERT_FILE",
 )
-ADMIN_SECRET = "test-admin-secret"
-IDENTITY_HEADER = "test-identity-header"
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +46,24 @@ def lab_config() -> LabConfig:
     return load_config()
 
 
+#: The container where ``roomy_config`` makes reader-id a contributor (and nowhere else).
+SCOPED_CONTAINER = "scoped-box"
+
+
 @pytest.fixture(scope="session")
 def roomy_config(lab_config: LabConfig) -> LabConfig:
-    """The default config with a rate limit no SDK test reaches (retries on 429 are slow)."""
-    return dataclasses.replace(lab_config, imds=ImdsSettings(rate_limit=10_000))
+    """The default config with a rate limit no SDK test reaches (retries on 429 are slow),
+    and reader-id a Storage Blob Data Contributor of one container only."""
+    scoped = RoleAssignment(
+        principal=lab_config.identity("reader-id").object_id,
+        role="Storage Blob Data Contributor",
+        scope=f"/storage/containers/{SCOPED_CONTAINER}",
+    )
+    return dataclasses.replace(
+        lab_config,
+        imds=ImdsSettings(rate_limit=10_000),
+        role_assignments=(*lab_config.role_assignments, scoped),
+    )
 
 
 @pytest.fixture
@@ -62,68 +75,124 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-@dataclass
-class Apps:
-    """The issuer, IMDS and App Service apps of one lab, in process (no sockets)."""
-
-    issuer: LabIssuer
-    tokens: TokenService
-    clock: FakeClock
-    monotonic: FakeClock
-    imds: httpx.AsyncClient
-    app_service: httpx.AsyncClient
-    metadata: httpx.AsyncClient
-
-
-@pytest.fixture(scope="session")
-def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One signing key made once; tests copy it rather than generate RSA keys each time."""
-    path = tmp_path_factory.mktemp("keys")
-    KeyRing(path)
-    return path
-
-
-def copy_keys(source: Path, target: Path) -> Path:
-    target.mkdir(parents=True)
-    for item in source.iterdir():
-        (target / item.name).write_bytes(item.read_bytes())
-        (target / item.name).chmod(item.stat().st_mode)
-    return target
-
-
-@pytest.fixture
-async def apps(lab_config: LabConfig, key_dir: Path, tmp_path: Path) -> AsyncIterator[Apps]:
-    clock, monotonic = FakeClock(time.time()), FakeClock(1000.0)
-    keys = KeyRing(copy_keys(key_dir, tmp_path / "keys"), clock=clock)
-    issuer = LabIssuer(
-        lab_config,
-        keys,
-        base_url="http://127.0.0.1:8700",
-        clock=clock,
-        admin_secret=ADMIN_SECRET,
-    )
-    tokens = TokenService(issuer)
-    imds = create_imds_app(lab_config, tokens, monotonic=monotonic)
-    app_service = create_app_service_app(
-        lab_config, tokens, secret=IDENTITY_HEADER, monotonic=monotonic
-    )
-
-    def client(app: object, base: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)  # type: ignore[arg-type]
-
-    async with (
-        client(imds, "http://169.254.169.254") as imds_client,
-        client(app_service, "http://127.0.0.1:8702") as app_service_client,
-        client(issuer.app(), "http://127.0.0.1:8700") as metadata_client,
-    ):
-        yield Apps(
-            issuer, tokens, clock, monotonic, imds_client, app_service_client, metadata_client
-        )
-
-
 @pytest.fixture(scope="module")
 def running_lab(tmp_path_factory: pytest.TempPathFactory, roomy_config: LabConfig) -> Iterator[Lab]:
     """The whole lab (with the toy services when present) on free ports, in a thread."""
     state = tmp_path_factory.mktemp("lab")
     with LabThread(Lab(state, config=roomy_config, base_port=0, log=None)) as lab:
         yield lab
+
+
+# -- the toy services alone -------------------------------------------------------
+
+AUTHORITY = "http://127.0.0.1:8700"
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return ensure_tls(tmp_path_factory.mktemp("lab-tls"))
+
+
+@pytest.fixture(scope="session")
+def lab_issuer() -> LocalIssuer:
+    """Mints only; never rotates (servers of several tests trust it)."""
+    return LocalIssuer()
+
+
+@pytest.fixture(scope="session")
+def principals() -> Principals:
+    return Principals()
+
+
+@contextlib.contextmanager
+def service_app(
+    create_app: Callable[..., Starlette],
+    audiences: list[str],
+    issuer: LocalIssuer,
+    principals: Principals,
+    state_dir: Path,
+    **options: Any,
+) -> Iterator[Callable[[str], Starlette]]:
+    """A toy service's app factory (``public_url`` -> app) trusting ``issuer`` with the
+    principals' role assignments; its validator is closed on exit."""
+    validator = issuer.validator(audiences=audiences, require_roles_or_scopes=False)
+
+    def app_for(url: str) -> Starlette:
+        return create_app(
+            validator=validator,
+            rbac=principals.rbac(),
+            state_dir=state_dir,
+            public_url=url,
+            authority=AUTHORITY,
+            tenant_id=issuer.tenant_id,
+            **options,
+        )
+
+    try:
+        yield app_for
+    finally:
+        asyncio.run(validator.aclose())
+
+
+@contextlib.contextmanager
+def _running(
+    create_app: Callable[..., Starlette],
+    audiences: list[str],
+    issuer: LocalIssuer,
+    principals: Principals,
+    tls: TlsFiles,
+    state_dir: Path,
+    **options: Any,
+) -> Iterator[str]:
+    with (
+        service_app(create_app, audiences, issuer, principals, state_dir, **options) as app_for,
+        serve_app(app_for, tls) as url,
+    ):
+        yield url
+
+
+def running_vault(
+    issuer: LocalIssuer, principals: Principals, tls: TlsFiles, state_dir: Path, **options: Any
+) -> contextlib.AbstractContextManager[str]:
+    """A toy Key Vault on a free port; yields its URL."""
+    return _running(keyvault.create_app, [VAULT], issuer, principals, tls, state_dir, **options)
+
+
+def running_storage(
+    issuer: LocalIssuer, principals: Principals, tls: TlsFiles, state_dir: Path, **options: Any
+) -> contextlib.AbstractContextManager[str]:
+    """A toy Blob Storage on a free port; yields its URL (add ``/{account}``)."""
+    return _running(
+        blob.create_app, [STORAGE + "/", STORAGE], issuer, principals, tls, state_dir, **options
+    )
+
+
+@pytest.fixture(scope="module")
+def vault_url(
+    lab_issuer: LocalIssuer,
+    principals: Principals,
+    tls: TlsFiles,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    with running_vault(lab_issuer, principals, tls, tmp_path_factory.mktemp("vault")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def storage_url(
+    lab_issuer: LocalIssuer,
+    principals: Principals,
+    tls: TlsFiles,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    with running_storage(
+        lab_issuer, principals, tls, tmp_path_factory.mktemp("storage"), max_upload_bytes=256 * 1024
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def https(tls: TlsFiles) -> Iterator[httpx.Client]:
+    """A plain https client that trusts the lab CA."""
+    with httpx.Client(verify=ssl_context(tls), timeout=30) as client:
+        yield client

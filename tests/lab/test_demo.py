@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from examples.lab.config import DEFAULT_CONFIG
+from examples.lab.runtime import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.lab
 
@@ -39,6 +39,10 @@ def test_demo_walks_the_flow_and_exits_0(tmp_path: Path, module: str) -> None:
     assert "UNEXPECTED" not in out
     for step in ("norole-id", "forged token", "expired token", "no token"):
         assert step in out
+    # The two kinds of permission: RBAC by oid for Azure resources, app roles for the API.
+    assert "ok  roles in the Key Vault token: expected none, got none" in out
+    assert "ok  roles in the API token: expected Secrets.Read Secrets.Write" in out
+    assert "ok  reader-id PUT /secrets/demo: expected 403" in out
     assert "name=tokenguard-vm; kind=managed_identity" in out  # the identity the resource saw
     assert "eyJ" not in out + result.stderr  # a JWT starts with eyJ: no token is printed
     assert not (tmp_path / "lab" / "lab.json").exists()  # the lab was stopped

@@ -1,29 +1,34 @@
 """The whole flow with the official SDKs: IMDS -> token -> toy Key Vault and Storage.
 
-The services themselves are tested in ``tests/services``; here the tokens come from the
-lab's IMDS through ``ManagedIdentityCredential``, and the refusals come back through the
-SDKs as their callers would see them.
+The services themselves are tested in ``tests/lab/keyvault`` and ``tests/lab/blob``; here
+the tokens come from the lab's IMDS through ``ManagedIdentityCredential``, and the
+refusals come back through the SDKs as their callers would see them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
-from examples.lab.runner import Lab
+from examples.lab.runtime import Lab
 from examples.vm_app_sdk import StaticToken
+
+from .conftest import SCOPED_CONTAINER
 
 pytestmark = pytest.mark.lab
 
 VAULT = "https://vault.azure.net"
 STORAGE = "https://storage.azure.com/"
+IDENTITIES = {"vm": "tokenguard-vm", "reader": "reader-id", "norole": "norole-id"}
 
 
 @pytest.fixture
@@ -134,6 +139,45 @@ def test_blob_client_through_the_lab(
         with pytest.raises(HttpResponseError) as refused:
             norole.get_container_client(container).download_blob("a/b.txt").readall()
         assert refused.value.status_code == 403
+
+
+def test_resource_tokens_carry_no_roles_and_rbac_decides_by_oid(
+    lab: Lab, credentials: dict[str, ManagedIdentityCredential]
+) -> None:
+    for who, credential in credentials.items():
+        for scope in (VAULT + "/.default", STORAGE + ".default"):
+            claims = jwt.decode(
+                credential.get_token(scope).token, options={"verify_signature": False}
+            )
+            assert "roles" not in claims, (who, scope)
+            assert claims["oid"] == lab.config.identity(IDENTITIES[who]).object_id
+    name = f"rbac-{uuid.uuid4().hex[:8]}"
+    with secrets(lab, credentials["vm"]) as officer:
+        officer.set_secret(name, "by oid")  # Key Vault Secrets Officer at /keyvault
+    with secrets(lab, credentials["reader"]) as user:
+        assert user.get_secret(name).value == "by oid"  # Key Vault Secrets User
+    with secrets(lab, credentials["norole"]) as nobody, pytest.raises(HttpResponseError) as denied:
+        nobody.get_secret(name)
+    assert denied.value.status_code == 403
+
+
+def test_container_scoped_assignment_does_not_reach_other_containers(
+    lab: Lab, credentials: dict[str, ManagedIdentityCredential]
+) -> None:
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    with blobs(lab, credentials["vm"]) as contributor:
+        for container in (SCOPED_CONTAINER, other):
+            with contextlib.suppress(ResourceExistsError):
+                contributor.create_container(container)
+    with blobs(lab, credentials["reader"]) as reader:
+        # reader-id: Storage Blob Data Reader on the account, Contributor on SCOPED_CONTAINER
+        scoped = reader.get_container_client(SCOPED_CONTAINER)
+        scoped.upload_blob("mine.txt", b"ok", overwrite=True)
+        assert scoped.download_blob("mine.txt").readall() == b"ok"
+        with pytest.raises(HttpResponseError) as denied:
+            reader.get_container_client(other).upload_blob("theirs.txt", b"no")
+        assert denied.value.status_code == 403
+        assert list(reader.get_container_client(other).list_blobs()) == []  # reading is allowed
 
 
 def test_blob_client_forged_token_gets_401(lab: Lab) -> None:

@@ -33,7 +33,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
-from examples.lab.runner import Lab, LabThread
+from examples.lab.runtime import Lab, LabThread
 
 __all__ = ["ResourceReport", "resource_soak"]
 

@@ -1,0 +1,259 @@
+"""Property: whatever an authenticated caller sends, the toy services answer 2xx-4xx, never 5xx.
+
+Each example starts from a request the SDK really sends (method, route, query, headers,
+body), then applies a few mutations: a name, a query value or a header replaced by
+arbitrary text, an extra header, another method, another body. Starting from real
+requests keeps most examples inside the handlers instead of stopping at routing.
+Requests go in-process through Starlette's TestClient.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import pytest
+from examples.lab import blob, keyvault
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp
+
+from tokenguard.testing import LocalIssuer
+
+from .._kit import STORAGE, VAULT, Principals, mint_valid
+from ..conftest import service_app
+
+_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2FF, blacklist_categories=["Cs"]),
+    max_size=40,
+)
+_HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+_NOISE = st.one_of(
+    _TEXT,
+    st.sampled_from(["0", "-1", "²", "99999999999999999999", "", "*", "bytes=0-", "1!"]),
+)
+_BODIES = st.one_of(
+    st.binary(max_size=120),
+    st.sampled_from(
+        [
+            b'{"value": "v", "attributes": {"enabled": false, "nbf": 1, "exp": 2}}',
+            b'{"value": "v", "tags": {"a": "b"}, "contentType": "text/plain"}',
+            b'{"attributes": {"exp": -1}}',
+            b'{"value": ["no"]}',
+            b"null",
+        ]
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A request as the SDK sends it; ``{n}``-style holes take names."""
+
+    method: str
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Fuzzed:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes | None
+
+
+def _requests(
+    templates: list[Template], names: dict[str, list[str]], extra_headers: list[str]
+) -> st.SearchStrategy[Fuzzed]:
+    @st.composite
+    def build(draw: st.DrawFn) -> Fuzzed:
+        t = draw(st.sampled_from(templates))
+        path = t.path
+        for hole, known in names.items():
+            while "{" + hole + "}" in path:
+                mutate = draw(st.integers(0, 4)) == 0
+                name = draw(_TEXT.filter(bool)) if mutate else draw(st.sampled_from(known))
+                path = path.replace("{" + hole + "}", quote(name, safe=""), 1)
+        query, headers = dict(t.query), dict(t.headers)
+        for mapping in (query, headers):
+            for key in list(mapping):
+                if draw(st.integers(0, 4)) == 0:
+                    noise = draw(_NOISE if mapping is query else _HEADER_TEXT)
+                    mapping[key] = noise
+        for name in draw(st.lists(st.sampled_from(extra_headers), max_size=2, unique=True)):
+            headers[name] = draw(_HEADER_TEXT)
+        method = t.method
+        if draw(st.integers(0, 9)) == 0:
+            method = draw(st.sampled_from(["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"]))
+        body = draw(_BODIES) if draw(st.integers(0, 3)) == 0 else t.body
+        return Fuzzed(method, path, query, headers, body)
+
+    return build()
+
+
+_API = {"api-version": "7.5"}
+_VAULT_REQUESTS = _requests(
+    [
+        Template(
+            "PUT", "/secrets/{n}", _API, {"content-type": "application/json"}, b'{"value": "v"}'
+        ),
+        Template("GET", "/secrets/{n}/", _API),
+        Template("GET", "/secrets/{n}/{v}", _API),
+        Template("PATCH", "/secrets/{n}/", _API, {}, b'{"attributes": {"enabled": true}}'),
+        Template("DELETE", "/secrets/{n}", _API),
+        Template("GET", "/secrets", {**_API, "maxresults": "1"}),
+        Template("GET", "/secrets", {**_API, "maxresults": "1", "$skiptoken": "known"}),
+        Template("GET", "/secrets/{n}/versions", {**_API, "maxresults": "1", "$skiptoken": "1"}),
+        Template("GET", "/deletedsecrets", _API),
+        Template("GET", "/deletedsecrets/{n}", _API),
+        Template("POST", "/deletedsecrets/{n}/recover", _API),
+        Template("DELETE", "/deletedsecrets/{n}", _API),
+    ],
+    {"n": ["known", "other", "fresh"], "v": ["a" * 32, "versions"]},
+    ["content-type", "x-ms-client-request-id"],
+)
+_BLOCK = {"x-ms-blob-type": "BlockBlob"}
+_STORAGE_REQUESTS = _requests(
+    [
+        Template("GET", "/acct/", {"comp": "list", "maxresults": "1", "include": "metadata"}),
+        Template("GET", "/acct/", {"comp": "list", "marker": "1!Ym94"}),
+        Template("GET", "/acct/", {"restype": "account", "comp": "properties"}),
+        Template("PUT", "/acct/{c}", {"restype": "container"}, {"x-ms-meta-team": "a"}),
+        Template("DELETE", "/acct/{c}", {"restype": "container"}),
+        Template("GET", "/acct/{c}", {"restype": "container"}),
+        Template(
+            "GET",
+            "/acct/{c}",
+            {"restype": "container", "comp": "list", "prefix": "d", "delimiter": "/"},
+        ),
+        Template("GET", "/acct/{c}", {"restype": "container", "comp": "list", "maxresults": "1"}),
+        Template("PUT", "/acct/{c}/{b}", {}, {**_BLOCK, "If-None-Match": "*"}, b"data"),
+        Template("PUT", "/acct/{c}/{b}", {}, {**_BLOCK, "x-ms-meta-k": "v"}, b"0123456789"),
+        Template("GET", "/acct/{c}/{b}", {}, {"x-ms-range": "bytes=2-5"}),
+        Template("GET", "/acct/{c}/{b}", {}, {"Range": "bytes=0-", "If-Match": "*"}),
+        Template(
+            "GET",
+            "/acct/{c}/{b}",
+            {},
+            {"x-ms-range": "bytes=0-3", "x-ms-range-get-content-md5": "true"},
+        ),
+        Template("HEAD", "/acct/{c}/{b}", {}, {"If-None-Match": '"0x1"'}),
+        Template("DELETE", "/acct/{c}/{b}"),
+    ],
+    {"c": ["box", "box", "box", "nobox"], "b": ["known", "dir/new", "empty"]},
+    [
+        "content-md5",
+        "x-ms-blob-content-md5",
+        "x-ms-meta-m",
+        "if-match",
+        "if-none-match",
+        "x-ms-version",
+        "x-ms-blob-public-access",
+        "x-ms-blob-content-type",
+    ],
+)
+
+_FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    # The same examples every run: the reach check below counts them, and a random
+    # draw could dip under its bar (seen once: 14.7 % successes against 15 %).
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+#: Status codes seen, per service: the coverage check below reads them.
+SEEN: dict[str, Counter[int]] = {"vault": Counter(), "storage": Counter()}
+
+
+@pytest.fixture(scope="module")
+def vault_client(
+    tmp_path_factory: pytest.TempPathFactory, lab_issuer: LocalIssuer, principals: Principals
+) -> Iterator[TestClient]:
+    state_dir = tmp_path_factory.mktemp("fuzz-vault")
+    token = mint_valid(lab_issuer, VAULT, principals.vault_officer)
+    with (
+        service_app(keyvault.create_app, [VAULT], lab_issuer, principals, state_dir) as app_for,
+        _client(app_for, "https://vault.test", token) as client,
+    ):
+        assert client.put("/secrets/known?api-version=1", json={"value": "v"}).status_code == 200
+        yield client
+
+
+@pytest.fixture(scope="module")
+def storage_client(
+    tmp_path_factory: pytest.TempPathFactory, lab_issuer: LocalIssuer, principals: Principals
+) -> Iterator[TestClient]:
+    state_dir = tmp_path_factory.mktemp("fuzz-storage")
+    token = mint_valid(lab_issuer, STORAGE, principals.storage_contributor)
+    with (
+        service_app(
+            blob.create_app, [STORAGE], lab_issuer, principals, state_dir, max_upload_bytes=100
+        ) as app_for,
+        _client(app_for, "https://storage.test", token) as client,
+    ):
+        assert client.put("/acct/box?restype=container").status_code == 201
+        for name, data in (("known", b"0123456789"), ("empty", b"")):
+            response = client.put(f"/acct/box/{name}", content=data, headers=_BLOCK)
+            assert response.status_code == 201
+        yield client
+
+
+def _client(app_for: Callable[[str], ASGIApp], url: str, token: str) -> TestClient:
+    """An in-process client of the app for ``url`` that sends ``token`` and sees 500s (use it
+    with ``with``: that runs the app's lifespan)."""
+    client = TestClient(app_for(url), base_url=url, raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+@_FUZZ
+@given(request=_VAULT_REQUESTS)
+def test_vault_never_answers_5xx(vault_client: TestClient, request: Fuzzed) -> None:
+    response = vault_client.request(
+        request.method,
+        request.path,
+        params=request.query,
+        headers=request.headers,
+        content=request.body,
+    )
+    SEEN["vault"][response.status_code] += 1
+    assert response.status_code < 500, (request, response.text)
+    if request.method != "HEAD" and response.status_code >= 400:
+        assert response.json()["error"]["code"]
+
+
+@_FUZZ
+@given(request=_STORAGE_REQUESTS)
+def test_storage_never_answers_5xx(storage_client: TestClient, request: Fuzzed) -> None:
+    response = storage_client.request(
+        request.method,
+        request.path,
+        params=request.query,
+        headers=request.headers,
+        content=request.body,
+    )
+    SEEN["storage"][response.status_code] += 1
+    assert response.status_code < 500, (request, response.text)
+    if response.status_code >= 400:
+        assert response.headers["x-ms-error-code"]
+
+
+@pytest.mark.parametrize("service", ["vault", "storage"])
+def test_the_fuzzing_reached_the_handlers(service: str, request: pytest.FixtureRequest) -> None:
+    """The properties above mean little if every example stopped at routing."""
+    seen = SEEN[service]
+    if not seen:  # selected on its own: run the property first
+        client = request.getfixturevalue(f"{service}_client")
+        if service == "vault":
+            test_vault_never_answers_5xx(client)
+        else:
+            test_storage_never_answers_5xx(client)
+    successes = sum(n for status, n in seen.items() if status < 300)
+    assert successes >= 0.15 * sum(seen.values()), (successes, seen)
