@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, get_args
+
+import pytest
+
 import tokenguard
 
 
@@ -33,8 +37,23 @@ def test_error_hierarchy() -> None:
     )
     assert tokenguard.InsufficientScope.status_code == 403
     assert (tokenguard.KeysUnavailable.status_code, tokenguard.KeysUnavailable.error) == (503, None)
-    error = tokenguard.InvalidToken(reason="no-such-reason")
-    assert error.description == "The token is malformed"
+    assert tokenguard.InvalidToken().description == "The token is malformed"
+
+
+def test_reasons_are_the_described_ones() -> None:
+    from tokenguard._errors import DESCRIPTIONS, Reason
+
+    assert get_args(Reason) == tuple(DESCRIPTIONS)
+    for reason in get_args(Reason):
+        assert tokenguard.TokenGuardError(reason=reason).description == DESCRIPTIONS[reason]
+
+
+def test_unknown_reason_is_refused() -> None:
+    unknown: Any = "no-such-reason"
+    with pytest.raises(ValueError, match="no-such-reason"):
+        tokenguard.InvalidToken(reason=unknown)
+    with pytest.raises(ValueError, match="no-such-reason"):
+        tokenguard.InsufficientScope(reason=unknown, required=frozenset({"r"}))
 
 
 def test_descriptions_are_safe_for_headers() -> None:

@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from ._errors import InsufficientScope, MissingToken, TokenGuardError
+from ._errors import InsufficientScope, MissingToken, Reason, TokenGuardError
 from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
 from ._responses import DEFAULT_REALM, error_response, log_rejection
 
@@ -178,7 +178,7 @@ class Requirement:
             raise InsufficientScope("missing scope", reason="missing_scope", required=self.scopes)
         if self.permissions and not self.permissions <= identity.permissions:
             # Named as FastAPI's Security(scopes=...) names them: scopes for users.
-            reason = "missing_scope" if identity.kind == "user" else "missing_role"
+            reason: Reason = "missing_scope" if identity.kind == "user" else "missing_role"
             raise InsufficientScope("missing permission", reason=reason, required=self.permissions)
 
     @property

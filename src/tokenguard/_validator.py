@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 import httpx
@@ -30,10 +30,10 @@ from ._claims import (
     check_times,
 )
 from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
-from ._errors import InvalidToken, KeysUnavailable, TokenGuardError
+from ._errors import InvalidToken, KeysUnavailable, Reason, TokenGuardError
 from ._identity import Identity, identity_from_claims
 from ._keys import MAX_KID_LENGTH
-from ._keyset import KeySet, KeySetStatus
+from ._keyset import FetchOutcome, KeyDocument, KeySet, KeySetStatus
 from ._responses import log_rejection
 from ._token import (
     DEFAULT_MAX_TOKEN_BYTES,
@@ -52,15 +52,24 @@ _UNSUPPORTED_HEADER: Final = ("crit", "b64", "zip", "enc")
 _MAX_KNOWN_HEADERS: Final = 64
 
 
+ValidationOutcome = Literal["valid", "invalid"]
+"""How a validation ended (the ``outcome`` a :class:`ValidationObserver` receives)."""
+
+
 class ValidationObserver(Protocol):
     """Receives one call per validation and per key fetch (see ``tokenguard.metrics``)."""
 
     def validation(
-        self, outcome: str, reason: str | None, issuer: str | None, seconds: float, cached: bool
+        self,
+        outcome: ValidationOutcome,
+        reason: Reason | None,
+        issuer: str | None,
+        seconds: float,
+        cached: bool,
     ) -> None:
         """``outcome`` is ``"valid"`` or ``"invalid"``; ``reason`` is the error reason."""
 
-    def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
+    def key_fetch(self, issuer: str, document: KeyDocument, outcome: FetchOutcome) -> None:
         """A discovery or JWKS fetch ended with ``ok``, ``not_modified`` or ``error``."""
 
 
@@ -406,7 +415,7 @@ class TokenValidator:
         kid = header.get("kid")
         for name in _UNSUPPORTED_HEADER:
             if name in header:
-                reason = "unsupported_critical" if name == "crit" else "malformed"
+                reason: Reason = "unsupported_critical" if name == "crit" else "malformed"
                 raise InvalidToken(f"unsupported header member {name}", reason=reason)
         if kid is None:
             raise InvalidToken("kid missing", reason="unknown_key")

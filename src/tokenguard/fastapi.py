@@ -50,6 +50,7 @@ from ._errors import (
     InsufficientScope,
     KeysUnavailable,
     MissingToken,
+    Reason,
     TokenGuardError,
 )
 from ._header import authorization_value, bearer_credentials
@@ -214,7 +215,7 @@ def _check_security_scopes(identity: Identity, required: list[str]) -> None:
     # like Starlette's request.auth.scopes.
     missing = frozenset(required) - identity.permissions
     if missing:
-        reason = "missing_scope" if identity.kind == "user" else "missing_role"
+        reason: Reason = "missing_scope" if identity.kind == "user" else "missing_role"
         raise InsufficientScope("missing permission", reason=reason, required=frozenset(required))
 
 
