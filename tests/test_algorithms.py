@@ -34,9 +34,9 @@ def test_registry_partitions_the_names() -> None:
 def test_each_key_type_verifies_its_algorithms() -> None:
     assert algorithms_for_key_type("RSA") == {n for n in ALGORITHMS if n[:2] in ("RS", "PS")}
     assert algorithms_for_key_type("OKP") == {"EdDSA"}
-    assert algorithms_for_curve("secp256r1") == {"ES256"}
-    assert algorithms_for_curve("secp384r1") == {"ES384"}
-    assert algorithms_for_curve("secp521r1") == {"ES512"}
+    assert algorithms_for_curve("secp256r1") == frozenset({"ES256"})
+    assert algorithms_for_curve("secp384r1") == frozenset({"ES384"})
+    assert algorithms_for_curve("secp521r1") == frozenset({"ES512"})
     assert algorithms_for_curve("secp256k1") is None
     for name, alg in ALGORITHMS.items():
         assert alg.name == name
