@@ -219,10 +219,10 @@ class TokenValidator:
         """
         if len(token) > self.max_token_bytes:
             return None
-        entry = self.cached_entry(_as_bytes(token) if isinstance(token, str) else token)
+        entry = self._cached_entry(_as_bytes(token) if isinstance(token, str) else token)
         return None if entry is None else entry.identity
 
-    def cached_authorization(self, value: bytes) -> CachedToken | None:
+    def _cached_authorization(self, value: bytes) -> CachedToken | None:
         """The cache entry whose ``Authorization`` value is exactly ``value`` (bytes, as
         sent: ``Bearer <token>``), within its time window, or ``None``; never raises.
 
@@ -234,7 +234,7 @@ class TokenValidator:
             self.observer.validation("valid", None, entry.identity.issuer, 0.0, True)
         return entry
 
-    def cached_entry(self, raw: bytes) -> CachedToken | None:
+    def _cached_entry(self, raw: bytes) -> CachedToken | None:
         """The cache entry of an already verified token (bytes), or ``None``.
 
         For integrations on the request path (the middleware): the entry carries the
@@ -257,26 +257,28 @@ class TokenValidator:
                 self.observer.validation("invalid", error.reason, None, 0.0, False)
             raise self._rejected(error, token)
         raw = _as_bytes(token)
-        entry = self.cached_entry(raw)
+        entry = self._cached_entry(raw)
         if entry is not None:
             return entry.identity
-        return await self.validate_uncached(raw, token)
+        return await self._validate_uncached(raw, token)
 
     async def validate_credentials(self, raw: bytes) -> tuple[Identity, CachedToken | None]:
         """:meth:`validate` for the credentials of an ``Authorization`` header (bytes).
 
         Returns the identity and, when the token was verified before, its cache entry,
         whose Starlette user and credentials every request with the token can share.
+        The integration API: the middleware and the FastAPI dependency call it (and a
+        subclass may wrap it); its cache-hit and verification halves are private.
         """
-        entry = self.cached_entry(raw)
+        entry = self._cached_entry(raw)
         if entry is not None:
             return entry.identity, entry
-        return await self.validate_uncached(raw), None
+        return await self._validate_uncached(raw), None
 
-    async def validate_uncached(self, raw: bytes, token: str | None = None) -> Identity:
+    async def _validate_uncached(self, raw: bytes, token: str | None = None) -> Identity:
         """:meth:`validate` for a token whose cache lookup just missed (no second lookup).
 
-        ``raw`` is the token's bytes, as looked up with :meth:`cached_entry`; ``token``
+        ``raw`` is the token's bytes, as looked up with :meth:`_cached_entry`; ``token``
         its text when the caller has it (for the log line of a rejection).
         """
         observer = self.observer

@@ -167,7 +167,7 @@ class TokenGuard:
         if attached is not None and scope.get(VALIDATOR_SCOPE_KEY) is validator:
             return attached  # type: ignore[no-any-return]
         value = authorization_value(scope)
-        entry = None if value is None else validator.cached_authorization(value)
+        entry = None if value is None else validator._cached_authorization(value)
         if entry is not None:
             identity = entry.identity
         else:
