@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 
 from ._errors import InsufficientScope, MissingToken, Reason, TokenGuardError
 from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
-from ._responses import DEFAULT_REALM, error_response, log_rejection
+from ._responses import DEFAULT_REALM, WS_POLICY_VIOLATION, error_response, log_rejection
 
 __all__ = [
     "CHALLENGE_SCOPE_KEY",
@@ -51,7 +51,6 @@ VALIDATOR_SCOPE_KEY = "tokenguard.validator"
 _P = ParamSpec("_P")
 _C = TypeVar("_C", bound=HTTPConnection)
 _KINDS: Final[frozenset[str]] = frozenset(get_args(IdentityKind))
-_WS_POLICY_VIOLATION: Final = 1008
 _ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -354,7 +353,7 @@ def requires(
                 websocket = _connection(args, kwargs, index, name, WebSocket)
                 exc = refusal(websocket)
                 if exc is not None:
-                    await websocket.close(code=_WS_POLICY_VIOLATION, reason=exc.description)
+                    await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.description)
                     return
                 await endpoint(*args, **kwargs)
 
