@@ -37,7 +37,8 @@ def test_each_key_type_verifies_its_algorithms() -> None:
     assert algorithms_for_curve("secp256r1") == frozenset({"ES256"})
     assert algorithms_for_curve("secp384r1") == frozenset({"ES384"})
     assert algorithms_for_curve("secp521r1") == frozenset({"ES512"})
-    assert algorithms_for_curve("secp256k1") is None
+    assert algorithms_for_curve("secp256k1") == frozenset()
+    assert algorithms_for_curve(None) == frozenset()
     for name, alg in ALGORITHMS.items():
         assert alg.name == name
         assert (alg.padding is not None) == (alg.kty == "RSA")

@@ -76,7 +76,7 @@ def algorithms_for_key_type(kty: Literal["RSA", "OKP"]) -> frozenset[str]:
     return _BY_KEY_TYPE[kty]
 
 
-def algorithms_for_curve(curve_name: str) -> frozenset[str] | None:
-    """The algorithm an EC key on ``curve_name`` (``secp256r1``...) verifies, or ``None``
-    for a curve no JWS algorithm uses."""
-    return _BY_CURVE.get(curve_name)
+def algorithms_for_curve(curve_name: str | None) -> frozenset[str]:
+    """The algorithm an EC key on ``curve_name`` (``secp256r1``...) verifies; none for a
+    curve no JWS algorithm uses."""
+    return _BY_CURVE.get(curve_name or "", frozenset())

@@ -238,15 +238,11 @@ def _load_one(
             algs = algorithms_for_key_type("RSA")
         elif kty == "EC":
             key = ECAlgorithm.from_jwk(text)
-            curve_algs = (
-                algorithms_for_curve(key.curve.name)
-                if isinstance(key, ec.EllipticCurvePublicKey)
-                else None
-            )
-            if curve_algs is None:
+            curve = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
+            algs = algorithms_for_curve(curve)
+            if not algs:
                 _skip(kid, "unsupported curve")
                 return None
-            algs = curve_algs
         elif kty == "OKP":
             key = OKPAlgorithm.from_jwk(text)
             if not isinstance(key, ed25519.Ed25519PublicKey):
