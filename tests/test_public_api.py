@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, get_args
+
+import pytest
+
 import tokenguard
+import tokenguard.fastapi
+import tokenguard.metrics
+import tokenguard.readiness
+import tokenguard.testing
+
+ISSUER = "https://issuer.example/"
 
 
 def test_public_names() -> None:
@@ -12,6 +22,98 @@ def test_public_names() -> None:
     assert {"Issuer", "TokenValidator", "TokenGuardMiddleware", "Identity"} <= set(
         tokenguard.__all__
     )
+
+
+def test_public_names_are_pinned() -> None:
+    # As httpx pins its names: adding, renaming or removing one is a decision.
+    assert tokenguard.__all__ == [
+        "DEFAULT_ALGORITHMS",
+        "DEFAULT_FETCH_TIMEOUT",
+        "DEFAULT_LEEWAY",
+        "DEFAULT_MAX_STALE",
+        "DEFAULT_REFRESH_COOLDOWN",
+        "IDENTITY_SCOPE_KEY",
+        "ErrorRenderer",
+        "Identity",
+        "IdentityKind",
+        "InsufficientScope",
+        "InvalidRequest",
+        "InvalidToken",
+        "Issuer",
+        "KeySetStatus",
+        "KeysUnavailable",
+        "MissingToken",
+        "Requirement",
+        "TokenGuardError",
+        "TokenGuardMiddleware",
+        "TokenGuardUser",
+        "TokenValidator",
+        "ValidationObserver",
+        "__version__",
+        "challenge",
+        "error_response",
+        "fingerprint",
+        "get_identity",
+        "requires",
+    ]
+    assert tokenguard.fastapi.__all__ == [
+        "STATE_KEY",
+        "IdentityDependency",
+        "OptionalIdentityDependency",
+        "RequirementDependency",
+        "TokenGuard",
+        "TokenGuardHTTPException",
+        "add_error_handler",
+    ]
+    assert tokenguard.testing.__all__ == [
+        "KeyType",
+        "LocalIssuer",
+        "SigningKey",
+        "encode_jws",
+        "generate_key",
+        "self_signed_certificate",
+    ]
+    assert tokenguard.readiness.__all__ == [
+        "STATE_KEY",
+        "lifespan",
+        "managed_validator",
+        "readiness_endpoint",
+        "readiness_report",
+    ]
+    assert tokenguard.metrics.__all__ == [
+        "DEFAULT_BUCKETS",
+        "KeySetCollector",
+        "PrometheusObserver",
+        "metrics_endpoint",
+    ]
+    for module in (
+        tokenguard.fastapi,
+        tokenguard.testing,
+        tokenguard.readiness,
+        tokenguard.metrics,
+    ):
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)
+
+
+def test_validator_methods_are_pinned() -> None:
+    public = {n for n in dir(tokenguard.TokenValidator) if not n.startswith("_")}
+    assert public == {
+        "aclose",
+        "cached",
+        "is_ready",
+        "issuers",
+        "status",
+        "validate",
+        "validate_credentials",
+        "warm_up",
+    }
+    # Attributes set per instance (public: tests and integrations read or swap them).
+    validator = tokenguard.TokenValidator(
+        [tokenguard.Issuer(issuer=ISSUER, audiences=["api"], jwks_uri=ISSUER + "keys")]
+    )
+    attributes = {n for n in vars(validator) if not n.startswith("_")}
+    assert attributes == {"cache", "clock", "max_token_bytes", "observer", "reject_id_tokens"}
 
 
 def test_error_hierarchy() -> None:
@@ -33,8 +135,23 @@ def test_error_hierarchy() -> None:
     )
     assert tokenguard.InsufficientScope.status_code == 403
     assert (tokenguard.KeysUnavailable.status_code, tokenguard.KeysUnavailable.error) == (503, None)
-    error = tokenguard.InvalidToken(reason="no-such-reason")
-    assert error.description == "The token is malformed"
+    assert tokenguard.InvalidToken().description == "The token is malformed"
+
+
+def test_reasons_are_the_described_ones() -> None:
+    from tokenguard._errors import DESCRIPTIONS, Reason
+
+    assert get_args(Reason) == tuple(DESCRIPTIONS)
+    for reason in get_args(Reason):
+        assert tokenguard.TokenGuardError(reason=reason).description == DESCRIPTIONS[reason]
+
+
+def test_unknown_reason_is_refused() -> None:
+    unknown: Any = "no-such-reason"
+    with pytest.raises(ValueError, match="no-such-reason"):
+        tokenguard.InvalidToken(reason=unknown)
+    with pytest.raises(ValueError, match="no-such-reason"):
+        tokenguard.InsufficientScope(reason=unknown, required=frozenset({"r"}))
 
 
 def test_descriptions_are_safe_for_headers() -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 from starlette.types import Message
 
-from tokenguard import InsufficientScope, InvalidToken, KeysUnavailable, error_response
-from tokenguard._responses import ErrorAnswers
+from tokenguard import (
+    InsufficientScope,
+    InvalidToken,
+    KeysUnavailable,
+    MissingToken,
+    error_response,
+)
+from tokenguard._responses import ErrorAnswers, websocket_close_code
 
 
 def test_answers_match_a_fresh_response_and_are_reused() -> None:
@@ -47,3 +53,9 @@ async def test_send_writes_two_asgi_messages() -> None:
     assert sent[1]["body"] == (
         b'{"error":"invalid_token","error_description":"The token signature is invalid"}'
     )
+
+
+def test_websocket_close_codes() -> None:
+    assert websocket_close_code(KeysUnavailable()) == 1013
+    for exc in (MissingToken(), InvalidToken(), InsufficientScope()):
+        assert websocket_close_code(exc) == 1008

@@ -6,6 +6,7 @@ The flow of a request, module by module::
     _token       token -> header, claims, signature     (strict compact JWS parsing)
     _keyset      issuer -> keys                         (discovery + JWKS: _fetch, _keys)
     _validator   signature + claims -> Identity         (verified-token cache: _cache)
+    _claims      times, audience, key issuer, roles...  (one check per claim family)
     _identity    Identity, TokenGuardUser               (the contract)
     _authz       Requirement, requires                  (roles, scopes, caller allow-lists)
     _errors      TokenGuardError and its branches       (the contract)

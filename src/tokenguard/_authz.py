@@ -24,9 +24,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from ._errors import InsufficientScope, MissingToken, TokenGuardError
+from ._errors import InsufficientScope, MissingToken, Reason, TokenGuardError
 from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
-from ._responses import DEFAULT_REALM, error_response, log_rejection
+from ._responses import DEFAULT_REALM, WS_POLICY_VIOLATION, error_response, log_rejection
 
 __all__ = [
     "CHALLENGE_SCOPE_KEY",
@@ -51,7 +51,6 @@ VALIDATOR_SCOPE_KEY = "tokenguard.validator"
 _P = ParamSpec("_P")
 _C = TypeVar("_C", bound=HTTPConnection)
 _KINDS: Final[frozenset[str]] = frozenset(get_args(IdentityKind))
-_WS_POLICY_VIOLATION: Final = 1008
 _ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -178,7 +177,7 @@ class Requirement:
             raise InsufficientScope("missing scope", reason="missing_scope", required=self.scopes)
         if self.permissions and not self.permissions <= identity.permissions:
             # Named as FastAPI's Security(scopes=...) names them: scopes for users.
-            reason = "missing_scope" if identity.kind == "user" else "missing_role"
+            reason: Reason = "missing_scope" if identity.kind == "user" else "missing_role"
             raise InsufficientScope("missing permission", reason=reason, required=self.permissions)
 
     @property
@@ -354,7 +353,7 @@ def requires(
                 websocket = _connection(args, kwargs, index, name, WebSocket)
                 exc = refusal(websocket)
                 if exc is not None:
-                    await websocket.close(code=_WS_POLICY_VIOLATION, reason=exc.description)
+                    await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.description)
                     return
                 await endpoint(*args, **kwargs)
 

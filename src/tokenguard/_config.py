@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
+from ._algorithms import ASYMMETRIC_ALGORITHMS, SYMMETRIC_ALGORITHMS
+
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
     "DEFAULT_ALGORITHMS",
@@ -32,10 +34,6 @@ __all__ = [
 
 TENANT_PLACEHOLDER: Final = "{tenantid}"
 DEFAULT_ALGORITHMS: Final = ("RS256",)
-ASYMMETRIC_ALGORITHMS: Final = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-_SYMMETRIC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 DEFAULT_LEEWAY: Final = 60
 DEFAULT_MIN_TTL: Final = 300.0
 DEFAULT_MAX_TTL: Final = 86_400.0
@@ -244,7 +242,7 @@ def _check_algorithms(algorithms: Iterable[str]) -> None:
     for alg in algs:
         if alg.lower() == "none":
             raise ValueError("the 'none' algorithm is never allowed")
-        if alg in _SYMMETRIC_ALGORITHMS:
+        if alg in SYMMETRIC_ALGORITHMS:
             raise ValueError(
                 f"{alg} is symmetric; tokenguard verifies issuer tokens with public keys only"
             )

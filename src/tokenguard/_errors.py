@@ -13,7 +13,7 @@ nothing from the token or the request is ever echoed back.
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Literal
 
 __all__ = [
     "DESCRIPTIONS",
@@ -22,8 +22,40 @@ __all__ = [
     "InvalidToken",
     "KeysUnavailable",
     "MissingToken",
+    "Reason",
     "TokenGuardError",
 ]
+
+Reason = Literal[
+    "missing_token",
+    "query_token_not_allowed",
+    "empty_token",
+    "multiple_authorization",
+    "multiple_methods",
+    "bad_header",
+    "malformed",
+    "token_too_large",
+    "algorithm_not_allowed",
+    "unknown_key",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "issued_in_future",
+    "wrong_audience",
+    "wrong_issuer",
+    "key_issuer_mismatch",
+    "wrong_tenant",
+    "wrong_type",
+    "missing_claim",
+    "invalid_claim",
+    "no_permissions",
+    "unsupported_critical",
+    "missing_role",
+    "missing_scope",
+    "caller_not_allowed",
+    "keys_unavailable",
+]
+"""Why a request was refused: the vocabulary of ``TokenGuardError.reason``."""
 
 #: Fixed, safe ``error_description`` per reason (printable ASCII, no ``"`` or ``\``).
 DESCRIPTIONS: Final[dict[str, str]] = {
@@ -67,11 +99,14 @@ class TokenGuardError(Exception):
 
     status_code: ClassVar[int] = 500
     error: ClassVar[str | None] = None
-    default_reason: ClassVar[str] = "malformed"
+    default_reason: ClassVar[Reason] = "malformed"
 
-    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
-        self.reason = reason or self.default_reason
-        self.description = DESCRIPTIONS.get(self.reason, DESCRIPTIONS[self.default_reason])
+    def __init__(self, message: str | None = None, *, reason: Reason | None = None) -> None:
+        self.reason: Reason = reason or self.default_reason
+        description = DESCRIPTIONS.get(self.reason)
+        if description is None:
+            raise ValueError(f"unknown rejection reason {self.reason!r}")
+        self.description = description
         #: Context for logs, filled in by the validator; never sent to the caller.
         self.issuer: str | None = None
         self.kid: str | None = None
@@ -108,7 +143,7 @@ class InsufficientScope(TokenGuardError):
         self,
         message: str | None = None,
         *,
-        reason: str | None = None,
+        reason: Reason | None = None,
         required: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(message, reason=reason)
@@ -131,7 +166,7 @@ class KeysUnavailable(TokenGuardError):
     default_reason = "keys_unavailable"
 
     def __init__(
-        self, message: str | None = None, *, reason: str | None = None, retry_after: int = 30
+        self, message: str | None = None, *, reason: Reason | None = None, retry_after: int = 30
     ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import anyio
 import httpx
@@ -46,7 +46,11 @@ _REFRESH_WINDOW: Final = 0.2
 #: ``error_backoff`` says (0 would otherwise fetch in a tight loop while the issuer is down).
 MIN_RETRY_DELAY: Final = 1.0
 
-FetchObserver = Callable[[str, str, str], None]
+KeyDocument = Literal["discovery", "jwks"]
+"""Which document a key fetch asked for."""
+FetchOutcome = Literal["ok", "not_modified", "error"]
+"""How a discovery or JWKS fetch ended."""
+FetchObserver = Callable[[str, KeyDocument, FetchOutcome], None]
 """Called as ``observer(issuer, document, outcome)``; document is ``discovery`` or ``jwks``,
 outcome ``ok``, ``not_modified`` or ``error``."""
 
@@ -255,7 +259,7 @@ class KeySet:
                 extra={"issuer": self.issuer.issuer, "error": why},
             )
 
-    def _notify(self, document: str, outcome: str) -> None:
+    def _notify(self, document: KeyDocument, outcome: FetchOutcome) -> None:
         if self._observer is not None:
             self._observer(self.issuer.issuer, document, outcome)
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Final
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.requests import HTTPConnection
@@ -20,23 +18,27 @@ from ._authz import (
     Requirement,
     attach_identity,
 )
-from ._errors import KeysUnavailable, MissingToken, TokenGuardError
+from ._errors import MissingToken, TokenGuardError
 from ._header import authorization_value, bearer_credentials
 from ._identity import Identity
-from ._responses import DEFAULT_REALM, ErrorAnswers, error_headers, error_response, log_rejection
+from ._responses import (
+    DEFAULT_REALM,
+    ErrorAnswers,
+    error_headers,
+    error_response,
+    log_rejection,
+    websocket_close_code,
+)
 from ._validator import TokenValidator
+from .readiness import warm_up_at_startup
 
 __all__ = ["ErrorRenderer", "TokenGuardMiddleware"]
 
-logger = logging.getLogger("tokenguard")
 
 ErrorRenderer = Callable[
     [HTTPConnection, TokenGuardError, dict[str, str]], Response | Awaitable[Response]
 ]
 """``renderer(conn, error, headers)``: build your own error response; include ``headers``."""
-
-_WS_POLICY_VIOLATION: Final = 1008
-_WS_TRY_AGAIN_LATER: Final = 1013
 
 
 class TokenGuardMiddleware:
@@ -220,7 +222,7 @@ class TokenGuardMiddleware:
             # The server can send an HTTP answer instead of the upgrade: use it.
             await response(scope, receive, send)
             return
-        code = _WS_TRY_AGAIN_LATER if isinstance(exc, KeysUnavailable) else _WS_POLICY_VIOLATION
+        code = websocket_close_code(exc)
         await send({"type": "websocket.close", "code": code, "reason": exc.description})
 
     # -- lifespan ---------------------------------------------------------------
@@ -229,11 +231,7 @@ class TokenGuardMiddleware:
         async def wrapped() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup" and self.warm_up:
-                try:
-                    await self.validator.warm_up()
-                except KeysUnavailable:
-                    # Start anyway: requests get 503 until keys arrive; readiness tells.
-                    logger.warning("keys could not be loaded at startup")
+                await warm_up_at_startup(self.validator)
             elif message["type"] == "lifespan.shutdown" and self.close_validator:
                 await self.validator.aclose()
             return message

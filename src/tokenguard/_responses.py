@@ -20,14 +20,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_REALM",
+    "WS_POLICY_VIOLATION",
+    "WS_TRY_AGAIN_LATER",
     "ErrorAnswers",
     "challenge",
     "error_headers",
     "error_response",
     "log_rejection",
+    "websocket_close_code",
 ]
 
 logger = logging.getLogger("tokenguard")
+
+#: WebSocket close codes (RFC 6455 section 7.4.1 and the IANA registry): the
+#: WebSocket counterparts of 401/403 and of 503.
+WS_POLICY_VIOLATION: Final = 1008
+WS_TRY_AGAIN_LATER: Final = 1013
 
 DEFAULT_REALM: Final = "tokenguard"
 _BODY_ERROR: Final = {MissingToken: "unauthenticated", KeysUnavailable: "temporarily_unavailable"}
@@ -55,6 +63,12 @@ def log_rejection(exc: TokenGuardError, identity: Identity | None = None) -> Non
     text = " ".join(f"{name}={value}" for name, value in facts.items())
     level = logging.WARNING if isinstance(exc, KeysUnavailable) else logging.INFO
     logger.log(level, "request rejected: %s", text, extra=facts)
+
+
+def websocket_close_code(exc: TokenGuardError) -> int:
+    """The close code that refuses a WebSocket: 1013 (try again later) when the keys
+    are unavailable, else 1008 (policy violation)."""
+    return WS_TRY_AGAIN_LATER if isinstance(exc, KeysUnavailable) else WS_POLICY_VIOLATION
 
 
 def _quote(value: str) -> str:

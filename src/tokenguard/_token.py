@@ -122,21 +122,10 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
-_SCAN: Final = _DECODER.scan_once  # type: ignore[attr-defined]
-
-
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Parse strict JSON that must be an object; any fault is ``malformed``."""
     try:
-        text = raw.decode("utf-8")
-        try:
-            # The scanner directly: tokens carry compact JSON, and this skips two
-            # whitespace regex passes of JSONDecoder.decode.
-            value, end = _SCAN(text, 0)
-        except StopIteration:
-            value, end = _DECODER.decode(text), len(text)  # leading whitespace, or an error
-        if end != len(text) and text[end:].strip(" \t\n\r"):
-            raise ValueError("extra data after the JSON value")
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # ValueError covers invalid UTF-8, JSON syntax, duplicates, NaN and over-long ints.
         raise InvalidToken("segment is not valid JSON", reason="malformed") from exc

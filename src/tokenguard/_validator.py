@@ -10,23 +10,30 @@ both are judged once per new token, never on a cache hit.
 from __future__ import annotations
 
 import hashlib
-import math
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 import httpx
 
 from ._cache import BEARER, DEFAULT_CACHE_SIZE, CachedToken, TokenCache
+from ._claims import (
+    TENANT_ID,
+    check_audience,
+    check_key_issuer,
+    check_not_id_token,
+    check_permissions,
+    check_required,
+    check_times,
+)
 from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
-from ._errors import InvalidToken, KeysUnavailable, TokenGuardError
+from ._errors import InvalidToken, KeysUnavailable, Reason, TokenGuardError
 from ._identity import Identity, identity_from_claims
 from ._keys import MAX_KID_LENGTH
-from ._keyset import KeySet, KeySetStatus
+from ._keyset import FetchOutcome, KeyDocument, KeySet, KeySetStatus
 from ._responses import log_rejection
 from ._token import (
     DEFAULT_MAX_TOKEN_BYTES,
@@ -38,28 +45,31 @@ from ._token import (
 
 __all__ = ["TokenValidator", "ValidationObserver", "fingerprint"]
 
-_TENANT_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: Header members that would change how the JWS is processed; we implement none.
 #: A tuple, not a set: with several present the reason must not depend on hash order.
 _UNSUPPORTED_HEADER: Final = ("crit", "b64", "zip", "enc")
-#: Claims only OpenID Connect ID tokens carry; an ID token is not an access token.
-#: A tuple: three lookups in the claims, where ``frozenset.isdisjoint`` walks every claim.
-_ID_TOKEN_CLAIMS: Final = ("nonce", "at_hash", "c_hash")
-#: JSON numbers: ``type(x) in _NUMBER`` refuses bool (a subclass of int) and strings.
-_NUMBER: Final = (int, float)
 #: Parsed JWS headers of verified tokens, by their base64url text (issuers reuse a few).
 _MAX_KNOWN_HEADERS: Final = 64
+
+
+ValidationOutcome = Literal["valid", "invalid"]
+"""How a validation ended (the ``outcome`` a :class:`ValidationObserver` receives)."""
 
 
 class ValidationObserver(Protocol):
     """Receives one call per validation and per key fetch (see ``tokenguard.metrics``)."""
 
     def validation(
-        self, outcome: str, reason: str | None, issuer: str | None, seconds: float, cached: bool
+        self,
+        outcome: ValidationOutcome,
+        reason: Reason | None,
+        issuer: str | None,
+        seconds: float,
+        cached: bool,
     ) -> None:
         """``outcome`` is ``"valid"`` or ``"invalid"``; ``reason`` is the error reason."""
 
-    def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
+    def key_fetch(self, issuer: str, document: KeyDocument, outcome: FetchOutcome) -> None:
         """A discovery or JWKS fetch ended with ``ok``, ``not_modified`` or ``error``."""
 
 
@@ -83,36 +93,10 @@ def _loggable(value: str) -> str:
     return value[:64].encode("unicode_escape").decode("ascii")
 
 
-def _seconds(value: float) -> float:
-    """A claim's time as a float; integers beyond float range become infinities."""
-    try:
-        return float(value)
-    except OverflowError:  # a JSON integer such as 10**400
-        return math.inf if value > 0 else -math.inf
-
-
 def _add_context(exc: TokenGuardError, issuer: Issuer, kid: str) -> None:
     """Name the issuer and kid on a rejection, for the log line (never for the caller)."""
     exc.issuer = issuer.issuer
     exc.kid = _loggable(kid)
-
-
-def _check_key_issuer(key_issuer: str, claims: dict[str, Any]) -> None:
-    """The token's ``iss`` must be its signing key's ``issuer`` (IDX40005).
-
-    A key issuer with ``{tenantid}`` takes the token's ``tid``, which must then be there
-    and be a plain tenant id. Runs once per new token, never on a cache hit.
-    """
-    expected = key_issuer
-    if TENANT_PLACEHOLDER in key_issuer:
-        tid = claims.get("tid")
-        if tid is None:
-            raise InvalidToken("tid missing for a tenant-template key", reason="missing_claim")
-        if not (type(tid) is str and _TENANT_ID.fullmatch(tid)):
-            raise InvalidToken("tid is not a tenant id", reason="invalid_claim")
-        expected = key_issuer.replace(TENANT_PLACEHOLDER, tid)
-    if claims.get("iss") != expected:
-        raise InvalidToken("token issuer is not its key's issuer", reason="key_issuer_mismatch")
 
 
 class _IssuerState:
@@ -235,10 +219,10 @@ class TokenValidator:
         """
         if len(token) > self.max_token_bytes:
             return None
-        entry = self.cached_entry(_as_bytes(token) if isinstance(token, str) else token)
+        entry = self._cached_entry(_as_bytes(token) if isinstance(token, str) else token)
         return None if entry is None else entry.identity
 
-    def cached_authorization(self, value: bytes) -> CachedToken | None:
+    def _cached_authorization(self, value: bytes) -> CachedToken | None:
         """The cache entry whose ``Authorization`` value is exactly ``value`` (bytes, as
         sent: ``Bearer <token>``), within its time window, or ``None``; never raises.
 
@@ -250,7 +234,7 @@ class TokenValidator:
             self.observer.validation("valid", None, entry.identity.issuer, 0.0, True)
         return entry
 
-    def cached_entry(self, raw: bytes) -> CachedToken | None:
+    def _cached_entry(self, raw: bytes) -> CachedToken | None:
         """The cache entry of an already verified token (bytes), or ``None``.
 
         For integrations on the request path (the middleware): the entry carries the
@@ -273,26 +257,28 @@ class TokenValidator:
                 self.observer.validation("invalid", error.reason, None, 0.0, False)
             raise self._rejected(error, token)
         raw = _as_bytes(token)
-        entry = self.cached_entry(raw)
+        entry = self._cached_entry(raw)
         if entry is not None:
             return entry.identity
-        return await self.validate_uncached(raw, token)
+        return await self._validate_uncached(raw, token)
 
     async def validate_credentials(self, raw: bytes) -> tuple[Identity, CachedToken | None]:
         """:meth:`validate` for the credentials of an ``Authorization`` header (bytes).
 
         Returns the identity and, when the token was verified before, its cache entry,
         whose Starlette user and credentials every request with the token can share.
+        The integration API: the middleware and the FastAPI dependency call it (and a
+        subclass may wrap it); its cache-hit and verification halves are private.
         """
-        entry = self.cached_entry(raw)
+        entry = self._cached_entry(raw)
         if entry is not None:
             return entry.identity, entry
-        return await self.validate_uncached(raw), None
+        return await self._validate_uncached(raw), None
 
-    async def validate_uncached(self, raw: bytes, token: str | None = None) -> Identity:
+    async def _validate_uncached(self, raw: bytes, token: str | None = None) -> Identity:
         """:meth:`validate` for a token whose cache lookup just missed (no second lookup).
 
-        ``raw`` is the token's bytes, as looked up with :meth:`cached_entry`; ``token``
+        ``raw`` is the token's bytes, as looked up with :meth:`_cached_entry`; ``token``
         its text when the caller has it (for the log line of a rejection).
         """
         observer = self.observer
@@ -393,7 +379,7 @@ class TokenValidator:
             if not key.verify(alg, signing_input, signature):
                 raise InvalidToken("signature does not verify", reason="bad_signature")
             if key.issuer is not None and issuer.validate_key_issuer:
-                _check_key_issuer(key.issuer, claims)
+                check_key_issuer(key.issuer, claims)
             audience, not_after, not_before = self._check_claims(state, claims, now)
             # The identity keeps the token's bytes (the cache holds them anyway), not the
             # decoded claims: they are decoded again if the app ever reads them. The cache
@@ -405,10 +391,8 @@ class TokenValidator:
                 audience=audience,
                 mapping=TokenClaims(authorization, start, start + len(p64)),
             )
-            # Judged on the identity, so "grants something" means exactly what the
-            # identity's roles and scopes will hold (IDW10201).
-            if issuer.require_roles_or_scopes and not (identity.roles or identity.scopes):
-                raise InvalidToken("token has neither roles nor scopes", reason="no_permissions")
+            if issuer.require_roles_or_scopes:
+                check_permissions(identity)
         except TokenGuardError as exc:
             _add_context(exc, issuer, kid)
             raise
@@ -433,7 +417,7 @@ class TokenValidator:
         kid = header.get("kid")
         for name in _UNSUPPORTED_HEADER:
             if name in header:
-                reason = "unsupported_critical" if name == "crit" else "malformed"
+                reason: Reason = "unsupported_critical" if name == "crit" else "malformed"
                 raise InvalidToken(f"unsupported header member {name}", reason=reason)
         if kid is None:
             raise InvalidToken("kid missing", reason="unknown_key")
@@ -453,7 +437,7 @@ class TokenValidator:
         tid = claims.get("tid")
         for state in self._templates:
             prefix, suffix = state.template_parts  # type: ignore[misc]
-            if not (isinstance(tid, str) and _TENANT_ID.fullmatch(tid)):
+            if not (isinstance(tid, str) and TENANT_ID.fullmatch(tid)):
                 continue
             if iss == prefix + tid + suffix:
                 if not state.config.tenant_allowed(tid):
@@ -465,57 +449,10 @@ class TokenValidator:
         self, state: _IssuerState, claims: dict[str, Any], now: float
     ) -> tuple[str, float, float]:
         """Check the claims at ``now``; return the audience matched and the window in
-        which the token stays acceptable, leeway included (floats: the cache compares
-        them with the clock's float on every hit)."""
-        leeway = state.config.leeway
-        exp = claims.get("exp")
-        if exp is None:
-            raise InvalidToken("exp missing", reason="missing_claim")
-        if type(exp) not in _NUMBER:  # not bool, not a string of digits
-            raise InvalidToken("exp is not a number", reason="invalid_claim")
-        # The leeway moves the clock, never the claim: a claim of 10**400 plus a float
-        # leeway would overflow, while comparing an int with a float is exact.
-        if exp <= now - leeway:
-            raise InvalidToken("token expired", reason="expired")
-        nbf = claims.get("nbf")
-        not_before = -math.inf
-        if nbf is not None:
-            if type(nbf) not in _NUMBER:
-                raise InvalidToken("nbf is not a number", reason="invalid_claim")
-            not_before = _seconds(nbf) - leeway
-            if not_before > now:
-                raise InvalidToken("token not yet valid", reason="not_yet_valid")
-        iat = claims.get("iat")
-        if iat is not None:
-            if type(iat) not in _NUMBER:
-                raise InvalidToken("iat is not a number", reason="invalid_claim")
-            if iat > now + leeway:
-                raise InvalidToken("token issued in the future", reason="issued_in_future")
-        aud = claims.get("aud")
-        audience = aud if type(aud) is str and aud in state.audiences else None
-        if audience is None:
-            audience = self._match_audience(state, aud)
-        for name in state.config.required_claims:
-            if name not in claims:
-                raise InvalidToken("required claim missing", reason="missing_claim")
+        which the token stays acceptable, leeway included."""
+        not_after, not_before = check_times(claims, now, state.config.leeway)
+        audience = check_audience(claims.get("aud"), state.audiences)
+        check_required(claims, state.config.required_claims)
         if self.reject_id_tokens:
-            for name in _ID_TOKEN_CLAIMS:
-                if name in claims:
-                    raise InvalidToken("an ID token is not an access token", reason="wrong_type")
-        return audience, _seconds(exp) + leeway, not_before
-
-    @staticmethod
-    def _match_audience(state: _IssuerState, aud: object) -> str:
-        """The accepted audience of a token whose ``aud`` is not one of ours as a string."""
-        if aud is None:
-            raise InvalidToken("aud missing", reason="missing_claim")
-        if isinstance(aud, list):
-            for value in aud:
-                if not isinstance(value, str):
-                    raise InvalidToken("aud has a non-string member", reason="invalid_claim")
-            for value in aud:
-                if value in state.audiences:
-                    return str(value)
-        elif not isinstance(aud, str):
-            raise InvalidToken("aud is not a string or list", reason="invalid_claim")
-        raise InvalidToken("audience not accepted", reason="wrong_audience")
+            check_not_id_token(claims)
+        return audience, not_after, not_before

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, Unpack
+from typing import Any, Unpack
 
 try:
     from fastapi import FastAPI, HTTPException
@@ -48,13 +48,19 @@ from ._authz import (
 )
 from ._errors import (
     InsufficientScope,
-    KeysUnavailable,
     MissingToken,
+    Reason,
     TokenGuardError,
 )
 from ._header import authorization_value, bearer_credentials
 from ._identity import Identity
-from ._responses import DEFAULT_REALM, error_body, error_headers, log_rejection
+from ._responses import (
+    DEFAULT_REALM,
+    error_body,
+    error_headers,
+    log_rejection,
+    websocket_close_code,
+)
 from ._validator import TokenValidator
 from .readiness import STATE_KEY
 from .readiness import lifespan as validator_lifespan
@@ -68,9 +74,6 @@ __all__ = [
     "TokenGuardHTTPException",
     "add_error_handler",
 ]
-
-_WS_POLICY_VIOLATION: Final = 1008
-_WS_TRY_AGAIN_LATER: Final = 1013
 
 
 class TokenGuardHTTPException(HTTPException):
@@ -166,7 +169,7 @@ class TokenGuard:
         if attached is not None and scope.get(VALIDATOR_SCOPE_KEY) is validator:
             return attached  # type: ignore[no-any-return]
         value = authorization_value(scope)
-        entry = None if value is None else validator.cached_authorization(value)
+        entry = None if value is None else validator._cached_authorization(value)
         if entry is not None:
             identity = entry.identity
         else:
@@ -203,8 +206,7 @@ class TokenGuard:
         """
         log_rejection(exc, identity)
         if conn.scope["type"] == "websocket":
-            code = _WS_TRY_AGAIN_LATER if isinstance(exc, KeysUnavailable) else _WS_POLICY_VIOLATION
-            return WebSocketException(code=code, reason=exc.description)
+            return WebSocketException(code=websocket_close_code(exc), reason=exc.description)
         realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (self.realm, self.challenge_params))
         return TokenGuardHTTPException(exc, error_headers(exc, realm, params))
 
@@ -214,7 +216,7 @@ def _check_security_scopes(identity: Identity, required: list[str]) -> None:
     # like Starlette's request.auth.scopes.
     missing = frozenset(required) - identity.permissions
     if missing:
-        reason = "missing_scope" if identity.kind == "user" else "missing_role"
+        reason: Reason = "missing_scope" if identity.kind == "user" else "missing_role"
         raise InsufficientScope("missing permission", reason=reason, required=frozenset(required))
 
 

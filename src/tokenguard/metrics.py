@@ -52,7 +52,9 @@ except ImportError:  # tested by hiding prometheus_client from sys.modules
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._validator import TokenValidator
+from ._errors import Reason
+from ._keyset import FetchOutcome, KeyDocument
+from ._validator import TokenValidator, ValidationOutcome
 
 __all__ = ["DEFAULT_BUCKETS", "KeySetCollector", "PrometheusObserver", "metrics_endpoint"]
 
@@ -139,7 +141,12 @@ class PrometheusObserver:
     # -- ValidationObserver ------------------------------------------------------
 
     def validation(
-        self, outcome: str, reason: str | None, issuer: str | None, seconds: float, cached: bool
+        self,
+        outcome: ValidationOutcome,
+        reason: Reason | None,
+        issuer: str | None,
+        seconds: float,
+        cached: bool,
     ) -> None:
         """Count one validation (called by the validator)."""
         if outcome == "valid":
@@ -152,7 +159,7 @@ class PrometheusObserver:
         self.cache_misses.inc()
         (self._valid_seconds if outcome == "valid" else self._invalid_seconds).observe(seconds)
 
-    def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
+    def key_fetch(self, issuer: str, document: KeyDocument, outcome: FetchOutcome) -> None:
         """Count one discovery or JWKS fetch (called by the key sets)."""
         self.key_fetches.labels(issuer, document, outcome).inc()
 

@@ -45,6 +45,20 @@ logger = logging.getLogger("tokenguard")
 STATE_KEY: Final = "tokenguard_validator"
 
 
+async def warm_up_at_startup(validator: TokenValidator, *, strict: bool = False) -> None:
+    """Load the validator's keys for an app that is starting (shared with the middleware's
+    ASGI lifespan): a failure is logged and the app starts anyway, unless ``strict``,
+    which closes the validator and raises :class:`KeysUnavailable`."""
+    try:
+        await validator.warm_up()
+    except KeysUnavailable:
+        if strict:
+            await validator.aclose()
+            raise
+        # Requests get 503 until keys arrive; readiness says so.
+        logger.warning("keys could not be loaded at startup")
+
+
 @asynccontextmanager
 async def managed_validator(
     validator: TokenValidator, *, warm_up: bool = True, strict: bool = False, close: bool = True
@@ -57,13 +71,7 @@ async def managed_validator(
     instead, failing the startup.
     """
     if warm_up:
-        try:
-            await validator.warm_up()
-        except KeysUnavailable:
-            if strict:
-                await validator.aclose()
-                raise
-            logger.warning("keys could not be loaded at startup")
+        await warm_up_at_startup(validator, strict=strict)
     try:
         yield validator
     finally:

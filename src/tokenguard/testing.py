@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._algorithms import ALGORITHMS
 from ._config import Issuer
 from ._identity import IdentityKind
 from ._validator import TokenValidator
@@ -67,7 +68,7 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "P-384": ec.SECP384R1,
     "P-521": ec.SECP521R1,
 }
-_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+_CURVE_ALG = {a.crv: a.name for a in ALGORITHMS.values() if a.crv is not None}
 
 
 def _b64(data: bytes) -> str:
