@@ -685,3 +685,42 @@ async def test_excluded_path_has_an_unauthenticated_user(validator: TokenValidat
         answer = await c.get("/open")
     assert answer.status_code == 200
     assert answer.json() == {"authenticated": False}
+
+
+async def test_cache_hit_adds_only_starlettes_keys_and_the_identity(
+    validator: TokenValidator, session_issuer: LocalIssuer
+) -> None:
+    # Each scope key costs every request (a fourth one pushed the benchmark's scope dict
+    # past a resize); which validator verified the caller rides on request.user.
+    added: list[set[str]] = []
+    before = {"type", "path", "headers", "query_string", "method", "scheme", "server"}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        added.append(set(scope) - before)
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    token = session_issuer.mint(roles=["Reader"])
+    middleware = TokenGuardMiddleware(app, validator=validator)
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    for _ in range(2):  # verified, then a cache hit
+        scope: Scope = {
+            "type": "http",
+            "path": "/",
+            "headers": [(b"authorization", f"Bearer {token}".encode())],
+            "query_string": b"",
+            "method": "GET",
+            "scheme": "http",
+            "server": ("t", 80),
+        }
+        messages.clear()
+        await middleware(scope, receive, send)
+        assert messages[0]["status"] == 200
+        assert scope["user"].verified_by is validator
+    assert added == [{"tokenguard.identity", "user", "auth"}] * 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import string
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final, ParamSpec, TypedDict, TypeVar, Unpack, get_args
 
@@ -31,22 +31,19 @@ from ._responses import DEFAULT_REALM, WS_POLICY_VIOLATION, error_response, log_
 __all__ = [
     "CHALLENGE_SCOPE_KEY",
     "IDENTITY_SCOPE_KEY",
-    "VALIDATOR_SCOPE_KEY",
     "Requirement",
     "RequirementOptions",
     "attach_identity",
     "build_requirement",
     "get_identity",
     "requires",
+    "verified_by",
 ]
 
 #: Where the middleware puts the :class:`Identity` in the ASGI scope.
 IDENTITY_SCOPE_KEY = "tokenguard.identity"
 #: Where the middleware leaves its challenge settings for per-route checks.
 CHALLENGE_SCOPE_KEY = "tokenguard.challenge"
-#: The :class:`~tokenguard.TokenValidator` that verified the identity in the scope: a
-#: FastAPI guard reuses the identity only when it is its own validator.
-VALIDATOR_SCOPE_KEY = "tokenguard.validator"
 
 _P = ParamSpec("_P")
 _C = TypeVar("_C", bound=HTTPConnection)
@@ -215,16 +212,29 @@ def attach_identity(
     validator: object,
 ) -> None:
     """Put a verified identity where tokenguard and Starlette look for it:
-    ``scope["tokenguard.identity"]``, ``request.user`` and ``request.auth.scopes``,
-    with the ``validator`` that verified it.
+    ``scope["tokenguard.identity"]``, ``request.user`` and ``request.auth.scopes``;
+    ``request.user.verified_by`` is the ``validator`` that verified it.
 
     ``auth`` is the user and credentials when already built (the cache keeps them).
     """
-    user, credentials = starlette_auth(identity) if auth is None else auth
+    user, credentials = starlette_auth(identity, validator) if auth is None else auth
     scope[IDENTITY_SCOPE_KEY] = identity
-    scope[VALIDATOR_SCOPE_KEY] = validator
     scope["user"] = user
     scope["auth"] = credentials
+
+
+def verified_by(scope: Mapping[str, Any], validator: object) -> Identity | None:
+    """The identity in ``scope`` if ``validator`` verified it, else ``None``."""
+    identity = scope.get(IDENTITY_SCOPE_KEY)
+    user = scope.get("user")
+    if (
+        identity is not None
+        and isinstance(user, TokenGuardUser)
+        and user.identity is identity
+        and user.verified_by is validator
+    ):
+        return identity
+    return None
 
 
 def get_identity(conn: HTTPConnection) -> Identity | None:

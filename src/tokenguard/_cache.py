@@ -73,15 +73,16 @@ class CachedToken:
         self.user: TokenGuardUser | None = None
         self.credentials: SharedCredentials | None = None
 
-    def request_auth(self) -> tuple[TokenGuardUser, SharedCredentials]:
-        """The Starlette user and credentials (roles and scopes) for this token.
+    def request_auth(self, verified_by: object = None) -> tuple[TokenGuardUser, SharedCredentials]:
+        """The Starlette user and credentials (roles and scopes) for this token;
+        ``verified_by`` is the validator whose cache holds it.
 
         Built on the first hit, not at insert: a token seen once never pays. Both are
         read-only, so every request with this token can share them.
         """
         user, credentials = self.user, self.credentials
         if user is None or credentials is None:
-            user, credentials = starlette_auth(self.identity)
+            user, credentials = starlette_auth(self.identity, verified_by)
             self.user, self.credentials = user, credentials
         return user, credentials
 

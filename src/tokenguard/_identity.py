@@ -148,12 +148,22 @@ if tuple(f.name for f in fields(Identity)) != _IdentityBuilder.__slots__:  # pra
 
 
 class TokenGuardUser(BaseUser):
-    """Starlette ``request.user`` for a verified caller; ``.identity`` is the :class:`Identity`."""
+    """Starlette ``request.user`` for a verified caller; ``.identity`` is the :class:`Identity`.
 
-    __slots__ = ("_identity",)
+    ``verified_by`` is the :class:`~tokenguard.TokenValidator` that verified it (a
+    FastAPI guard reuses the identity only when it is its own validator).
+    """
 
-    def __init__(self, identity: Identity) -> None:
+    __slots__ = ("_identity", "_verified_by")
+
+    def __init__(self, identity: Identity, verified_by: object = None) -> None:
         self._identity = identity
+        self._verified_by = verified_by
+
+    @property
+    def verified_by(self) -> object:
+        """The validator that verified the identity (``None`` when not known)."""
+        return self._verified_by
 
     @property
     def identity(self) -> Identity:  # type: ignore[override]
@@ -195,6 +205,8 @@ class SharedCredentials(AuthCredentials):
         return list(self._scopes)
 
 
-def starlette_auth(identity: Identity) -> tuple[TokenGuardUser, SharedCredentials]:
+def starlette_auth(
+    identity: Identity, verified_by: object = None
+) -> tuple[TokenGuardUser, SharedCredentials]:
     """``request.user`` and ``request.auth`` (roles and scopes) for an identity."""
-    return TokenGuardUser(identity), SharedCredentials(identity.permissions)
+    return TokenGuardUser(identity, verified_by), SharedCredentials(identity.permissions)

@@ -14,7 +14,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._authz import (
     CHALLENGE_SCOPE_KEY,
     IDENTITY_SCOPE_KEY,
-    VALIDATOR_SCOPE_KEY,
     Requirement,
     attach_identity,
 )
@@ -123,9 +122,11 @@ class TokenGuardMiddleware:
                             return
                     credentials = entry.credentials
                     if credentials is None:
-                        credentials = entry.request_auth()[1]
+                        credentials = entry.request_auth(validator)[1]
+                    # Three stores, as few as Starlette's contract allows: the user
+                    # carries its validator (a fourth key can push the scope's dict
+                    # past a resize).
                     scope[IDENTITY_SCOPE_KEY] = entry.identity
-                    scope[VALIDATOR_SCOPE_KEY] = validator
                     scope["user"] = entry.user
                     scope["auth"] = credentials
                     await self.app(scope, receive, send)
@@ -185,7 +186,7 @@ class TokenGuardMiddleware:
         except TokenGuardError as exc:
             await self._reject(exc, scope, receive, send, identity)
             return
-        auth = None if entry is None else entry.request_auth()
+        auth = None if entry is None else entry.request_auth(self.validator)
         attach_identity(scope, identity, auth, validator=self.validator)
         await self.app(scope, receive, send)
 

@@ -40,11 +40,11 @@ from starlette.responses import JSONResponse, Response
 from ._authz import (
     CHALLENGE_SCOPE_KEY,
     IDENTITY_SCOPE_KEY,
-    VALIDATOR_SCOPE_KEY,
     Requirement,
     RequirementOptions,
     attach_identity,
     build_requirement,
+    verified_by,
 )
 from ._errors import (
     InsufficientScope,
@@ -165,9 +165,9 @@ class TokenGuard:
         """
         scope = conn.scope
         validator = self._validator(conn)
-        attached = scope.get(IDENTITY_SCOPE_KEY)
-        if attached is not None and scope.get(VALIDATOR_SCOPE_KEY) is validator:
-            return attached  # type: ignore[no-any-return]
+        own = verified_by(scope, validator)
+        if own is not None:
+            return own
         value = authorization_value(scope)
         entry = None if value is None else validator._cached_authorization(value)
         if entry is not None:
@@ -177,9 +177,9 @@ class TokenGuard:
             if token is None:
                 return None
             identity, entry = await validator.validate_credentials(token)
-        if attached is None:
+        if scope.get(IDENTITY_SCOPE_KEY) is None:
             # Later dependencies and get_identity(request) see it, as with the middleware.
-            auth = None if entry is None else entry.request_auth()
+            auth = None if entry is None else entry.request_auth(validator)
             attach_identity(scope, identity, auth, validator=validator)
         return identity
 
@@ -189,7 +189,7 @@ class TokenGuard:
         found = getattr(conn.app.state, STATE_KEY, None)
         if isinstance(found, TokenValidator):
             return found
-        found = conn.scope.get(VALIDATOR_SCOPE_KEY)  # the middleware's
+        found = getattr(conn.scope.get("user"), "verified_by", None)  # the middleware's
         if isinstance(found, TokenValidator):
             return found
         raise RuntimeError(
