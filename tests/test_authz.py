@@ -164,7 +164,7 @@ def test_a_lone_string_is_a_type_error(field: str) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (b"Admin", "roles must be a collection of strings, not bytes"),
+        (b"Admin", "roles must be a collection of strings, not bytes: roles=[b'Admin']"),
         (3, "roles must be a collection of strings, not int"),
         (["Admin", 3], "roles must be a collection of strings, not holding int"),
     ],

@@ -45,11 +45,11 @@ def test_a_lone_string_is_not_a_collection(name: str, value: object, template: b
     # Iterated, "<tenant id>" would be its characters: the real tenant refused and
     # every one-character tid accepted.
     base = {**OK, "issuer": "https://login/{tenantid}/v2.0"} if template else OK
-    kind = type(value).__name__
+    kind = "a str" if isinstance(value, str) else "bytes"
     with pytest.raises(TypeError) as info:
         Issuer(**{**base, name: value})
     assert str(info.value) == (
-        f"{name} must be a list of strings, not a {kind}: {name}={[value]!r}"
+        f"{name} must be a collection of strings, not {kind}: {name}={[value]!r}"
     )
 
 
@@ -122,3 +122,9 @@ def test_token_types_are_folded() -> None:
 def test_nonsense_is_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Issuer(**{**OK, **change})
+
+
+def test_tenant_allow_list_folds_ascii_case_only() -> None:
+    issuer = Issuer(**{**OK, "issuer": "https://login/{tenantid}/v2.0"}, tenants=["Contoso-KV"])
+    assert issuer.tenant_allowed("contoso-kv")
+    assert not issuer.tenant_allowed("contoso-\u212av")  # the Kelvin sign is not "k"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import string
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final, ParamSpec, TypedDict, TypeVar, Unpack, get_args
@@ -24,6 +23,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from ._config import ascii_fold, refuse_lone_string
 from ._errors import InsufficientScope, MissingToken, Reason, TokenGuardError
 from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
 from ._responses import DEFAULT_REALM, WS_POLICY_VIOLATION, error_response, log_rejection
@@ -48,19 +48,11 @@ CHALLENGE_SCOPE_KEY = "tokenguard.challenge"
 _P = ParamSpec("_P")
 _C = TypeVar("_C", bound=HTTPConnection)
 _KINDS: Final[frozenset[str]] = frozenset(get_args(IdentityKind))
-_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
-def _ascii_fold(value: str) -> str:
-    """Lower-case ``A``-``Z`` only. Azure resource ids, GUIDs and tenant ids are ASCII;
-    ``str.lower()`` would also fold look-alikes such as the Kelvin sign (U+212A) to ``k``."""
-    return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
 
 
 def _strings(name: str, values: object) -> frozenset[str]:
     """``values`` as a set of strings; a lone string (or anything else) is a TypeError."""
-    if isinstance(values, str):
-        raise TypeError(f"{name} must be a collection of strings, not a str: {name}=[{values!r}]")
+    refuse_lone_string(name, values)
     if isinstance(values, bytes | bytearray | memoryview) or not isinstance(values, Iterable):
         raise TypeError(f"{name} must be a collection of strings, not {type(values).__name__}")
     items = tuple(values)
@@ -75,7 +67,7 @@ def _strings(name: str, values: object) -> frozenset[str]:
 def _folded(name: str, values: Iterable[str] | None) -> frozenset[str] | None:
     if values is None:
         return None
-    return frozenset(_ascii_fold(v) for v in _strings(name, values))
+    return frozenset(ascii_fold(v) for v in _strings(name, values))
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -201,7 +193,7 @@ class Requirement:
 
 
 def _member(value: str | None, allowed: frozenset[str] | None) -> bool:
-    return allowed is not None and value is not None and _ascii_fold(value) in allowed
+    return allowed is not None and value is not None and ascii_fold(value) in allowed
 
 
 def attach_identity(

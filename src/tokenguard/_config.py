@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import string
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -29,7 +30,9 @@ __all__ = [
     "DEFAULT_REFRESH_COOLDOWN",
     "TENANT_PLACEHOLDER",
     "Issuer",
+    "ascii_fold",
     "is_loopback_host",
+    "refuse_lone_string",
 ]
 
 TENANT_PLACEHOLDER: Final = "{tenantid}"
@@ -150,7 +153,7 @@ class Issuer:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         for name in _STRING_COLLECTIONS:
-            _refuse_lone_string(name, getattr(self, name))
+            refuse_lone_string(name, getattr(self, name))
         set_(self, "audiences", tuple(self.audiences))
         set_(self, "algorithms", tuple(self.algorithms))
         if self.token_types is not None:
@@ -161,7 +164,7 @@ class Issuer:
         set_(
             self,
             "_tenants_folded",
-            None if self.tenants is None else frozenset(t.lower() for t in self.tenants),
+            None if self.tenants is None else frozenset(ascii_fold(t) for t in self.tenants),
         )
         self._validate()
 
@@ -220,14 +223,24 @@ class Issuer:
     def tenant_allowed(self, tenant: str) -> bool:
         """Whether a tenant id passes the ``tenants`` allow-list."""
         folded = self._tenants_folded
-        return folded is None or tenant.lower() in folded
+        return folded is None or ascii_fold(tenant) in folded
 
 
-def _refuse_lone_string(name: str, value: object) -> None:
+def refuse_lone_string(name: str, value: object) -> None:
+    """A lone ``str`` (or ``bytes``) where a collection of strings is expected is a
+    TypeError: iterated, ``tenants="<id>"`` would be a set of its characters."""
     if isinstance(value, str | bytes):
-        raise TypeError(
-            f"{name} must be a list of strings, not a {type(value).__name__}: {name}={[value]!r}"
-        )
+        kind = "a str" if isinstance(value, str) else "bytes"
+        raise TypeError(f"{name} must be a collection of strings, not {kind}: {name}={[value]!r}")
+
+
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_fold(value: str) -> str:
+    """Lower-case ``A``-``Z`` only. Azure resource ids, GUIDs and tenant ids are ASCII;
+    ``str.lower()`` would also fold look-alikes such as the Kelvin sign (U+212A) to ``k``."""
+    return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
 
 
 def _fold_typ(value: str) -> str:
