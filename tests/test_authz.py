@@ -321,3 +321,8 @@ def test_fastapi_requires_refuses_a_lone_string_too() -> None:
 
     with pytest.raises(TypeError, match=r"roles=\['Secrets.Read'\]"):
         TokenGuard().requires(roles="Secrets.Read")
+
+
+def test_a_misspelt_option_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"unexpected Requirement options \['role'\]"):
+        Requirement(role=["Admin"])  # type: ignore[call-arg]

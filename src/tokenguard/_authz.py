@@ -64,10 +64,25 @@ def _strings(name: str, values: object) -> frozenset[str]:
     return frozenset(items)
 
 
-def _folded(name: str, values: Iterable[str] | None) -> frozenset[str] | None:
+def _folded(name: str, values: object) -> frozenset[str] | None:
     if values is None:
         return None
     return frozenset(ascii_fold(v) for v in _strings(name, values))
+
+
+class RequirementOptions(TypedDict, total=False):
+    """:class:`Requirement`'s keyword arguments, for the helpers that build one."""
+
+    roles: Iterable[str]
+    any_role: Iterable[str]
+    scopes: Iterable[str]
+    permissions: Iterable[str]
+    mi_resource_ids: Iterable[str] | None
+    app_ids: Iterable[str] | None
+    object_ids: Iterable[str] | None
+    issuers: Iterable[str] | None
+    tenants: Iterable[str] | None
+    kinds: Iterable[IdentityKind] | None
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -116,30 +131,18 @@ class Requirement:
     #: Whether any condition on who the caller is was given; derived, not an argument.
     _about_caller: bool = field(repr=False, compare=False)
 
-    def __init__(
-        self,
-        *,
-        roles: Iterable[str] = (),
-        any_role: Iterable[str] = (),
-        scopes: Iterable[str] = (),
-        permissions: Iterable[str] = (),
-        mi_resource_ids: Iterable[str] | None = None,
-        app_ids: Iterable[str] | None = None,
-        object_ids: Iterable[str] | None = None,
-        issuers: Iterable[str] | None = None,
-        tenants: Iterable[str] | None = None,
-        kinds: Iterable[IdentityKind] | None = None,
-    ) -> None:
+    def __init__(self, **options: Unpack[RequirementOptions]) -> None:
+        unknown_options = options.keys() - RequirementOptions.__annotations__.keys()
+        if unknown_options:  # what mypy catches, refused at run time too
+            raise TypeError(f"unexpected Requirement options {sorted(unknown_options)}")
+        get = options.get
         set_ = object.__setattr__
-        set_(self, "roles", _strings("roles", roles))
-        set_(self, "any_role", _strings("any_role", any_role))
-        set_(self, "scopes", _strings("scopes", scopes))
-        set_(self, "permissions", _strings("permissions", permissions))
-        set_(self, "mi_resource_ids", _folded("mi_resource_ids", mi_resource_ids))
-        set_(self, "app_ids", _folded("app_ids", app_ids))
-        set_(self, "object_ids", _folded("object_ids", object_ids))
+        for name in ("roles", "any_role", "scopes", "permissions"):
+            set_(self, name, _strings(name, get(name, ())))
+        for name in ("mi_resource_ids", "app_ids", "object_ids", "tenants"):
+            set_(self, name, _folded(name, get(name)))
+        issuers, kinds = get("issuers"), get("kinds")
         set_(self, "issuers", None if issuers is None else _strings("issuers", issuers))
-        set_(self, "tenants", _folded("tenants", tenants))
         if kinds is None:
             set_(self, "kinds", None)
         else:
@@ -151,7 +154,7 @@ class Requirement:
         set_(
             self,
             "_about_caller",
-            self._allow_lists or any(v is not None for v in (issuers, tenants, kinds)),
+            self._allow_lists or any(get(n) is not None for n in ("issuers", "tenants", "kinds")),
         )
 
     def check(self, identity: Identity) -> None:
@@ -272,21 +275,6 @@ def _permissions(permissions: str | Iterable[str] | None) -> frozenset[str]:
     if isinstance(permissions, str):
         return frozenset((permissions,))
     return _strings("permissions", permissions)
-
-
-class RequirementOptions(TypedDict, total=False):
-    """:class:`Requirement`'s keyword arguments, for the helpers that build one."""
-
-    roles: Iterable[str]
-    any_role: Iterable[str]
-    scopes: Iterable[str]
-    permissions: Iterable[str]
-    mi_resource_ids: Iterable[str] | None
-    app_ids: Iterable[str] | None
-    object_ids: Iterable[str] | None
-    issuers: Iterable[str] | None
-    tenants: Iterable[str] | None
-    kinds: Iterable[IdentityKind] | None
 
 
 def build_requirement(requirement: Requirement | None, options: RequirementOptions) -> Requirement:
