@@ -116,7 +116,6 @@ def test_key_fetches_and_key_set_gauges(
     assert sample(observer, fetches, issuer=iss, document="jwks", outcome="ok") == 1
     clock.now += 42
     assert sample(observer, "tokenguard_keyset_age_seconds", issuer=iss) == 42
-    assert sample(observer, "tokenguard_keyset_seconds_since_refresh", issuer=iss) == 42
     assert sample(observer, "tokenguard_keyset_keys", issuer=iss) == 1
     assert sample(observer, "tokenguard_keyset_usable", issuer=iss) == 1
     # An unknown kid past the refresh cooldown refetches the JWKS: unchanged, so a 304.
@@ -124,7 +123,7 @@ def test_key_fetches_and_key_set_gauges(
     unknown = issuer.mint(VAULT, headers={"kid": "not-a-published-kid"})
     assert client.get("/", headers=bearer(unknown)).status_code == 401
     assert sample(observer, fetches, issuer=iss, document="jwks", outcome="not_modified") == 1
-    assert sample(observer, "tokenguard_keyset_seconds_since_refresh", issuer=iss) == 0
+    assert sample(observer, "tokenguard_keyset_age_seconds", issuer=iss) == 0
     assert (
         sample(observer, "tokenguard_validations_total", outcome="invalid", reason="unknown_key")
         == 1
@@ -171,7 +170,7 @@ def test_metrics_endpoint_serves_the_exposition_format(
         "tokenguard_validation_duration_seconds",
         "tokenguard_key_fetches",
         "tokenguard_keyset_age_seconds",
-        "tokenguard_keyset_seconds_since_refresh",
+        "tokenguard_keyset_seconds_since_change",
         "tokenguard_keyset_keys",
         "tokenguard_keyset_usable",
     } <= set(families)

@@ -68,8 +68,6 @@ class KeySetStatus:
     #: Seconds since the last successful fetch (a 304 counts: the keys were confirmed);
     #: stays below the keys' lifetime while the issuer answers.
     age: float | None
-    #: The same as ``age`` (its name before ``age`` meant it too).
-    since_success: float | None
     #: Seconds since the keys last changed (added, dropped or replaced).
     since_change: float | None
     last_error: str | None
@@ -393,7 +391,6 @@ class KeySet:
             key_count=len(self._keys),
             kids=tuple(sorted(self._keys)),
             age=fetched,
-            since_success=fetched,
             since_change=None if self._changed_at is None else now - self._changed_at,
             last_error=self._last_error,
         )

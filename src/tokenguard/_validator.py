@@ -333,7 +333,7 @@ class TokenValidator:
         for status in self.status():
             if not status.usable:
                 return False
-            fetched = status.since_success
+            fetched = status.age
             if max_stale is not None and (fetched is None or fetched > max_stale):
                 return False
         return True

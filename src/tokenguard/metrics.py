@@ -23,8 +23,6 @@ Exported (``tokenguard`` is the default ``namespace``):
 ``tokenguard_keyset_age_seconds``              gauge ``{issuer}``: since the last
                                                successful fetch (200 or 304); below the
                                                keys' lifetime while the issuer answers
-``tokenguard_keyset_seconds_since_refresh``    gauge ``{issuer}``: the same (kept for
-                                               dashboards that use it)
 ``tokenguard_keyset_seconds_since_change``     gauge ``{issuer}``: since the keys last
                                                changed (added, dropped or replaced)
 ``tokenguard_keyset_keys``                     gauge ``{issuer}``: keys held
@@ -189,11 +187,6 @@ class KeySetCollector:
                 labels=["issuer"],
             ),
             GaugeMetricFamily(
-                f"{ns}_keyset_seconds_since_refresh",
-                "Seconds since the last successful key fetch",
-                labels=["issuer"],
-            ),
-            GaugeMetricFamily(
                 f"{ns}_keyset_seconds_since_change",
                 "Seconds since the issuer's keys last changed",
                 labels=["issuer"],
@@ -210,7 +203,7 @@ class KeySetCollector:
 
     def collect(self) -> Iterator[Metric]:
         """One sample per configured issuer; ages are absent until keys were fetched."""
-        age, since, changed, keys, usable = self._families()
+        age, changed, keys, usable = self._families()
         seen: set[str] = set()
         for validator in self.validators:
             for status in validator.status():
@@ -220,13 +213,11 @@ class KeySetCollector:
                 labels = [status.issuer]
                 if status.age is not None:
                     age.add_metric(labels, status.age)
-                if status.since_success is not None:
-                    since.add_metric(labels, status.since_success)
                 if status.since_change is not None:
                     changed.add_metric(labels, status.since_change)
                 keys.add_metric(labels, status.key_count)
                 usable.add_metric(labels, 1.0 if status.usable else 0.0)
-        return iter((age, since, changed, keys, usable))
+        return iter((age, changed, keys, usable))
 
 
 def metrics_endpoint(
