@@ -197,13 +197,18 @@ def served(issuer: LocalIssuer, public: TokenValidator, admin: TokenValidator) -
         yield url
 
 
-def test_composition_under_uvicorn(issuer: LocalIssuer, served: str) -> None:
+def test_composition_under_uvicorn(
+    issuer: LocalIssuer, served: str, public: TokenValidator, admin: TokenValidator
+) -> None:
+    wrong = issuer.mint(PUBLIC, roles=["Admin"])
+    right = issuer.mint([PUBLIC, ADMIN], roles=["Admin"])
     with httpx.Client(base_url=served) as client:
-        wrong = issuer.mint(PUBLIC, roles=["Admin"])
-        for _ in range(2):  # verified, then from both validators' caches
+        for _ in range(2):  # verified, then cache hits where a validator accepted it
             assert client.get("/admin", headers=bearer(wrong)).status_code == 401
-            right = issuer.mint([PUBLIC, ADMIN], roles=["Admin"])
             assert client.get("/admin", headers=bearer(right)).status_code == 200
+    # The second round: both tokens from the middleware's cache; only the right one
+    # from the guard's, which never cached (or accepted) the public-API token.
+    assert (public.cache.hits, admin.cache.hits) == (2, 1)
 
 
 def test_guard_refusal_names_the_caller_not_the_token(
