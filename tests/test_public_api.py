@@ -54,6 +54,7 @@ def test_public_names_are_pinned() -> None:
         "error_response",
         "fingerprint",
         "get_identity",
+        "require_identity",
         "requires",
     ]
     assert tokenguard.fastapi.__all__ == [

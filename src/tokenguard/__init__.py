@@ -14,7 +14,7 @@ The flow of a request, module by module::
 
 from __future__ import annotations
 
-from ._authz import IDENTITY_SCOPE_KEY, Requirement, get_identity, requires
+from ._authz import IDENTITY_SCOPE_KEY, Requirement, get_identity, require_identity, requires
 from ._config import (
     DEFAULT_ALGORITHMS,
     DEFAULT_FETCH_TIMEOUT,
@@ -67,5 +67,6 @@ __all__ = [
     "error_response",
     "fingerprint",
     "get_identity",
+    "require_identity",
     "requires",
 ]

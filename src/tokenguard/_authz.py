@@ -232,6 +232,19 @@ def verified_by(scope: Mapping[str, Any], validator: object) -> Identity | None:
     return None
 
 
+def require_identity(conn: HTTPConnection) -> Identity:
+    """The verified :class:`Identity` of a request that must have one (behind
+    :class:`~tokenguard.TokenGuardMiddleware`, on a path it neither excludes nor lets
+    through anonymously). A missing identity is a configuration error: RuntimeError."""
+    identity = get_identity(conn)
+    if identity is None:
+        raise RuntimeError(
+            "no verified identity on this request: is TokenGuardMiddleware installed, "
+            "and is the path neither excluded nor anonymous?"
+        )
+    return identity
+
+
 def get_identity(conn: HTTPConnection) -> Identity | None:
     """The verified :class:`Identity` the middleware attached to this request, if any."""
     identity = conn.scope.get(IDENTITY_SCOPE_KEY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from starlette.authentication import AuthCredentials, BaseUser
 
@@ -57,6 +57,63 @@ class Identity:
     def permissions(self) -> frozenset[str]:
         """Roles and scopes together, as Starlette's ``AuthCredentials.scopes``."""
         return self.roles | self.scopes
+
+    def to_dict(self, *, claims: bool = False) -> dict[str, Any]:
+        """The public fields as JSON-ready values (roles and scopes as sorted lists);
+        the token's claims only when asked (``claims=True``)."""
+        data: dict[str, Any] = {}
+        for name in _PUBLIC_FIELDS:
+            value = getattr(self, name)
+            data[name] = sorted(value) if name in _SETS else value
+        if claims:
+            data["claims"] = dict(self.claims)
+        return data
+
+    # pydantic (FastAPI's ``-> Identity`` / ``response_model=Identity``): an Identity is
+    # accepted as it is and answered as :meth:`to_dict`, never with its claims. The
+    # hooks import pydantic only when pydantic asks, so tokenguard does not need it.
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.is_instance_schema(
+            cls,
+            ref=f"{cls.__module__}.{cls.__qualname__}",
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda identity: identity.to_dict(), when_used="always"
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        text = {"type": "string"}
+        maybe_text = {"anyOf": [text, {"type": "null"}]}
+        names = {"type": "array", "items": text, "uniqueItems": True}
+        properties: dict[str, Any] = {
+            "kind": {"enum": ["managed_identity", "app", "user"], "type": "string"},
+            "object_id": maybe_text,
+            "tenant_id": maybe_text,
+            "app_id": maybe_text,
+            "subject": maybe_text,
+            "issuer": text,
+            "audience": text,
+            "mi_resource_id": maybe_text,
+            "roles": names,
+            "scopes": names,
+            "expires_at": {"type": "integer"},
+            "not_before": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        }
+        return {
+            "title": "Identity",
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+        }
+
+
+#: The fields :meth:`Identity.to_dict` answers (all but the claims), and the set-valued ones.
+_PUBLIC_FIELDS: Final = tuple(f.name for f in fields(Identity) if f.name != "claims")
+_SETS: Final = ("roles", "scopes")
 
 
 def _strings(values: list[Any]) -> frozenset[str]:
