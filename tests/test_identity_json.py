@@ -92,3 +92,48 @@ def test_require_identity_behind_the_middleware(
         assert client.get("/me", headers=bearer(token)).json() == {"oid": "oid-2"}
         with pytest.raises(RuntimeError, match="no verified identity"):
             client.get("/open")
+
+
+def test_openapi_lists_refusals_and_what_each_operation_requires(
+    validator: TokenValidator,
+) -> None:
+    from fastapi import APIRouter, Security
+
+    from tokenguard.fastapi import add_openapi_responses
+
+    guard = TokenGuard(validator)
+    app = FastAPI()
+    router = APIRouter(dependencies=[Depends(guard.identity)])
+
+    @router.get("/anyone")
+    def anyone() -> dict[str, bool]:
+        return {}
+
+    @app.get("/admin")
+    def admin(
+        who: Annotated[Identity, Depends(guard.requires(roles=["Admin"], any_role=["A", "B"]))],
+    ) -> dict[str, bool]:
+        return {}
+
+    @app.get("/write", responses={403: {"description": "declared by the route"}})
+    def write(who: Annotated[Identity, Security(guard.identity, scopes=["W"])]) -> None:
+        return None
+
+    @app.get("/public")
+    def public() -> None:
+        return None
+
+    app.include_router(router)
+    add_openapi_responses(app)
+    with TestClient(app) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    anyone_answers = paths["/anyone"]["get"]["responses"]
+    assert "401" in anyone_answers and "403" not in anyone_answers
+    assert "WWW-Authenticate" in anyone_answers["401"]["headers"]
+    admin_403 = paths["/admin"]["get"]["responses"]["403"]["description"]
+    assert admin_403 == "The caller lacks: roles Admin; one of the roles A, B"
+    write_answers = paths["/write"]["get"]["responses"]
+    assert "401" in write_answers
+    assert write_answers["403"]["description"] == "declared by the route"
+    assert set(paths["/public"]["get"]["responses"]) == {"200"}
+    assert paths["/admin"]["get"]["security"] == [{"bearer": []}]

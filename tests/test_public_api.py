@@ -65,6 +65,7 @@ def test_public_names_are_pinned() -> None:
         "TokenGuard",
         "TokenGuardHTTPException",
         "add_error_handler",
+        "add_openapi_responses",
     ]
     assert tokenguard.testing.__all__ == [
         "KeyType",

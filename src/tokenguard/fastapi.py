@@ -20,7 +20,7 @@ the same flat JSON body the middleware sends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Unpack
 
@@ -73,6 +73,7 @@ __all__ = [
     "TokenGuard",
     "TokenGuardHTTPException",
     "add_error_handler",
+    "add_openapi_responses",
 ]
 
 
@@ -281,3 +282,123 @@ class RequirementDependency(_GuardDependency):
 
     async def __call__(self, conn: HTTPConnection, security_scopes: SecurityScopes) -> Identity:
         return await self._identity(conn, security_scopes)
+
+
+# -- OpenAPI ----------------------------------------------------------------------------
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    "required": ["error", "error_description"],
+}
+_CHALLENGE_HEADER: dict[str, Any] = {
+    "WWW-Authenticate": {
+        "description": "The RFC 6750 bearer challenge (realm, error, error_description)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def add_openapi_responses(app: FastAPI) -> None:
+    """List each guarded operation's refusals in ``/openapi.json`` (and ``/docs``): 401
+    (no or bad bearer token), and 403 naming what the caller must hold when a
+    :meth:`TokenGuard.requires` or ``Security(..., scopes=[...])`` applies.
+
+    Dependencies cannot add responses to an operation themselves, so this wraps
+    ``app.openapi``; call it once, after the routes are added or before the first
+    ``/openapi.json`` request. Responses a route declares itself are kept.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        _document_guards(app, schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _api_routes(app: FastAPI) -> Iterator[Any]:
+    """The app's API routes, included routers' routes among them."""
+    from fastapi import routing
+    from fastapi.openapi import utils
+
+    contexts = getattr(routing, "iter_route_contexts", None)
+    api_route_of = getattr(utils, "_get_api_route_for_openapi", None)
+    if contexts is not None and api_route_of is not None:
+        # FastAPI 0.16x keeps included routers as routes of their own and resolves
+        # their effective routes lazily, as its own OpenAPI generator does here.
+        for context in contexts(app.routes):
+            route = api_route_of(context)
+            if route is not None:
+                yield route
+        return
+    for route in app.routes:  # earlier FastAPI copies included routes into the app
+        if isinstance(route, routing.APIRoute):
+            yield route
+
+
+def _document_guards(app: FastAPI, schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for route in _api_routes(app):
+        if not route.include_in_schema:
+            continue
+        needs = _guard_needs(route.dependant)
+        if needs is None:
+            continue
+        for method in route.methods or ():
+            operation = paths.get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", _refusal("Missing, malformed or invalid bearer token"))
+            if needs:
+                responses.setdefault("403", _refusal("The caller lacks: " + "; ".join(needs)))
+
+
+def _refusal(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": _CHALLENGE_HEADER,
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    }
+
+
+def _guard_needs(dependant: Any) -> list[str] | None:
+    """What the guards among ``dependant``'s dependencies require, as phrases (empty: a
+    verified caller is enough); ``None`` when no guard protects it."""
+    needs: list[str] = []
+    guarded = False
+    pending = list(dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        pending.extend(dependency.dependencies)
+        call = dependency.call
+        if not isinstance(call, _GuardDependency):
+            continue
+        guarded = True
+        scopes = getattr(dependency, "own_oauth_scopes", None) or getattr(
+            dependency, "security_scopes", None
+        )
+        if scopes:
+            needs.append("each of " + ", ".join(sorted(scopes)) + " as a role or scope")
+        if isinstance(call, RequirementDependency):
+            needs.extend(_requirement_phrases(call.requirement))
+    return needs if guarded else None
+
+
+def _requirement_phrases(need: Requirement) -> list[str]:
+    phrases = []
+    for label, values in (
+        ("roles", need.roles),
+        ("one of the roles", need.any_role),
+        ("scopes", need.scopes),
+        ("roles or scopes", need.permissions),
+    ):
+        if values:
+            phrases.append(f"{label} " + ", ".join(sorted(values)))
+    if need._about_caller:
+        phrases.append("to be an allowed caller")
+    return phrases
