@@ -12,7 +12,7 @@ from tokenguard import (
     MissingToken,
     error_response,
 )
-from tokenguard._responses import ErrorAnswers, websocket_close_code
+from tokenguard._responses import ErrorAnswers, challenge, websocket_close_code
 
 
 def test_answers_match_a_fresh_response_and_are_reused() -> None:
@@ -59,3 +59,12 @@ def test_websocket_close_codes() -> None:
     assert websocket_close_code(KeysUnavailable()) == 1013
     for exc in (MissingToken(), InvalidToken(), InsufficientScope()):
         assert websocket_close_code(exc) == 1008
+
+
+def test_scope_parameter_lists_only_scope_tokens() -> None:
+    from tokenguard import InsufficientScope
+
+    needed = InsufficientScope(reason="missing_scope", required=frozenset({"b.write", "a.read"}))
+    assert challenge(needed).endswith(', scope="a.read b.write"')
+    spaced = InsufficientScope(required=frozenset({"Key Vault Secrets User"}))
+    assert "scope=" not in challenge(spaced)

@@ -164,7 +164,8 @@ class Requirement:
         if not self.roles <= identity.roles:
             raise InsufficientScope("missing role", reason="missing_role", required=self.roles)
         if self.any_role and not self.any_role & identity.roles:
-            raise InsufficientScope("missing role", reason="missing_role", required=self.any_role)
+            # One of them would do: no scope= in the challenge, which lists what is needed.
+            raise InsufficientScope("missing role", reason="missing_role")
         if not self.scopes <= identity.scopes:
             raise InsufficientScope("missing scope", reason="missing_scope", required=self.scopes)
         if self.permissions and not self.permissions <= identity.permissions:

@@ -147,6 +147,8 @@ class InsufficientScope(TokenGuardError):
         required: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(message, reason=reason)
+        #: What the caller needs, every one of it (the challenge's ``scope=``); empty
+        #: when one of several would do.
         self.required = required
 
 

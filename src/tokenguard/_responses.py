@@ -7,6 +7,7 @@ from the request is echoed.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
@@ -71,6 +72,9 @@ def websocket_close_code(exc: TokenGuardError) -> int:
     return WS_TRY_AGAIN_LATER if isinstance(exc, KeysUnavailable) else WS_POLICY_VIOLATION
 
 
+_SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
 def _quote(value: str) -> str:
     # RFC 6750 3: auth-param values are quoted strings; keep them printable ASCII.
     safe = "".join(c for c in value if " " <= c <= "~" and c not in '"\\')
@@ -91,7 +95,14 @@ def challenge(
     if exc.error is not None:
         parts.append(f"error={_quote(exc.error)}")
         parts.append(f"error_description={_quote(exc.description)}")
-    if isinstance(exc, InsufficientScope) and exc.required:
+    # RFC 6750 3: scope= lists scope tokens (RFC 6749 3.3: no spaces, quotes or
+    # backslashes), all of them needed. App role names may hold spaces ("Key Vault
+    # Secrets User"): then it is left out rather than split into wrong names.
+    if (
+        isinstance(exc, InsufficientScope)
+        and exc.required
+        and all(_SCOPE_TOKEN.fullmatch(name) for name in exc.required)
+    ):
         parts.append(f"scope={_quote(' '.join(sorted(exc.required)))}")
     return "Bearer " + ", ".join(parts) if parts else "Bearer"
 
