@@ -9,7 +9,7 @@ metadata the recipes would fetch from Entra or Keycloak is served by
 :class:`LocalIssuer` stand-ins through an in-memory transport: nothing leaves the machine.
 
 The reference pages are checked against the code: every option of ``Issuer``,
-``TokenValidator``, ``TokenGuardMiddleware`` and ``TokenGuard`` has a row in
+``TokenValidator``, ``TokenGuardMiddleware``, ``TokenGuard`` and ``Requirement`` has a row in
 ``docs/configuration.md`` (with the documented defaults), and every rejection reason
 appears in the security page's table and has a row in ``docs/troubleshooting.md``.
 """
@@ -35,6 +35,7 @@ from tokenguard import (
     TokenGuardMiddleware,
     TokenValidator,
 )
+from tokenguard._authz import RequirementOptions
 from tokenguard._errors import DESCRIPTIONS
 from tokenguard.fastapi import TokenGuard
 from tokenguard.testing import LocalIssuer
@@ -390,6 +391,8 @@ def documented_options() -> Iterator[tuple[str, str]]:
         for name in list(inspect.signature(cls.__init__).parameters)[1:]:
             if name != "app":
                 yield cls.__name__, name
+    for name in RequirementOptions.__annotations__:
+        yield "Requirement", name
 
 
 @pytest.mark.parametrize(("owner", "option"), list(documented_options()))
