@@ -10,7 +10,8 @@ help:
 	@echo "make demo   - start the local identity lab and walk the managed-identity flow"
 	@echo "make demo-sdk - the same walk-through with the official Azure SDKs"
 	@echo "make quickstart - the five-token Starlette quick start (no lab, no sockets)"
-	@echo "make test   - ruff, mypy --strict and pytest"
+	@echo "make test   - ruff, mypy --strict, pytest and the docs site"
+	@echo "make docs   - build the documentation site into site/ (mkdocs --strict)"
 	@echo "make lab    - run the local identity lab in the foreground"
 	@echo "make bench  - benchmark suite (tables in bench/results/)"
 	@echo "make soak   - bounded soak test on loopback"
@@ -37,7 +38,12 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=95
 
-test: lint typecheck pytest
+# The docs site (mkdocs.yml, docs/) into site/: warnings are errors.
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest docs
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.vm_app

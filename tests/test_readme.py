@@ -1,13 +1,17 @@
-"""The README's Python recipes run, and do what the README says they do.
+"""The Python recipes of README.md and the docs site run, and do what the pages say.
 
-Every ```python block in README.md is preceded by ``<!-- test: NAME -->``; this module
-executes each block as written (placeholders such as ``<tenant-id>`` replaced by
-stand-in values) and then checks its behaviour under ``CHECKS[NAME]``. Issuer metadata
-the recipes would fetch from Entra or Keycloak is served by :class:`LocalIssuer`
-stand-ins through an in-memory transport: nothing leaves the machine.
+Every ```python block in README.md and in ``docs/*.md`` is preceded by
+``<!-- test: NAME -->``; this module executes each block as written (placeholders such
+as ``<tenant-id>`` replaced by stand-in values) and then checks its behaviour under
+``CHECKS[NAME]``. A name is unique within a page; the README's quick starts appear again
+in ``docs/quickstart.md`` under the same names and are checked in both places. Issuer
+metadata the recipes would fetch from Entra or Keycloak is served by
+:class:`LocalIssuer` stand-ins through an in-memory transport: nothing leaves the machine.
 
-The configuration reference is checked against the code: every option of ``Issuer``,
-``TokenValidator``, ``TokenGuardMiddleware`` and ``TokenGuard`` has a row.
+The reference pages are checked against the code: every option of ``Issuer``,
+``TokenValidator``, ``TokenGuardMiddleware``, ``TokenGuard`` and ``Requirement`` has a row in
+``docs/configuration.md`` (with the documented defaults), and every rejection reason
+appears in the security page's table and has a row in ``docs/troubleshooting.md``.
 """
 
 from __future__ import annotations
@@ -31,13 +35,21 @@ from tokenguard import (
     TokenGuardMiddleware,
     TokenValidator,
 )
+from tokenguard._authz import RequirementOptions
 from tokenguard._errors import DESCRIPTIONS
 from tokenguard.fastapi import TokenGuard
 from tokenguard.testing import LocalIssuer
 
 from .helpers import bearer
 
-README: Final = Path(__file__).resolve().parents[1] / "README.md"
+ROOT: Final = Path(__file__).resolve().parents[1]
+README: Final = ROOT / "README.md"
+DOCS: Final = ROOT / "docs"
+CONFIGURATION: Final = DOCS / "configuration.md"
+SECURITY_PAGE: Final = DOCS / "security.md"
+TROUBLESHOOTING: Final = DOCS / "troubleshooting.md"
+#: The pages whose ```python blocks are executed.
+PAGES: Final = (README, *sorted(DOCS.glob("*.md")))
 _MARKED: Final = re.compile(
     r"<!-- test: (?P<name>[\w-]+) -->\n```python\n(?P<code>.*?)^```", re.S | re.M
 )
@@ -78,20 +90,29 @@ def v1_issuer() -> LocalIssuer:
     return stand_in("v1", lambda: LocalIssuer(tenant_id=TENANT))
 
 
-def readme_blocks() -> dict[str, str]:
-    text = README.read_text(encoding="utf-8")
+def page_blocks(page: Path) -> dict[str, str]:
+    """The marked ```python blocks of one page, by name."""
+    text = page.read_text(encoding="utf-8")
     blocks: dict[str, str] = {}
     for match in _MARKED.finditer(text):
         name = match["name"]
-        assert name not in blocks, f"two README blocks are called {name}"
+        assert name not in blocks, f"two blocks of {page.name} are called {name}"
         blocks[name] = match["code"]
     return blocks
+
+
+def marked_blocks() -> list[tuple[str, str]]:
+    """(page, name) of every marked block, the page relative to the repository."""
+    return [
+        (page.relative_to(ROOT).as_posix(), name) for page in PAGES for name in page_blocks(page)
+    ]
 
 
 class StandIns:
     """Serves discovery documents and JWKS for the URLs the recipes name."""
 
-    def __init__(self) -> None:
+    def __init__(self, page: str = "README.md") -> None:
+        self.page = page
         self.discovery: dict[str, LocalIssuer] = {}
         self.jwks: dict[str, LocalIssuer] = {}
         self.requests: list[str] = []
@@ -117,6 +138,10 @@ class StandIns:
     def client(self, **options: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self.handler), **options)
 
+    def run(self, name: str) -> dict[str, Any]:
+        """Execute this test's page's block ``name``."""
+        return run_block(self.page, name)
+
 
 @pytest.fixture
 def stand_ins(monkeypatch: pytest.MonkeyPatch) -> StandIns:
@@ -127,16 +152,17 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch) -> StandIns:
     return found
 
 
-def run_block(name: str) -> dict[str, Any]:
-    code = readme_blocks()[name]
+def run_block(page: str, name: str) -> dict[str, Any]:
+    """Execute the block ``name`` of ``page`` (relative to the repository) as a module."""
+    code = page_blocks(ROOT / page)[name]
     for placeholder, value in PLACEHOLDERS.items():
         code = code.replace(placeholder, value)
     unreplaced = _PLACEHOLDER_IN_STRING.search(code)
-    assert unreplaced is None, f"no stand-in value for {unreplaced[0]} in README block {name}"
+    assert unreplaced is None, f"no stand-in value for {unreplaced[0]} in {page} block {name}"
     namespace: dict[str, Any] = {"__name__": f"readme_{name.replace('-', '_')}"}
     # dont_inherit: the block runs as a user's module would, without this file's
     # `from __future__ import annotations`.
-    exec(compile(code, f"README.md[{name}]", "exec", dont_inherit=True), namespace)
+    exec(compile(code, f"{page}[{name}]", "exec", dont_inherit=True), namespace)
     return namespace
 
 
@@ -146,12 +172,12 @@ async def close_all(namespace: dict[str, Any]) -> None:
             await value.aclose()
 
 
-# -- the checks, one per README block ---------------------------------------------------
+# -- the checks, one per block name ---------------------------------------------------
 
 
 def check_quickstart_starlette(stand_ins: StandIns) -> None:
     issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
-    ns = run_block("quickstart-starlette")
+    ns = stand_ins.run("quickstart-starlette")
     with TestClient(ns["app"]) as client:
         token = issuer.mint(MY_API, object_id="oid-quick", roles=ROLE)
         assert client.get("/whoami", headers=bearer(token)).json() == {
@@ -165,7 +191,7 @@ def check_quickstart_starlette(stand_ins: StandIns) -> None:
 
 def check_quickstart_fastapi(stand_ins: StandIns) -> None:
     issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
-    ns = run_block("quickstart-fastapi")
+    ns = stand_ins.run("quickstart-fastapi")
     with TestClient(ns["app"]) as client:
         assert stand_ins.requests  # the guard's lifespan loaded the keys
         reader = issuer.mint(MY_API, roles=["Secrets.Read"], mi_resource_id="/x/vm-1")
@@ -180,7 +206,7 @@ def check_quickstart_fastapi(stand_ins: StandIns) -> None:
 
 def check_single_tenant_mi(stand_ins: StandIns) -> None:
     issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
-    ns = run_block("single-tenant-mi")
+    ns = stand_ins.run("single-tenant-mi")
     reporter = ns["REPORTER"]
     assert SUBSCRIPTION in reporter
     api = "api://reports-api"
@@ -207,7 +233,7 @@ async def check_multi_tenant(stand_ins: StandIns) -> None:
             lambda: LocalIssuer(tenant_id="common", issuer=f"{ENTRA}/{{tenantid}}/v2.0"),
         ),
     )
-    ns = run_block("multi-tenant")
+    ns = stand_ins.run("multi-tenant")
     validator: TokenValidator = ns["validator"]
     for tenant in (TENANT_A, TENANT_B):
         token = issuer.mint(APP_ID, tenant_id=tenant, version="2.0", roles=ROLE)
@@ -226,7 +252,7 @@ async def check_v1_and_v2(stand_ins: StandIns) -> None:
         V2_DISCOVERY,
         stand_in("v2", lambda: LocalIssuer(tenant_id=TENANT, issuer=f"{ENTRA}/{TENANT}/v2.0")),
     )
-    ns = run_block("v1-and-v2")
+    ns = stand_ins.run("v1-and-v2")
     validator: TokenValidator = ns["validator"]
     old = await validator.validate(v1.mint(MY_API, app_id="caller-v1", roles=ROLE))
     new = await validator.validate(v2.mint(APP_ID, app_id="caller-v2", version="2.0", roles=ROLE))
@@ -249,7 +275,7 @@ async def check_generic_oidc(stand_ins: StandIns) -> None:
         f"{realm}/.well-known/openid-configuration",
         stand_in("keycloak", lambda: LocalIssuer(issuer=realm, key_type="EC")),
     )
-    ns = run_block("generic-oidc")
+    ns = stand_ins.run("generic-oidc")
     validator: TokenValidator = ns["validator"]
     at_jwt = issuer.mint("orders-api", kind="user", headers={"typ": "at+jwt"})
     identity = await validator.validate(at_jwt)
@@ -266,7 +292,7 @@ async def check_lab_validator(stand_ins: StandIns, monkeypatch: pytest.MonkeyPat
     issuer = stand_ins.add(lab_discovery, v1_issuer())
     monkeypatch.setenv("LAB_ISSUER", issuer.issuer)
     monkeypatch.setenv("LAB_DISCOVERY_URL", lab_discovery)
-    ns = run_block("lab-validator")
+    ns = stand_ins.run("lab-validator")
     api = "api://tokenguard-lab-api"
     identity = await ns["validator"].validate(issuer.mint(api, roles=["Secrets.Read"]))
     assert identity.kind == "managed_identity"
@@ -276,7 +302,7 @@ async def check_lab_validator(stand_ins: StandIns, monkeypatch: pytest.MonkeyPat
 
 
 def check_testing(stand_ins: StandIns) -> None:
-    ns = run_block("testing")
+    ns = stand_ins.run("testing")
     tests = [v for k, v in ns.items() if k.startswith("test_") and callable(v)]
     assert len(tests) == 1
     tests[0]()
@@ -285,7 +311,7 @@ def check_testing(stand_ins: StandIns) -> None:
 
 def check_readiness(stand_ins: StandIns) -> None:
     stand_ins.add(V1_DISCOVERY, v1_issuer())
-    ns = run_block("readiness")
+    ns = stand_ins.run("readiness")
     with TestClient(ns["app"]) as client:
         response = client.get("/readyz")
     assert response.status_code == 200
@@ -294,7 +320,7 @@ def check_readiness(stand_ins: StandIns) -> None:
 
 def check_metrics(stand_ins: StandIns) -> None:
     issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
-    ns = run_block("metrics")
+    ns = stand_ins.run("metrics")
     with TestClient(ns["app"]) as client:
         valid = issuer.mint(MY_API, roles=ROLE)
         assert client.get("/", headers=bearer(valid)).status_code == 404  # no route
@@ -320,26 +346,33 @@ CHECKS: Final[dict[str, Callable[..., Any]]] = {
 
 
 def test_every_python_block_is_marked_and_checked() -> None:
-    text = README.read_text(encoding="utf-8")
-    blocks = readme_blocks()
-    assert len(_PYTHON_FENCE.findall(text)) == len(blocks), "a ```python block lacks a marker"
-    assert set(blocks) == set(CHECKS)
+    for page in PAGES:
+        fences = len(_PYTHON_FENCE.findall(page.read_text(encoding="utf-8")))
+        assert fences == len(page_blocks(page)), f"a ```python block of {page.name} lacks a marker"
+    assert {name for _, name in marked_blocks()} == set(CHECKS)
 
 
-SYNC_CHECKS: Final = [n for n, c in CHECKS.items() if not inspect.iscoroutinefunction(c)]
-ASYNC_CHECKS: Final = [n for n, c in CHECKS.items() if inspect.iscoroutinefunction(c)]
+def test_readme_quick_starts_are_tested() -> None:
+    assert {"quickstart-starlette", "quickstart-fastapi"} <= set(page_blocks(README))
 
 
-@pytest.mark.parametrize("name", SYNC_CHECKS)
-def test_recipe(name: str, stand_ins: StandIns) -> None:
+BLOCKS: Final = marked_blocks()
+SYNC_BLOCKS: Final = [b for b in BLOCKS if not inspect.iscoroutinefunction(CHECKS[b[1]])]
+ASYNC_BLOCKS: Final = [b for b in BLOCKS if inspect.iscoroutinefunction(CHECKS[b[1]])]
+
+
+@pytest.mark.parametrize(("page", "name"), SYNC_BLOCKS)
+def test_recipe(page: str, name: str, stand_ins: StandIns) -> None:
+    stand_ins.page = page
     CHECKS[name](stand_ins)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("name", ASYNC_CHECKS)
+@pytest.mark.parametrize(("page", "name"), ASYNC_BLOCKS)
 async def test_async_recipe(
-    name: str, stand_ins: StandIns, monkeypatch: pytest.MonkeyPatch
+    page: str, name: str, stand_ins: StandIns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    stand_ins.page = page
     check = CHECKS[name]
     if "monkeypatch" in inspect.signature(check).parameters:
         await check(stand_ins, monkeypatch)
@@ -347,7 +380,7 @@ async def test_async_recipe(
         await check(stand_ins)
 
 
-# -- the reference tables follow the code ---------------------------------------------
+# -- the reference pages follow the code ----------------------------------------------
 
 
 def documented_options() -> Iterator[tuple[str, str]]:
@@ -358,23 +391,30 @@ def documented_options() -> Iterator[tuple[str, str]]:
         for name in list(inspect.signature(cls.__init__).parameters)[1:]:
             if name != "app":
                 yield cls.__name__, name
+    for name in RequirementOptions.__annotations__:
+        yield "Requirement", name
 
 
 @pytest.mark.parametrize(("owner", "option"), list(documented_options()))
 def test_configuration_reference_has_every_option(owner: str, option: str) -> None:
-    assert f"| `{option}` |" in README.read_text(encoding="utf-8"), f"{owner}.{option}"
+    assert f"| `{option}` |" in CONFIGURATION.read_text(encoding="utf-8"), f"{owner}.{option}"
 
 
 def test_security_table_names_every_reason() -> None:
-    text = README.read_text(encoding="utf-8")
+    text = SECURITY_PAGE.read_text(encoding="utf-8")
     # The fallback reason of a bare InvalidRequest(); nothing in tokenguard raises it.
     unused = {"bad_header"}
     missing = [r for r in DESCRIPTIONS if r not in unused and f"`{r}`" not in text]
     assert missing == []
 
 
+def test_troubleshooting_has_a_row_for_every_reason() -> None:
+    rows = re.findall(r"^\| `([a-z_]+)` \|", TROUBLESHOOTING.read_text(encoding="utf-8"), re.M)
+    assert sorted(rows) == sorted(DESCRIPTIONS), "one row per reason, in the first column"
+
+
 def test_documented_defaults_match_the_code() -> None:
-    text = README.read_text(encoding="utf-8")
+    text = CONFIGURATION.read_text(encoding="utf-8")
     defaults = {f.name: f.default for f in dataclasses.fields(Issuer) if f.init}
     for name, value in defaults.items():
         if value is dataclasses.MISSING:

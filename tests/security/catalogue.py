@@ -3,7 +3,8 @@
 Each row builds a :class:`Probe` (the token handed to ``TokenValidator.validate`` and the
 HTTP request sent through ``TokenGuardMiddleware``) from a :class:`~tests.security.kit.Kit`
 and says what must come back: status, RFC 6750 error code and ``reason``.
-``python -m tests.security.catalogue`` prints the table that SECURITY.md carries.
+``python -m tests.security.catalogue`` prints the table that the docs site's security
+page (``docs/security.md``) carries; ``--write`` refreshes it there.
 
 Tokens in the claim rows are genuinely signed by the trusted key, so a rejection is
 down to the claim under test and not to the signature.
@@ -18,7 +19,15 @@ from typing import Final
 from .attacks import algorithm, cache, claims, dos, key_source, kid, request, structure
 from .attacks.rows import Attack, Expect, Probe
 
-__all__ = ["ATTACKS", "Attack", "Expect", "Probe", "document_block", "markdown_table"]
+__all__ = [
+    "ATTACKS",
+    "DOCUMENT",
+    "Attack",
+    "Expect",
+    "Probe",
+    "document_block",
+    "markdown_table",
+]
 
 ATTACKS: Final[tuple[Attack, ...]] = (
     *request.ROWS,
@@ -33,7 +42,7 @@ ATTACKS: Final[tuple[Attack, ...]] = (
 
 
 def markdown_table() -> str:
-    """The catalogue as a Markdown table (SECURITY.md carries it)."""
+    """The catalogue as a Markdown table (``docs/security.md`` carries it)."""
     lines = ["| # | id | area | attack | source | expected |", "|---|---|---|---|---|---|"]
     for number, attack in enumerate(ATTACKS, 1):
         lines.append(
@@ -45,6 +54,8 @@ def markdown_table() -> str:
 
 BEGIN: Final = "<!-- attack-catalogue:begin (python -m tests.security.catalogue --write) -->"
 END: Final = "<!-- attack-catalogue:end -->"
+#: The page that carries the table between :data:`BEGIN` and :data:`END`.
+DOCUMENT: Final = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def document_block(text: str) -> str:
@@ -54,15 +65,14 @@ def document_block(text: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    """Print the table, or with ``--write`` refresh it in SECURITY.md."""
+    """Print the table, or with ``--write`` refresh it in :data:`DOCUMENT`."""
     if argv[1:] != ["--write"]:
         print(markdown_table())
         return
-    path = Path(__file__).resolve().parents[2] / "SECURITY.md"
-    text = path.read_text(encoding="utf-8")
+    text = DOCUMENT.read_text(encoding="utf-8")
     start = text.index(BEGIN) + len(BEGIN)
     end = text.index(END, start)
-    path.write_text(f"{text[:start]}\n{markdown_table()}\n{text[end:]}", encoding="utf-8")
+    DOCUMENT.write_text(f"{text[:start]}\n{markdown_table()}\n{text[end:]}", encoding="utf-8")
 
 
 if __name__ == "__main__":

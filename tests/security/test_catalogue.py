@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from tokenguard import Identity, InvalidToken, TokenGuardMiddleware, TokenValida
 from tokenguard._cache import CachedToken
 from tokenguard._errors import DESCRIPTIONS
 
-from .catalogue import ATTACKS, Attack, Expect, Probe, document_block, markdown_table
+from .catalogue import ATTACKS, DOCUMENT, Attack, Expect, Probe, document_block, markdown_table
 from .kit import Kit
 
 pytestmark = pytest.mark.anyio
@@ -177,8 +176,7 @@ def test_catalogue_is_large_and_covers_every_area() -> None:
 
 
 def test_security_document_lists_the_catalogue() -> None:
-    document = Path(__file__).resolve().parents[2] / "SECURITY.md"
-    block = document_block(document.read_text(encoding="utf-8"))
+    block = document_block(DOCUMENT.read_text(encoding="utf-8"))
     assert block == markdown_table(), "run: python -m tests.security.catalogue --write"
 
 
