@@ -424,3 +424,17 @@ def test_documented_defaults_match_the_code() -> None:
     parameters = inspect.signature(TokenValidator.__init__).parameters
     for name in ("cache_size", "max_token_bytes", "reject_id_tokens"):
         assert f"| `{name}` | `{parameters[name].default}` |" in text, name
+
+
+@pytest.mark.parametrize("name", ["quickstart-starlette", "quickstart-fastapi"])
+def test_readme_quick_start_passes_mypy_strict(name: str, tmp_path: Path) -> None:
+    # The first code a newcomer copies must type-check under the settings this project
+    # itself uses (an Optional identity, or an untyped endpoint, would not).
+    from mypy import api
+
+    module = tmp_path / f"{name.replace('-', '_')}.py"
+    module.write_text(page_blocks(README)[name], encoding="utf-8")
+    out, err, status = api.run(
+        ["--strict", "--no-incremental", "--python-version", "3.11", str(module)]
+    )
+    assert status == 0, out + err
