@@ -225,6 +225,24 @@ def check_single_tenant_mi(stand_ins: StandIns) -> None:
         assert client.get("/healthz").text == "ok"
 
 
+def check_cors_mount(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
+    ns = stand_ins.run("cors-mount")
+    origin = {"Origin": "https://app.example"}
+    preflight = {**origin, "Access-Control-Request-Method": "GET"}
+    for root in ("", "/service"):  # also deployed under a server's --root-path
+        with TestClient(ns["app"], root_path=root) as client:
+            answer = client.options(f"{root}/api/data", headers=preflight)
+            assert answer.status_code == 200  # no token needed for a preflight
+            refused = client.get(f"{root}/api/data", headers=origin)
+            assert refused.status_code == 401
+            assert refused.headers["access-control-allow-origin"] == "https://app.example"
+            token = issuer.mint(MY_API, roles=["Reader"], object_id="oid-c")
+            ok = client.get(f"{root}/api/data", headers={**origin, **bearer(token)})
+            assert ok.json() == {"object_id": "oid-c"}
+            assert client.get(f"{root}/api/health").text == "ok"
+
+
 async def check_multi_tenant(stand_ins: StandIns) -> None:
     issuer = stand_ins.add(
         f"{ENTRA}/common/v2.0/.well-known/openid-configuration",
@@ -336,6 +354,7 @@ CHECKS: Final[dict[str, Callable[..., Any]]] = {
     "quickstart-fastapi": check_quickstart_fastapi,
     "single-tenant-mi": check_single_tenant_mi,
     "multi-tenant": check_multi_tenant,
+    "cors-mount": check_cors_mount,
     "v1-and-v2": check_v1_and_v2,
     "generic-oidc": check_generic_oidc,
     "lab-validator": check_lab_validator,

@@ -106,7 +106,7 @@ class TokenGuardMiddleware:
         # The common request on the fewest steps: HTTP, one Authorization header whose
         # value is a verified token's, within its time window (the cache's
         # match_authorization), no query token. Everything else takes the general path.
-        if scope["type"] == "http" and not (self._excluding and self._excluded(scope["path"])):
+        if scope["type"] == "http" and not (self._excluding and self._excluded(scope)):
             value = authorization_value(scope)
             if value is not None:
                 validator = self.validator
@@ -144,7 +144,13 @@ class TokenGuardMiddleware:
                 return exc
         return None
 
-    def _excluded(self, path: str) -> bool:
+    def _excluded(self, scope: Scope) -> bool:
+        # Matched as routes are: relative to the app's root_path (a server's --root-path,
+        # a Mount), so "/healthz" means the app's /healthz wherever it is deployed.
+        path: str = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root) :]
         return path in self._exclude_exact or (
             bool(self._exclude_prefixes) and path.startswith(self._exclude_prefixes)
         )
@@ -157,7 +163,7 @@ class TokenGuardMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        if self._excluding and self._excluded(scope["path"]):
+        if self._excluding and self._excluded(scope):
             # As under Starlette's AuthenticationMiddleware, request.user always exists
             # (unless an outer middleware authenticated the request already).
             scope.setdefault("user", UnauthenticatedUser())
