@@ -126,7 +126,9 @@ async def test_stale_if_error_then_unavailable(issuer: LocalIssuer) -> None:
     assert await validator.validate(token)  # last good keys
     await asyncio.sleep(0.01)
     assert validator.status()[0].stale
-    assert validator.status()[0].last_error == "status 503"
+    assert validator.status()[0].last_error == (
+        f"JWKS {issuer.jwks_uri}: HTTP status 503 (Service Unavailable)"
+    )
     clock.advance(700)  # past max_stale
     validator.cache.clear()
     with pytest.raises(KeysUnavailable) as info:
@@ -266,14 +268,17 @@ async def test_discovery_naming_another_issuer_is_refused(issuer: LocalIssuer) -
     server.override = lambda request: httpx.Response(200, json=document)
     with pytest.raises(KeysUnavailable):
         await validator.warm_up()
-    assert validator.status()[0].last_error == "discovery document names another issuer"
+    assert validator.status()[0].last_error == (
+        f"discovery document {issuer.discovery_url} names issuer 'https://evil.example/'"
+        f" but the Issuer expects {issuer.issuer!r}"
+    )
 
 
 @pytest.mark.parametrize(
     ("document", "error"),
     [
-        ({"jwks_uri": "http://keys.example/keys"}, "jwks_uri must use https"),
-        ({"jwks_uri": None}, "discovery document has no jwks_uri"),
+        ({"jwks_uri": "http://keys.example/keys"}, ": jwks_uri must use https"),
+        ({"jwks_uri": None}, " names no jwks_uri"),
     ],
 )
 async def test_discovery_jwks_uri_is_checked(
@@ -284,7 +289,8 @@ async def test_discovery_jwks_uri_is_checked(
     server.override = lambda request: httpx.Response(200, json=body)
     with pytest.raises(KeysUnavailable):
         await validator.warm_up()
-    assert (validator.status()[0].last_error or "").startswith(error)
+    last_error = validator.status()[0].last_error or ""
+    assert last_error.startswith(f"discovery document {issuer.discovery_url}{error}")
 
 
 async def test_failed_discovery_refresh_keeps_the_last_jwks_uri(issuer: LocalIssuer) -> None:
