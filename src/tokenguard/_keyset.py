@@ -409,7 +409,7 @@ class KeySet:
         ``Cache-Control``/``Expires`` clamped to the Issuer's bounds); ``None`` before one."""
         return None if self._fetched_at is None else self._expires - self._fetched_at
 
-    def keys(self) -> tuple[VerificationKey, ...]:
+    def current_keys(self) -> tuple[VerificationKey, ...]:
         """The keys held now, ordered by kid (``tokenguard check`` lists them)."""
         return tuple(self._keys[kid] for kid in sorted(self._keys))
 
