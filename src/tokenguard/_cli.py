@@ -89,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         "verify",
         help="verify a token and print the identity as JSON",
         description="Verify a token as the middleware would and print the identity as "
-        "JSON; a refused token prints the reason (and, for a wrong issuer, audience or "
-        "tenant, the token's value against the configured ones).",
+        "JSON; a refused token prints the reason (and, for a wrong issuer or audience, "
+        "the token's value against the configured ones).",
     )
     verify.add_argument("token", help="the token, or - to read it from standard input")
     _add_issuer_options(verify)
@@ -149,13 +149,13 @@ def _shown(value: object) -> str:
 
 
 def _mismatch(exc: TokenGuardError, token: str, issuer: Issuer) -> str | None:
-    """For a refused issuer, audience or tenant: the token's value against the
-    configured ones (for the operator's terminal only, never an HTTP answer or a log).
+    """For a refused issuer or audience: the token's value against the configured ones
+    (for the operator's terminal only, never an HTTP answer or a log).
 
     The audience is checked after the signature, so its value is the verified token's;
-    the issuer (and its tenant) chooses the keys, so a wrong one is reported unverified.
+    the issuer chooses the keys, so a wrong one is reported unverified.
     """
-    if exc.reason not in ("wrong_audience", "wrong_issuer", "wrong_tenant"):
+    if exc.reason not in ("wrong_audience", "wrong_issuer"):
         return None
     try:
         claims = parse_token(token).claims
@@ -163,11 +163,10 @@ def _mismatch(exc: TokenGuardError, token: str, issuer: Issuer) -> str | None:
         return None
     if exc.reason == "wrong_audience":
         return f"token aud {_shown(claims.get('aud'))} is not one of {sorted(issuer.audiences)!r}"
-    unverified = " (signature not checked: the issuer chooses the keys)"
-    if exc.reason == "wrong_tenant":
-        allowed = sorted(issuer.tenants or ())
-        return f"token tid {_shown(claims.get('tid'))} is not one of {allowed!r}{unverified}"
-    return f"token iss {_shown(claims.get('iss'))} is not {issuer.issuer!r}{unverified}"
+    return (
+        f"token iss {_shown(claims.get('iss'))} is not {issuer.issuer!r}"
+        " (signature not checked: the issuer chooses the keys)"
+    )
 
 
 async def _verify(args: argparse.Namespace) -> int:
