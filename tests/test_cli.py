@@ -216,14 +216,14 @@ def test_check_json_lists_keys_with_their_issuer_and_the_clamped_lifetime(
     assert report["cache"]["cache_control"] == "max-age=60"
     assert report["cache"]["sent_seconds"] == 60
     assert report["cache"]["lifetime_seconds"] == 300
-    keys = {key["kid"]: key for key in report["keys"]}
-    assert keys[kid] == {
+    by_kid = {key["kid"]: key for key in report["keys"]}
+    assert by_kid[kid] == {
         "kid": kid,
         "kty": "EC",
         "algorithms": ["ES256"],
         "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
     }
-    assert keys[issuer.signing_kid]["algorithms"] == ["RS256"]
+    assert by_kid[issuer.signing_kid]["algorithms"] == ["RS256"]
 
 
 def test_check_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
