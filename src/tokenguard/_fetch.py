@@ -58,7 +58,8 @@ def _describe_http_error(exc: httpx.HTTPError) -> str:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"TLS certificate not accepted: {cause.verify_message} ({name})"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS failed: {cause.reason or cause} ({name})"
+            # reason is the OpenSSL short name (e.g. WRONG_VERSION_NUMBER) when known.
+            return f"TLS failed: {getattr(cause, 'reason', None) or cause} ({name})"
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({name})"
