@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from tokenguard._config import check_url, is_loopback_host
-from tokenguard._fetch import FetchError, fetch_json, lifetime_from_headers
+from tokenguard._fetch import (
+    FetchError,
+    _describe_http_error,
+    fetch_json,
+    lifetime_from_headers,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -177,3 +184,57 @@ def test_url_policy(url: str, ok: bool) -> None:
 def test_loopback_detection() -> None:
     assert is_loopback_host("a.localhost")
     assert not is_loopback_host("localhost.evil.example")
+
+
+# -- what a failure says ------------------------------------------------------------
+
+
+def cert_error(message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_message = message
+    return error
+
+
+def chained(outer: httpx.HTTPError, inner: BaseException) -> httpx.HTTPError:
+    outer.__cause__ = inner
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (chained(httpx.ConnectError("x"), ConnectionRefusedError(111, "no")), "connection refused"),
+        (chained(httpx.ReadError("x"), ConnectionResetError(104, "r")), "connection reset"),
+        (
+            chained(httpx.ConnectError("x"), socket.gaierror(-2, "Name or service not known")),
+            "host name not resolved: Name or service not known",
+        ),
+        (
+            chained(httpx.ConnectError("x"), cert_error("self-signed certificate")),
+            "TLS certificate not accepted: self-signed certificate",
+        ),
+        (chained(httpx.ConnectError("x"), ssl.SSLError(1, "bad")), "TLS failed: "),
+        (httpx.ConnectTimeout("slow"), "timed out (ConnectTimeout)"),
+        (httpx.RemoteProtocolError("peer closed\nmore"), "peer closed (RemoteProtocolError)"),
+        (httpx.RemoteProtocolError(""), "RemoteProtocolError"),
+    ],
+)
+def test_transport_errors_in_an_operators_words(error: httpx.HTTPError, text: str) -> None:
+    described = _describe_http_error(error)
+    assert described.startswith(text)
+    assert described.endswith(f"({type(error).__name__})") or described == text
+
+
+async def test_status_and_deadline_texts() -> None:
+    with pytest.raises(FetchError, match=r"^HTTP status 404 \(Not Found\)$"):
+        await fetch(lambda r: httpx.Response(404))
+    with pytest.raises(FetchError, match=r"^HTTP status 599$"):
+        await fetch(lambda r: httpx.Response(599))
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json={})
+
+    with pytest.raises(FetchError) as info:
+        await fetch(slow, timeout=0.05)
+    assert str(info.value) == ("timed out: no complete answer within 0.05 s (Issuer.fetch_timeout)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 
 import httpx
 import pytest
@@ -126,7 +127,9 @@ async def test_stale_if_error_then_unavailable(issuer: LocalIssuer) -> None:
     assert await validator.validate(token)  # last good keys
     await asyncio.sleep(0.01)
     assert validator.status()[0].stale
-    assert validator.status()[0].last_error == "status 503"
+    assert validator.status()[0].last_error == (
+        f"JWKS {issuer.jwks_uri}: HTTP status 503 (Service Unavailable)"
+    )
     clock.advance(700)  # past max_stale
     validator.cache.clear()
     with pytest.raises(KeysUnavailable) as info:
@@ -266,14 +269,17 @@ async def test_discovery_naming_another_issuer_is_refused(issuer: LocalIssuer) -
     server.override = lambda request: httpx.Response(200, json=document)
     with pytest.raises(KeysUnavailable):
         await validator.warm_up()
-    assert validator.status()[0].last_error == "discovery document names another issuer"
+    assert validator.status()[0].last_error == (
+        f"discovery document {issuer.discovery_url} names issuer 'https://evil.example/'"
+        f" but the Issuer expects {issuer.issuer!r}"
+    )
 
 
 @pytest.mark.parametrize(
     ("document", "error"),
     [
-        ({"jwks_uri": "http://keys.example/keys"}, "jwks_uri must use https"),
-        ({"jwks_uri": None}, "discovery document has no jwks_uri"),
+        ({"jwks_uri": "http://keys.example/keys"}, ": jwks_uri must use https"),
+        ({"jwks_uri": None}, " names no jwks_uri"),
     ],
 )
 async def test_discovery_jwks_uri_is_checked(
@@ -284,7 +290,8 @@ async def test_discovery_jwks_uri_is_checked(
     server.override = lambda request: httpx.Response(200, json=body)
     with pytest.raises(KeysUnavailable):
         await validator.warm_up()
-    assert (validator.status()[0].last_error or "").startswith(error)
+    last_error = validator.status()[0].last_error or ""
+    assert last_error.startswith(f"discovery document {issuer.discovery_url}{error}")
 
 
 async def test_failed_discovery_refresh_keeps_the_last_jwks_uri(issuer: LocalIssuer) -> None:
@@ -360,3 +367,85 @@ async def test_status_and_readiness(issuer: LocalIssuer) -> None:
     assert validator.is_ready()
     assert validator.is_ready(max_stale=200)
     assert not validator.is_ready(max_stale=50)
+
+
+# -- what a failure says ------------------------------------------------------------
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_refused_connection_is_logged_with_url_and_cause(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/keys"  # a real socket: the OS refuses
+    config = issuer.issuer_config(VAULT, discovery_url=None, jwks_uri=url)
+    async with TokenValidator([config]) as validator:
+        with (
+            caplog.at_level(logging.ERROR, logger="tokenguard"),
+            pytest.raises(KeysUnavailable) as info,
+        ):
+            await validator.warm_up()
+    why = f"JWKS {url}: connection refused (ConnectError)"
+    assert str(info.value) == f"keys of {issuer.issuer} unavailable: {why}"
+    [record] = caplog.records
+    assert record.getMessage() == (
+        f"key fetch failed; no usable keys (issuer {issuer.issuer}): {why}"
+    )
+    assert (record.issuer, record.error) == (issuer.issuer, why)  # type: ignore[attr-defined]
+
+
+async def test_discovery_naming_another_issuer_is_logged_expected_vs_advertised(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    validator, server = make(issuer, FakeClock())
+    advertised = "https://sts.windows.net/abc/"
+    document = {**issuer.discovery_document(), "issuer": advertised}
+    server.override = lambda request: httpx.Response(200, json=document)
+    with caplog.at_level(logging.ERROR, logger="tokenguard"), pytest.raises(KeysUnavailable):
+        await validator.warm_up()
+    assert caplog.messages == [
+        f"key fetch failed; no usable keys (issuer {issuer.issuer}): discovery document"
+        f" {issuer.discovery_url} names issuer {advertised!r} but the Issuer expects"
+        f" {issuer.issuer!r}"
+    ]
+
+
+async def test_discovery_without_an_issuer_says_so(issuer: LocalIssuer) -> None:
+    validator, server = make(issuer, FakeClock())
+    document = {**issuer.discovery_document(), "issuer": None}
+    server.override = lambda request: httpx.Response(200, json=document)
+    with pytest.raises(KeysUnavailable, match="names no issuer but the Issuer expects"):
+        await validator.warm_up()
+
+
+async def test_refresh_failures_name_the_url_while_serving_last_good_keys(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    validator, server = make(issuer, clock)
+    await validator.warm_up()
+    server.override = lambda request: httpx.Response(404)
+    clock.advance(3_700)  # past the 1 h lifetime, within max_stale
+    with caplog.at_level(logging.WARNING, logger="tokenguard"):
+        await validator.warm_up()
+    assert caplog.messages == [
+        f"discovery refresh failed; using the last jwks_uri {issuer.jwks_uri}: discovery"
+        f" document {issuer.discovery_url}: HTTP status 404 (Not Found)",
+        f"key refresh failed; serving last good keys (issuer {issuer.issuer}): JWKS"
+        f" {issuer.jwks_uri}: HTTP status 404 (Not Found)",
+    ]
+
+
+async def test_current_keys_jwks_uri_and_lifetime(issuer: LocalIssuer) -> None:
+    validator, _ = make(issuer, FakeClock())
+    keys = validator._states[0].keys
+    assert (keys.jwks_uri, keys.lifetime, keys.current_keys()) == (None, None, ())
+    await validator.warm_up()
+    assert keys.jwks_uri == issuer.jwks_uri
+    assert keys.lifetime == 3600
+    assert [k.kid for k in keys.current_keys()] == [issuer.signing_kid]

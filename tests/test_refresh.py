@@ -172,7 +172,11 @@ async def test_failed_background_refresh_retries_after_the_backoff_then_recovers
     await validator.warm_up()
     server.override = lambda request: httpx.Response(503)
     clock.advance(REFRESH_AFTER)
-    await until(lambda: validator.status()[0].last_error == "status 503")
+    await until(
+        lambda: (validator.status()[0].last_error or "").endswith(
+            "HTTP status 503 (Service Unavailable)"
+        )
+    )
     attempts = len(server.requests)
     for _ in range(3):
         await quiet()  # the failure is recorded (and the retry timed) before time moves

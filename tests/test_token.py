@@ -156,3 +156,25 @@ def test_whitespace_around_json(raw: bytes, ok: bool) -> None:
     else:
         with pytest.raises(InvalidToken):
             parse_json_object(raw)
+
+
+def test_nesting_is_bounded_whatever_the_recursion_limit() -> None:
+    # The decoder's own guard follows sys.getrecursionlimit(), which other libraries
+    # raise for the whole process; the container bound does not move with it.
+    import sys
+
+    from tokenguard._token import MAX_JSON_CONTAINERS
+
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        with pytest.raises(InvalidToken) as info:
+            parse_json_object(deep)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert info.value.reason == "malformed"
+    many = b'{"a":[' + b"[]," * (MAX_JSON_CONTAINERS - 3) + b"[]]}"
+    assert parse_json_object(many)["a"] == [[]] * (MAX_JSON_CONTAINERS - 2)
+    with pytest.raises(InvalidToken):
+        parse_json_object(b'{"a":[' + b"[]," * (MAX_JSON_CONTAINERS - 2) + b"[]]}")

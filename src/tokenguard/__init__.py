@@ -14,6 +14,8 @@ The flow of a request, module by module::
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from ._authz import IDENTITY_SCOPE_KEY, Requirement, get_identity, require_identity, requires
 from ._config import (
     DEFAULT_ALGORITHMS,
@@ -37,7 +39,11 @@ from ._middleware import ErrorRenderer, TokenGuardMiddleware
 from ._responses import challenge, error_response
 from ._validator import TokenValidator, ValidationObserver, fingerprint
 
-__version__ = "0.1.0"
+try:
+    # The installed distribution's version: one number, kept in pyproject.toml.
+    __version__ = _metadata.version("tokenguard-asgi")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ALGORITHMS",

@@ -1,6 +1,10 @@
 """Bounded HTTP GETs of issuer metadata: https only (http for loopback), a total
 deadline, a body size cap, no content decoding, and redirects only to the same
 origin.
+
+A failure is a :class:`FetchError` whose text says what went wrong in an operator's
+words ("connection refused", "HTTP status 404 (Not Found)", "timed out: ..."); the
+caller adds which document and URL it asked for.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ import email.utils
 import json
 import math
 import re
+import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -30,6 +36,35 @@ _NO_CACHE: Final = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\b", re.IGNORECAS
 
 class FetchError(Exception):
     """A metadata fetch failed; the message is safe to log (no bodies)."""
+
+
+def _describe_http_error(exc: httpx.HTTPError) -> str:
+    """What a transport error means to an operator, with the httpx class name.
+
+    The OS error underneath says more than httpx's own text ("All connection
+    attempts failed"), so the cause chain is searched for it first.
+    """
+    name = type(exc).__name__
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 10:  # a chain is short; a cycle must still end
+        seen += 1
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused ({name})"
+        if isinstance(cause, ConnectionResetError):
+            return f"connection reset ({name})"
+        if isinstance(cause, socket.gaierror):
+            return f"host name not resolved: {cause.strerror} ({name})"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate not accepted: {cause.verify_message} ({name})"
+        if isinstance(cause, ssl.SSLError):
+            # reason is the OpenSSL short name (e.g. WRONG_VERSION_NUMBER) when known.
+            return f"TLS failed: {getattr(cause, 'reason', None) or cause} ({name})"
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({name})"
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{text} ({name})" if text else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +147,11 @@ async def fetch_json(
             else:
                 raise FetchError("too many redirects")
     except TimeoutError as exc:
-        raise FetchError(f"no complete answer within {timeout:g} s") from exc
+        raise FetchError(
+            f"timed out: no complete answer within {timeout:g} s (Issuer.fetch_timeout)"
+        ) from exc
     except httpx.HTTPError as exc:
-        raise FetchError(f"HTTP error: {type(exc).__name__}") from exc
+        raise FetchError(_describe_http_error(exc)) from exc
     except ValueError as exc:  # a redirect target that check_url refused
         raise FetchError(str(exc)) from exc
     lifetime = lifetime_from_headers(response.headers)
@@ -122,7 +159,7 @@ async def fetch_json(
     if response.status_code == 304 and etag:
         return FetchResult(None, new_etag or etag, lifetime)
     if response.status_code != 200:
-        raise FetchError(f"status {response.status_code}")
+        raise FetchError(_status_text(response.status_code))
     try:
         document = json.loads(body.decode("utf-8"), parse_constant=_strict_constant)
     except (ValueError, RecursionError) as exc:
@@ -130,6 +167,12 @@ async def fetch_json(
     if not isinstance(document, dict):
         raise FetchError("body is not a JSON object")
     return FetchResult(document, new_etag, lifetime)
+
+
+def _status_text(status: int) -> str:
+    """``HTTP status 404 (Not Found)``: the standard reason phrase, not the server's."""
+    phrase = httpx.codes.get_reason_phrase(status)
+    return f"HTTP status {status} ({phrase})" if phrase else f"HTTP status {status}"
 
 
 def retry_after_seconds(seconds: float) -> int:

@@ -13,6 +13,9 @@
 - A failed refresh keeps the last good keys for ``max_stale`` past their lifetime.
 - Fetches and the timer run under asyncio or trio (``_background``);
   :meth:`KeySet.aclose` stops both.
+- A failure's text names the document, its URL and the cause ("JWKS
+  https://.../keys: connection refused (ConnectError)"), in the log message itself and
+  in :class:`KeysUnavailable`: a wrong URL or issuer is found from the first log line.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import httpx
 from ._background import Job, spawn
 from ._config import Issuer, check_url
 from ._errors import InvalidToken, KeysUnavailable
-from ._fetch import FetchError, fetch_json, retry_after_seconds
+from ._fetch import FetchError, FetchResult, fetch_json, retry_after_seconds
 from ._keys import VerificationKey, load_jwks
 
 __all__ = ["FetchObserver", "KeySet", "KeySetStatus"]
@@ -246,15 +249,21 @@ class KeySet:
         self._last_error = why
         self._retry_at = now + self.issuer.error_backoff
         self._refresh_at = self._retry_at  # keep retrying in the background
+        # The facts go in the text too: a plain handler prints only the message.
+        facts = {"issuer": self.issuer.issuer, "error": why}
         if self._keys and now < self._usable_until:
             logger.warning(
-                "key refresh failed; serving last good keys",
-                extra={"issuer": self.issuer.issuer, "error": why},
+                "key refresh failed; serving last good keys (issuer %s): %s",
+                self.issuer.issuer,
+                why,
+                extra=facts,
             )
         else:
             logger.error(
-                "key fetch failed; no usable keys",
-                extra={"issuer": self.issuer.issuer, "error": why},
+                "key fetch failed; no usable keys (issuer %s): %s",
+                self.issuer.issuer,
+                why,
+                extra=facts,
             )
 
     def _notify(self, document: KeyDocument, outcome: FetchOutcome) -> None:
@@ -273,12 +282,7 @@ class KeySet:
             self._jwks_uri is None or self._clock() >= self._discovery_expires
         ):
             try:
-                result = await fetch_json(
-                    client,
-                    issuer.discovery_url,
-                    timeout=issuer.fetch_timeout,
-                    max_bytes=issuer.max_jwks_bytes,
-                )
+                result = await self._fetch_discovery(client, issuer.discovery_url)
                 self._jwks_uri = self._read_discovery(result.document)
             except FetchError as exc:
                 self._notify("discovery", "error")
@@ -286,7 +290,9 @@ class KeySet:
                     raise
                 # The JWKS location rarely moves: keep using the last one we were told.
                 logger.warning(
-                    "discovery refresh failed; using the last jwks_uri",
+                    "discovery refresh failed; using the last jwks_uri %s: %s",
+                    self._jwks_uri,
+                    exc,
                     extra={"issuer": issuer.issuer, "error": str(exc)},
                 )
                 self._discovery_expires = self._clock() + issuer.error_backoff
@@ -316,9 +322,9 @@ class KeySet:
                     raise FetchError(str(exc)) from exc
                 self._install(keys)
                 self._notify("jwks", "ok")
-        except FetchError:
+        except FetchError as exc:
             self._notify("jwks", "error")
-            raise
+            raise FetchError(f"JWKS {self._jwks_uri}: {exc}") from exc
         now = self._clock()
         ttl = self._clamp(result.lifetime)
         self._etag = result.etag
@@ -330,18 +336,31 @@ class KeySet:
         self._retry_at = -float("inf")
         self._last_error = None
 
+    async def _fetch_discovery(self, client: httpx.AsyncClient, url: str) -> FetchResult:
+        issuer = self.issuer
+        try:
+            return await fetch_json(
+                client, url, timeout=issuer.fetch_timeout, max_bytes=issuer.max_jwks_bytes
+            )
+        except FetchError as exc:
+            raise FetchError(f"discovery document {url}: {exc}") from exc
+
     def _read_discovery(self, document: object) -> str:
+        where = f"discovery document {self.issuer.discovery_url}"
         if not isinstance(document, dict):
-            raise FetchError("discovery document is not a JSON object")
-        if document.get("issuer") != self.issuer.issuer:
-            raise FetchError("discovery document names another issuer")
+            raise FetchError(f"{where} is not a JSON object")
+        advertised = document.get("issuer")
+        if advertised != self.issuer.issuer:
+            # Both are configuration, not secrets: a typo shows at a glance.
+            named = f"issuer {advertised[:200]!r}" if isinstance(advertised, str) else "no issuer"
+            raise FetchError(f"{where} names {named} but the Issuer expects {self.issuer.issuer!r}")
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str):
-            raise FetchError("discovery document has no jwks_uri")
+            raise FetchError(f"{where} names no jwks_uri")
         try:
             checked = check_url(jwks_uri, "jwks_uri")
         except ValueError as exc:
-            raise FetchError(str(exc)) from exc
+            raise FetchError(f"{where}: {exc}") from exc
         if self.issuer.validate_cloud_instance:
             cloud = document.get("cloud_instance_name")
             self._cloud_instance = cloud if isinstance(cloud, str) and cloud.strip() else None
@@ -378,6 +397,21 @@ class KeySet:
     def usable_for(self) -> float:
         """Seconds the keys stay usable without another successful fetch (may be <= 0)."""
         return self._usable_until - self._clock()
+
+    @property
+    def jwks_uri(self) -> str | None:
+        """The JWKS URL in use: configured, or read from the discovery document."""
+        return self._jwks_uri
+
+    @property
+    def lifetime(self) -> float | None:
+        """The cache lifetime the last successful fetch granted (the issuer's
+        ``Cache-Control``/``Expires`` clamped to the Issuer's bounds); ``None`` before one."""
+        return None if self._fetched_at is None else self._expires - self._fetched_at
+
+    def current_keys(self) -> tuple[VerificationKey, ...]:
+        """The keys held now, ordered by kid (``tokenguard check`` lists them)."""
+        return tuple(self._keys[kid] for kid in sorted(self._keys))
 
     def status(self) -> KeySetStatus:
         """A snapshot for readiness checks and metrics."""

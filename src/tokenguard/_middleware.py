@@ -17,7 +17,7 @@ from ._authz import (
     Requirement,
     attach_identity,
 )
-from ._errors import MissingToken, TokenGuardError
+from ._errors import KeysUnavailable, MissingToken, TokenGuardError
 from ._header import authorization_value, bearer_credentials
 from ._identity import Identity
 from ._responses import (
@@ -49,6 +49,12 @@ class TokenGuardMiddleware:
     On an excluded path, and for an anonymous caller when ``allow_anonymous`` is set,
     ``request.user`` is Starlette's ``UnauthenticatedUser``. Options are read-only
     once built; the validator's ``clock`` and ``observer`` are read on every request.
+
+    Through the ASGI lifespan it loads the keys before the app starts (``warm_up``) and
+    closes the validator at shutdown (``close_validator``). Keys that cannot be loaded
+    are logged and the app starts, answering 503 until they arrive; with
+    ``strict_start=True`` the startup fails instead (``lifespan.startup.failed``, whose
+    message says why: the server does not start).
     """
 
     def __init__(
@@ -65,9 +71,12 @@ class TokenGuardMiddleware:
         on_error: ErrorRenderer | None = None,
         warm_up: bool = True,
         close_validator: bool = True,
+        strict_start: bool = False,
     ) -> None:
         if isinstance(exclude_paths, str):
             raise TypeError("exclude_paths must be a collection of paths, not a str")
+        if strict_start and not warm_up:
+            raise ValueError("strict_start=True needs warm_up=True (it fails a failed warm-up)")
         self.app = app
         self.validator = validator
         #: The cache-hit lookup (the validator's cache is fixed for its lifetime).
@@ -93,6 +102,7 @@ class TokenGuardMiddleware:
         self.on_error = on_error
         self.warm_up = warm_up
         self.close_validator = close_validator
+        self.strict_start = strict_start
         self._built = True
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -159,7 +169,7 @@ class TokenGuardMiddleware:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
-                await self.app(scope, self._lifespan_receive(receive), send)
+                await self._lifespan(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
@@ -234,12 +244,28 @@ class TokenGuardMiddleware:
 
     # -- lifespan ---------------------------------------------------------------
 
-    def _lifespan_receive(self, receive: Receive) -> Receive:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Warm the keys before the app sees ``lifespan.startup``; a strict start that
+        cannot load them answers ``lifespan.startup.failed`` itself (the app never
+        started, so it has nothing to shut down) and raises, as Starlette's router does."""
+        first = await receive()
+        if first["type"] == "lifespan.startup" and self.warm_up:
+            try:
+                await warm_up_at_startup(self.validator, strict=self.strict_start)
+            except KeysUnavailable as exc:
+                reason = f"tokenguard: keys could not be loaded at startup: {exc}"
+                await send({"type": "lifespan.startup.failed", "message": reason})
+                raise
+        await self.app(scope, self._lifespan_receive(first, receive), send)
+
+    def _lifespan_receive(self, first: Message, receive: Receive) -> Receive:
+        pending = [first]
+
         async def wrapped() -> Message:
+            if pending:
+                return pending.pop()
             message = await receive()
-            if message["type"] == "lifespan.startup" and self.warm_up:
-                await warm_up_at_startup(self.validator)
-            elif message["type"] == "lifespan.shutdown" and self.close_validator:
+            if message["type"] == "lifespan.shutdown" and self.close_validator:
                 await self.validator.aclose()
             return message
 

@@ -4,8 +4,8 @@ PyJWT's ``decode`` spends most of its time on a per-character base64 check; this
 parser finds the two dots, then decodes each segment with one ``bytes.translate``
 and ``binascii`` in strict mode, which together refuse anything outside base64url.
 JSON must be UTF-8 objects without duplicate member names, ``NaN``/``Infinity`` or
-non-finite numbers; nesting is bounded by the decoder's recursion guard and the
-token size limit.
+non-finite numbers, and with at most :data:`MAX_JSON_CONTAINERS` objects and arrays (so
+nesting never reaches the decoder's recursion guard, whose limit is process-wide state).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ._errors import InvalidToken
 
 __all__ = [
     "DEFAULT_MAX_TOKEN_BYTES",
+    "MAX_JSON_CONTAINERS",
     "ParsedToken",
     "TokenClaims",
     "b64url_decode",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TOKEN_BYTES: Final = 16 * 1024
+#: Objects and arrays a header or payload may hold (Entra tokens hold a handful).
+MAX_JSON_CONTAINERS: Final = 256
 
 # base64url to standard base64 for binascii, in one pass that also turns the standard
 # alphabet's own "+", "/" and "=" (and ".") into "!", which strict decoding refuses: a
@@ -124,6 +127,11 @@ _DECODER: Final = json.JSONDecoder(
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Parse strict JSON that must be an object; any fault is ``malformed``."""
+    # Two C-speed counts bound the nesting whatever sys.getrecursionlimit() says
+    # (a library such as mkdocstrings raises it for the whole process); brackets in
+    # strings count too, which only makes the bound stricter.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_CONTAINERS:
+        raise InvalidToken("segment has too many JSON objects and arrays", reason="malformed")
     try:
         value = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:

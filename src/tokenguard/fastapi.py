@@ -109,9 +109,12 @@ class TokenGuard:
     ``validator`` may be omitted: each request then uses ``app.state.tokenguard_validator``
     (set it yourself, or let :attr:`lifespan` of a guard that has one set it), else the
     validator of the :class:`~tokenguard.TokenGuardMiddleware` that authenticated it.
-    ``realm`` and ``challenge_params`` shape the ``WWW-Authenticate`` challenge when the
-    middleware is not installed (when it is, its settings win so both answer alike).
+    ``realm`` and ``challenge_params`` shape the ``WWW-Authenticate`` challenge, unless a
+    middleware with a custom realm or challenge parameters runs in front (its settings
+    are then used, so both answer alike).
     ``scheme_name`` and ``description`` appear in the OpenAPI security scheme.
+    ``strict_start=True`` makes :meth:`lifespan` fail the startup when the keys cannot
+    be loaded (by default the app starts and answers 503 until they arrive).
     """
 
     def __init__(
@@ -122,12 +125,14 @@ class TokenGuard:
         challenge_params: Mapping[str, str] | None = None,
         scheme_name: str = "bearer",
         description: str | None = "Azure managed-identity or OIDC access token (JWT)",
+        strict_start: bool = False,
     ) -> None:
         self.validator = validator
         self.realm = realm
         self.challenge_params = dict(challenge_params or {})
         self.scheme_name = scheme_name
         self.description = description
+        self.strict_start = strict_start
         #: ``Depends(guard.identity)``: the verified :class:`Identity`, else 401.
         #: ``Security(guard.identity, scopes=[...])`` also requires those roles/scopes.
         self.identity = IdentityDependency(self)
@@ -148,10 +153,11 @@ class TokenGuard:
         """``FastAPI(lifespan=guard.lifespan)``: warm keys at startup, close at shutdown.
 
         Needs a guard built with a validator; also sets ``app.state.tokenguard_validator``.
+        Keys that cannot be loaded fail the startup when the guard has ``strict_start``.
         """
         if self.validator is None:
             raise RuntimeError("TokenGuard.lifespan needs a guard built with a validator")
-        return validator_lifespan(self.validator)(app)
+        return validator_lifespan(self.validator, strict=self.strict_start)(app)
 
     # -- the work shared by every dependency --------------------------------------
 

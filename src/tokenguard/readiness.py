@@ -46,17 +46,21 @@ STATE_KEY: Final = "tokenguard_validator"
 
 
 async def warm_up_at_startup(validator: TokenValidator, *, strict: bool = False) -> None:
-    """Load the validator's keys for an app that is starting (shared with the middleware's
-    ASGI lifespan): a failure is logged and the app starts anyway, unless ``strict``,
-    which closes the validator and raises :class:`KeysUnavailable`."""
+    """Load the validator's keys for an app that is starting (shared by every lifespan
+    path): a failure is logged with its reason and the app starts anyway, unless
+    ``strict``, which also logs, closes the validator and raises :class:`KeysUnavailable`."""
     try:
         await validator.warm_up()
-    except KeysUnavailable:
+    except KeysUnavailable as exc:
+        # The reason (document, URL, cause) in the text: plain handlers show only that.
         if strict:
+            logger.error("keys could not be loaded at startup; failing the startup: %s", exc)
             await validator.aclose()
             raise
         # Requests get 503 until keys arrive; readiness says so.
-        logger.warning("keys could not be loaded at startup")
+        logger.warning(
+            "keys could not be loaded at startup; answering 503 until they arrive: %s", exc
+        )
 
 
 @asynccontextmanager
