@@ -15,24 +15,26 @@ import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tokenguard import (
     InvalidToken,
     KeysUnavailable,
-    TokenGuardMiddleware,
     TokenValidator,
-    get_identity,
 )
 from tokenguard._keyset import MIN_RETRY_DELAY
 from tokenguard.readiness import readiness_endpoint, readiness_report
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
-from .helpers import FakeClock, RecordingObserver, SwitchableIssuer, bearer
+from .helpers import (
+    FakeClock,
+    RecordingObserver,
+    SwitchableIssuer,
+    bearer,
+    guarded_app,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -79,15 +81,6 @@ def make(
     return validator, server
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the background work run until ``condition`` holds (bounded, never a timing)."""
-    for _ in range(20_000):
-        if condition():
-            return
-        await anyio.sleep(0.0005)
-    raise AssertionError("condition never became true")
-
-
 async def refreshed(validator: TokenValidator) -> None:
     """Wait until every key set was fetched (or confirmed) at the current fake time."""
     await until(lambda: all(s.age == 0 for s in validator.status()))
@@ -96,24 +89,6 @@ async def refreshed(validator: TokenValidator) -> None:
 async def quiet() -> None:
     """Let every task run until all are blocked: what was going to happen has happened."""
     await anyio.wait_all_tasks_blocked()
-
-
-async def whoami(request: Request) -> JSONResponse:
-    identity = get_identity(request)
-    assert identity is not None
-    return JSONResponse({"kind": identity.kind})
-
-
-def app_of(validator: TokenValidator) -> Starlette:
-    return Starlette(
-        routes=[
-            Route("/", whoami),
-            Route("/readyz", readiness_endpoint(validator, max_age=TTL)),
-        ],
-        middleware=[
-            Middleware(TokenGuardMiddleware, validator=validator, exclude_paths=["/readyz"])
-        ],
-    )
 
 
 # -- refreshing without traffic ---------------------------------------------------------
@@ -435,7 +410,7 @@ async def test_protected_app_refreshes_without_traffic_under_either_runtime(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
     validator, server = make(issuer, clock)
-    app = app_of(validator)
+    app = guarded_app(validator, max_age=TTL)
     old_kid = issuer.signing_kid
     token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
     transport = httpx.ASGITransport(app=app)  # no lifespan: the first request starts it
