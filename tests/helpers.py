@@ -178,3 +178,15 @@ async def until(condition: Callable[[], bool]) -> None:
             return
         await anyio.sleep(0.0005)
     raise AssertionError("condition never became true")
+
+
+async def assert_key_retired(
+    http: httpx.AsyncClient, token: str, fresh: str, *, times: int = 1
+) -> None:
+    """After a refresh dropped the key that signed ``token``: ``token`` gets 401 "signing
+    key is unknown" (``times`` times: cached or not), and ``fresh`` (current key) gets 200."""
+    for _ in range(times):
+        response = await http.get("/", headers=bearer(token))
+        assert response.status_code == 401
+        assert "signing key is unknown" in response.headers["www-authenticate"]
+    assert (await http.get("/", headers=bearer(fresh))).status_code == 200
