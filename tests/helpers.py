@@ -190,3 +190,17 @@ async def assert_key_retired(
         assert response.status_code == 401
         assert "signing key is unknown" in response.headers["www-authenticate"]
     assert (await http.get("/", headers=bearer(fresh))).status_code == 200
+
+
+def validator_of(audience: str, *issuers: LocalIssuer) -> TokenValidator:
+    """One validator for ``audience`` trusting every issuer; each one's metadata comes
+    from its own handler (their URLs differ by tenant id)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        owner = next(i for i in issuers if i.tenant_id in request.url.path)
+        return owner.handler(request)
+
+    return TokenValidator(
+        [i.issuer_config(audience) for i in issuers],
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+    )
