@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from types import TracebackType
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Message
+
+from ._running import Running
 
 __all__ = ["LoopbackServer", "bearer", "call", "loopback_socket"]
 
@@ -65,7 +66,7 @@ def loopback_socket() -> socket.socket:
     return sock
 
 
-class LoopbackServer:
+class LoopbackServer(Running):
     """Serve an ASGI app with uvicorn on ``sock`` as a task of the running event loop."""
 
     def __init__(self, app: ASGIApp, sock: socket.socket) -> None:
@@ -75,21 +76,15 @@ class LoopbackServer:
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> LoopbackServer:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]))
         while not self._server.started:
             if self._task.done():
                 await self._task  # surfaces the startup error
                 raise RuntimeError("loopback server stopped during startup")
             await asyncio.sleep(0.01)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         self._server.should_exit = True
         if self._task is not None:
             await self._task

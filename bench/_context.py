@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import asdict, dataclass
-from types import TracebackType
 from typing import Any
 
 from tokenguard import TokenValidator
@@ -14,6 +13,7 @@ from tokenguard.testing import KeyType, LocalIssuer
 from ._asgi import LoopbackServer, loopback_socket
 from ._http import ServerProcess, get_request
 from ._measure import progress
+from ._running import Running
 from ._tokens import AUDIENCE, mint_many, shaped
 
 __all__ = ["QUICK", "Bench", "Settings"]
@@ -64,7 +64,7 @@ QUICK = Settings(
 )
 
 
-class Bench:
+class Bench(Running):
     """Shared state: one issuer per algorithm, tokens minted on demand, and the RS256
     issuer's discovery and JWKS served on a loopback socket for clients that need a
     real HTTP fetch (fastapi-azure-auth, the uvicorn servers, the cold start)."""
@@ -91,20 +91,14 @@ class Bench:
         # the token itself): keep the bench output readable and token-free.
         logging.getLogger("fastapi_azure_auth").setLevel(logging.CRITICAL)
 
-    async def __aenter__(self) -> Bench:
-        await self._server.__aenter__()
-        return self
+    async def start(self) -> None:
+        await self._server.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         await self._stack.aclose()
         for validator in self._validators:
             await validator.aclose()
-        await self._server.__aexit__(exc_type, exc, tb)
+        await self._server.stop()
 
     async def http_server(self, mode: str) -> ServerProcess:
         """The uvicorn subprocess serving the route (``open`` or ``tokenguard``), started

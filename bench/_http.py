@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from ._asgi import loopback_socket
 from ._measure import percentile
+from ._running import Running
 
 __all__ = ["Load", "ServerProcess", "get_request", "run_load"]
 
@@ -144,7 +144,7 @@ async def run_load(
     return load
 
 
-class ServerProcess:
+class ServerProcess(Running):
     """``python -m bench._server`` on a fresh loopback socket; ready when it answers 200."""
 
     def __init__(self, mode: str, env: dict[str, str], probe: bytes) -> None:
@@ -161,7 +161,7 @@ class ServerProcess:
         assert self._proc is not None
         return self._proc.pid
 
-    async def __aenter__(self) -> ServerProcess:
+    async def start(self) -> None:
         fd = self._sock.fileno()
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -185,17 +185,12 @@ class ServerProcess:
             except (OSError, TimeoutError):
                 probe = None
             if probe is not None and probe.statuses.get(200):
-                return self
+                return
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"bench server ({self.mode}) not ready after 30 s")
             await asyncio.sleep(0.1)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         if self._proc is None or self._proc.returncode is not None:
             return
         self._proc.terminate()

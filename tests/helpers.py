@@ -13,8 +13,14 @@ import anyio
 import httpx
 import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from tokenguard import TokenValidator
+from tokenguard import TokenGuardMiddleware, TokenValidator, get_identity
+from tokenguard.readiness import readiness_endpoint
 from tokenguard.testing import LocalIssuer
 
 
@@ -141,3 +147,60 @@ class RecordingObserver:
 
     def key_fetch(self, issuer: str, document: str, outcome: str) -> None:
         self.fetches.append((issuer, document, outcome))
+
+
+async def whoami(request: Request) -> JSONResponse:
+    """The endpoint behind the middleware: the caller's identity kind and issuer."""
+    identity = get_identity(request)
+    assert identity is not None
+    return JSONResponse({"kind": identity.kind, "issuer": identity.issuer})
+
+
+def guarded_app(validator: TokenValidator, *, max_age: float | None = None) -> Starlette:
+    """:func:`whoami` at ``/`` behind the middleware, and ``/readyz`` (``max_age`` passed
+    to the readiness endpoint) left open."""
+    return Starlette(
+        routes=[
+            Route("/", whoami),
+            Route("/readyz", readiness_endpoint(validator, max_age=max_age)),
+        ],
+        middleware=[
+            Middleware(TokenGuardMiddleware, validator=validator, exclude_paths=["/readyz"])
+        ],
+    )
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the background work run until ``condition`` holds (bounded: a broken test
+    fails, not hangs; never a timing)."""
+    for _ in range(20_000):
+        if condition():
+            return
+        await anyio.sleep(0.0005)
+    raise AssertionError("condition never became true")
+
+
+async def assert_key_retired(
+    http: httpx.AsyncClient, token: str, fresh: str, *, times: int = 1
+) -> None:
+    """After a refresh dropped the key that signed ``token``: ``token`` gets 401 "signing
+    key is unknown" (``times`` times: cached or not), and ``fresh`` (current key) gets 200."""
+    for _ in range(times):
+        response = await http.get("/", headers=bearer(token))
+        assert response.status_code == 401
+        assert "signing key is unknown" in response.headers["www-authenticate"]
+    assert (await http.get("/", headers=bearer(fresh))).status_code == 200
+
+
+def validator_of(audience: str, *issuers: LocalIssuer) -> TokenValidator:
+    """One validator for ``audience`` trusting every issuer; each one's metadata comes
+    from its own handler (their URLs differ by tenant id)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        owner = next(i for i in issuers if i.tenant_id in request.url.path)
+        return owner.handler(request)
+
+    return TokenValidator(
+        [i.issuer_config(audience) for i in issuers],
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+    )

@@ -23,6 +23,8 @@ from tokenguard import (
 )
 from tokenguard.testing import LocalIssuer
 
+from .helpers import validator_of
+
 pytestmark = pytest.mark.anyio
 
 VAULT = "https://vault.azure.net"
@@ -250,19 +252,6 @@ async def test_decorator_without_middleware_answers_401() -> None:
     assert response.headers["www-authenticate"] == 'Bearer realm="tokenguard"'
 
 
-def validator_of(*issuers: LocalIssuer) -> TokenValidator:
-    """One validator trusting every issuer, each served by its own handler."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        owner = next(i for i in issuers if i.tenant_id in request.url.path)
-        return owner.handler(request)
-
-    return TokenValidator(
-        [i.issuer_config(VAULT) for i in issuers],
-        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
-    )
-
-
 def guarded(validator: TokenValidator, routes: dict[str, Requirement]) -> Starlette:
     """An app with one route per requirement, each under ``@requires``."""
 
@@ -284,7 +273,7 @@ async def test_allow_lists_bound_to_an_issuer_or_tenant() -> None:
         "/oid/tenant": Requirement(object_ids=[oid], tenants=[home.tenant_id.upper()]),
         "/app/issuer": Requirement(app_ids=[APP_ID], issuers=[home.issuer]),
     }
-    validator = validator_of(home, other)
+    validator = validator_of(VAULT, home, other)
     transport = httpx.ASGITransport(app=guarded(validator, routes))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
 

@@ -56,6 +56,11 @@ def admin_app(admin: TokenValidator, **options: Any) -> FastAPI:
     return app
 
 
+def admin_status(client: TestClient, issuer: LocalIssuer, audience: str) -> int:
+    """The status of ``GET /admin`` with a token of ``issuer`` for ``audience`` holding Admin."""
+    return client.get("/admin", headers=bearer(issuer.mint(audience, roles=["Admin"]))).status_code
+
+
 def test_guard_refuses_an_identity_its_validator_did_not_verify(
     issuer: LocalIssuer, public: TokenValidator, admin: TokenValidator
 ) -> None:
@@ -83,10 +88,7 @@ def test_guard_verifies_on_a_path_the_middleware_skips(
         assert client.get("/admin", headers=bearer(token)).json() == {"aud": ADMIN}
         no_role = issuer.mint(ADMIN, roles=["Reader"])
         assert client.get("/admin", headers=bearer(no_role)).status_code == 403
-        assert (
-            client.get("/admin", headers=bearer(issuer.mint(PUBLIC, roles=["Admin"]))).status_code
-            == 401
-        )
+        assert admin_status(client, issuer, PUBLIC) == 401
 
 
 def test_two_guards_with_different_validators_on_one_route(
@@ -104,15 +106,9 @@ def test_two_guards_with_different_validators_on_one_route(
     app.include_router(router)
     with TestClient(app) as client:
         # Good for the router's validator, not for the route's: refused.
-        assert (
-            client.get("/admin", headers=bearer(issuer.mint(PUBLIC, roles=["Admin"]))).status_code
-            == 401
-        )
+        assert admin_status(client, issuer, PUBLIC) == 401
         # Good for the route's validator, not for the router's: refused as well.
-        assert (
-            client.get("/admin", headers=bearer(issuer.mint(ADMIN, roles=["Admin"]))).status_code
-            == 401
-        )
+        assert admin_status(client, issuer, ADMIN) == 401
         both = issuer.mint([PUBLIC, ADMIN], roles=["Admin"])
         assert client.get("/admin", headers=bearer(both)).json() == {"aud": ADMIN}
 
@@ -125,15 +121,9 @@ def test_guard_with_another_issuer_refuses_the_middlewares_caller(
     app.add_middleware(TokenGuardMiddleware, validator=issuer.validator([ADMIN]))
     with TestClient(app) as client:
         # Same audience and role, but the middleware's issuer, not the guard's.
-        assert (
-            client.get("/admin", headers=bearer(issuer.mint(ADMIN, roles=["Admin"]))).status_code
-            == 401
-        )
+        assert admin_status(client, issuer, ADMIN) == 401
         # The guard's issuer is unknown to the middleware, which refuses first.
-        assert (
-            client.get("/admin", headers=bearer(other.mint(ADMIN, roles=["Admin"]))).status_code
-            == 401
-        )
+        assert admin_status(client, other, ADMIN) == 401
 
 
 def test_same_validator_validates_once_per_request(issuer: LocalIssuer) -> None:

@@ -9,30 +9,35 @@ unless it says so: the point is what happens without traffic.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tokenguard import (
     InvalidToken,
     KeysUnavailable,
-    TokenGuardMiddleware,
     TokenValidator,
-    get_identity,
 )
 from tokenguard._keyset import MIN_RETRY_DELAY
 from tokenguard.readiness import readiness_endpoint, readiness_report
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
-from .helpers import FakeClock, RecordingObserver, SwitchableIssuer, bearer
+from .helpers import (
+    FakeClock,
+    RecordingObserver,
+    SwitchableIssuer,
+    assert_key_retired,
+    bearer,
+    guarded_app,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -79,13 +84,17 @@ def make(
     return validator, server
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the background work run until ``condition`` holds (bounded, never a timing)."""
-    for _ in range(20_000):
-        if condition():
-            return
-        await anyio.sleep(0.0005)
-    raise AssertionError("condition never became true")
+@asynccontextmanager
+async def warmed(
+    issuer: LocalIssuer, clock: FakeClock, **options: Any
+) -> AsyncIterator[tuple[TokenValidator, SwitchableIssuer]]:
+    """:func:`make`'s validator and issuer, warmed up; the validator is closed at the end."""
+    validator, server = make(issuer, clock, **options)
+    try:
+        await validator.warm_up()
+        yield validator, server
+    finally:
+        await validator.aclose()
 
 
 async def refreshed(validator: TokenValidator) -> None:
@@ -98,50 +107,30 @@ async def quiet() -> None:
     await anyio.wait_all_tasks_blocked()
 
 
-async def whoami(request: Request) -> JSONResponse:
-    identity = get_identity(request)
-    assert identity is not None
-    return JSONResponse({"kind": identity.kind})
-
-
-def app_of(validator: TokenValidator) -> Starlette:
-    return Starlette(
-        routes=[
-            Route("/", whoami),
-            Route("/readyz", readiness_endpoint(validator, max_age=TTL)),
-        ],
-        middleware=[
-            Middleware(TokenGuardMiddleware, validator=validator, exclude_paths=["/readyz"])
-        ],
-    )
-
-
 # -- refreshing without traffic ---------------------------------------------------------
 
 
 async def test_idle_validator_keeps_refreshing_and_stays_ready(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
-    validator, server = make(issuer, clock)
-    await validator.warm_up()
-    app = Starlette(routes=[Route("/readyz", readiness_endpoint(validator, max_age=TTL))])
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
-        # Six lifetimes in steps of 600 s, with no token request at all.
-        for step in range(1, 37):
-            before = server.count("/keys")
-            clock.advance(600)
-            if clock.now - fetched_at(validator, clock) >= REFRESH_AFTER:
-                await refreshed(validator)
-                assert server.count("/keys") == before + 1, step
-            report = readiness_report(validator, max_age=TTL)
-            assert report["ready"], (step, report)
-            assert report["issuers"][0]["age_seconds"] < REFRESH_AFTER
-            response = await http.get("/readyz")
-            assert response.status_code == 200, step
-    assert server.count("/keys") >= 6
-    assert validator.cache.misses == 0  # nothing was validated
-    await validator.aclose()
+    async with warmed(issuer, clock) as (validator, server):
+        app = Starlette(routes=[Route("/readyz", readiness_endpoint(validator, max_age=TTL))])
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            # Six lifetimes in steps of 600 s, with no token request at all.
+            for step in range(1, 37):
+                before = server.count("/keys")
+                clock.advance(600)
+                if clock.now - fetched_at(validator, clock) >= REFRESH_AFTER:
+                    await refreshed(validator)
+                    assert server.count("/keys") == before + 1, step
+                report = readiness_report(validator, max_age=TTL)
+                assert report["ready"], (step, report)
+                assert report["issuers"][0]["age_seconds"] < REFRESH_AFTER
+                response = await http.get("/readyz")
+                assert response.status_code == 200, step
+        assert server.count("/keys") >= 6
+        assert validator.cache.misses == 0  # nothing was validated
 
 
 def fetched_at(validator: TokenValidator, clock: FakeClock) -> float:
@@ -154,43 +143,39 @@ def fetched_at(validator: TokenValidator, clock: FakeClock) -> float:
 async def test_refresh_time_is_jittered_within_the_last_part_of_the_lifetime(
     issuer: LocalIssuer, clock: FakeClock, jitter: float, ahead: float
 ) -> None:
-    validator, server = make(issuer, clock, jitter=lambda: jitter)
-    await validator.warm_up()
-    clock.advance(TTL - ahead - 1)
-    await quiet()
-    assert server.count("/keys") == 1  # not yet
-    clock.advance(1)
-    await refreshed(validator)
-    assert server.count("/keys") == 2
-    await validator.aclose()
+    async with warmed(issuer, clock, jitter=lambda: jitter) as (validator, server):
+        clock.advance(TTL - ahead - 1)
+        await quiet()
+        assert server.count("/keys") == 1  # not yet
+        clock.advance(1)
+        await refreshed(validator)
+        assert server.count("/keys") == 2
 
 
 async def test_failed_background_refresh_retries_after_the_backoff_then_recovers(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
-    validator, server = make(issuer, clock)
-    await validator.warm_up()
-    server.override = lambda request: httpx.Response(503)
-    clock.advance(REFRESH_AFTER)
-    await until(
-        lambda: (validator.status()[0].last_error or "").endswith(
-            "HTTP status 503 (Service Unavailable)"
+    async with warmed(issuer, clock) as (validator, server):
+        server.override = lambda request: httpx.Response(503)
+        clock.advance(REFRESH_AFTER)
+        await until(
+            lambda: (validator.status()[0].last_error or "").endswith(
+                "HTTP status 503 (Service Unavailable)"
+            )
         )
-    )
-    attempts = len(server.requests)
-    for _ in range(3):
-        await quiet()  # the failure is recorded (and the retry timed) before time moves
-        clock.advance(BACKOFF)
-        await until(lambda n=attempts: len(server.requests) > n)  # type: ignore[misc]
         attempts = len(server.requests)
-    await quiet()
-    assert validator.status()[0].usable  # still within the lifetime
-    server.override = None
-    clock.advance(BACKOFF)
-    await refreshed(validator)
-    status = validator.status()[0]
-    assert status.last_error is None and not status.stale
-    await validator.aclose()
+        for _ in range(3):
+            await quiet()  # the failure is recorded (and the retry timed) before time moves
+            clock.advance(BACKOFF)
+            await until(lambda n=attempts: len(server.requests) > n)  # type: ignore[misc]
+            attempts = len(server.requests)
+        await quiet()
+        assert validator.status()[0].usable  # still within the lifetime
+        server.override = None
+        clock.advance(BACKOFF)
+        await refreshed(validator)
+        status = validator.status()[0]
+        assert status.last_error is None and not status.stale
 
 
 async def test_zero_backoff_does_not_retry_in_a_tight_loop(
@@ -227,20 +212,18 @@ async def test_first_validation_starts_the_refresher_without_a_lifespan(
 async def test_aclose_stops_the_refresher_and_validating_starts_it_again(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
-    validator, server = make(issuer, clock)
-    await validator.warm_up()
-    await validator.aclose()
-    clock.advance(REFRESH_AFTER * 3)
-    await quiet()
-    assert server.count("/keys") == 1  # nothing ran after aclose
-    token = issuer.mint(VAULT, roles=["Secrets.Read"])
-    assert await validator.validate(token)  # keys are stale-but-usable: refresh starts
-    await refreshed(validator)
-    assert server.count("/keys") == 2
-    clock.advance(REFRESH_AFTER)
-    await refreshed(validator)
-    assert server.count("/keys") == 3
-    await validator.aclose()
+    async with warmed(issuer, clock) as (validator, server):
+        await validator.aclose()
+        clock.advance(REFRESH_AFTER * 3)
+        await quiet()
+        assert server.count("/keys") == 1  # nothing ran after aclose
+        token = issuer.mint(VAULT, roles=["Secrets.Read"])
+        assert await validator.validate(token)  # keys are stale-but-usable: refresh starts
+        await refreshed(validator)
+        assert server.count("/keys") == 2
+        clock.advance(REFRESH_AFTER)
+        await refreshed(validator)
+        assert server.count("/keys") == 3
 
 
 async def test_aclose_stops_a_fetch_in_flight(issuer: LocalIssuer, clock: FakeClock) -> None:
@@ -367,69 +350,63 @@ async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
     observer = RecordingObserver()
-    validator, server = make(issuer, clock, max_stale=600.0, observer=observer)
-    await validator.warm_up()
-    token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
-    assert await validator.validate(token)
-    assert validator.cached(token) is not None
-    server.override = lambda request: httpx.Response(503)  # the issuer goes down
-    clock.advance(TTL + 500)  # stale, within max_stale: the cached token still passes
-    assert validator.cached(token) is not None
-    clock.advance(100)  # past the lifetime plus max_stale
-    assert validator.cached(token) is None
-    with pytest.raises(KeysUnavailable):
-        await validator.validate(token)
-    assert not validator.is_ready()
-    await quiet()  # the background retry in flight fails before the issuer comes back
-    # The issuer comes back: the background retry restores the keys without a request.
-    server.override = None
-    clock.advance(BACKOFF)
-    await refreshed(validator)
-    assert validator.is_ready()
-    observer.validations.clear()
-    assert await validator.validate(token)  # verified again, then cached again
-    assert await validator.validate(token)
-    assert [v[3] for v in observer.validations] == [False, True]
-    await validator.aclose()
+    async with warmed(issuer, clock, max_stale=600.0, observer=observer) as (validator, server):
+        token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
+        assert await validator.validate(token)
+        assert validator.cached(token) is not None
+        server.override = lambda request: httpx.Response(503)  # the issuer goes down
+        clock.advance(TTL + 500)  # stale, within max_stale: the cached token still passes
+        assert validator.cached(token) is not None
+        clock.advance(100)  # past the lifetime plus max_stale
+        assert validator.cached(token) is None
+        with pytest.raises(KeysUnavailable):
+            await validator.validate(token)
+        assert not validator.is_ready()
+        await quiet()  # the background retry in flight fails before the issuer comes back
+        # The issuer comes back: the background retry restores the keys without a request.
+        server.override = None
+        clock.advance(BACKOFF)
+        await refreshed(validator)
+        assert validator.is_ready()
+        observer.validations.clear()
+        assert await validator.validate(token)  # verified again, then cached again
+        assert await validator.validate(token)
+        assert [v[3] for v in observer.validations] == [False, True]
 
 
 async def test_cached_token_past_its_cap_is_verified_again_while_keys_stay_fresh(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
     observer = RecordingObserver()
-    validator, _ = make(issuer, clock, max_stale=600.0, observer=observer)
-    await validator.warm_up()
-    token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
-    for _ in range(3):  # three lifetimes, refreshed in the background
+    async with warmed(issuer, clock, max_stale=600.0, observer=observer) as (validator, _):
+        token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
+        for _ in range(3):  # three lifetimes, refreshed in the background
+            assert await validator.validate(token)
+            clock.advance(REFRESH_AFTER)
+            await refreshed(validator)
         assert await validator.validate(token)
-        clock.advance(REFRESH_AFTER)
-        await refreshed(validator)
-    assert await validator.validate(token)
-    # One full verification per lifetime-plus-max_stale window, hits in between.
-    cached = [v[3] for v in observer.validations]
-    assert cached.count(False) == 2, cached
-    await validator.aclose()
+        # One full verification per lifetime-plus-max_stale window, hits in between.
+        cached = [v[3] for v in observer.validations]
+        assert cached.count(False) == 2, cached
 
 
 async def test_cached_token_of_a_retired_key_is_refused_after_the_next_refresh(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
-    validator, _ = make(issuer, clock)
-    await validator.warm_up()
-    old_kid = issuer.signing_kid
-    token = issuer.mint(VAULT, roles=["Secrets.Read"])
-    assert await validator.validate(token)
-    issuer.rotate("EC")
-    issuer.retire(old_kid)
-    assert validator.cached(token) is not None  # until the keys are refreshed
-    clock.advance(REFRESH_AFTER)
-    await refreshed(validator)  # no request: the timer did it
-    assert validator.cached(token) is None
-    with pytest.raises(InvalidToken) as info:
-        await validator.validate(token)
-    assert info.value.reason == "unknown_key"
-    assert await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))
-    await validator.aclose()
+    async with warmed(issuer, clock) as (validator, _):
+        old_kid = issuer.signing_kid
+        token = issuer.mint(VAULT, roles=["Secrets.Read"])
+        assert await validator.validate(token)
+        issuer.rotate("EC")
+        issuer.retire(old_kid)
+        assert validator.cached(token) is not None  # until the keys are refreshed
+        clock.advance(REFRESH_AFTER)
+        await refreshed(validator)  # no request: the timer did it
+        assert validator.cached(token) is None
+        with pytest.raises(InvalidToken) as info:
+            await validator.validate(token)
+        assert info.value.reason == "unknown_key"
+        assert await validator.validate(issuer.mint(VAULT, roles=["Secrets.Read"]))
 
 
 # -- end to end: Starlette + middleware + httpx ---------------------------------------
@@ -439,7 +416,7 @@ async def test_protected_app_refreshes_without_traffic_under_either_runtime(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
     validator, server = make(issuer, clock)
-    app = app_of(validator)
+    app = guarded_app(validator, max_age=TTL)
     old_kid = issuer.signing_kid
     token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
     transport = httpx.ASGITransport(app=app)  # no lifespan: the first request starts it
@@ -457,12 +434,7 @@ async def test_protected_app_refreshes_without_traffic_under_either_runtime(
         assert (await http.get("/", headers=bearer(token))).status_code == 200  # cached
         clock.advance(REFRESH_AFTER)
         await refreshed(validator)
-        response = await http.get("/", headers=bearer(token))
-        assert response.status_code == 401
-        assert "signing key is unknown" in response.headers["www-authenticate"]
-        assert (
-            await http.get("/", headers=bearer(issuer.mint(VAULT, roles=["Secrets.Read"])))
-        ).status_code == 200
+        await assert_key_retired(http, token, issuer.mint(VAULT, roles=["Secrets.Read"]))
     fetches = server.count("/keys")
     await validator.aclose()
     clock.advance(REFRESH_AFTER)

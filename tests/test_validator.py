@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from tokenguard import InvalidToken, Issuer, KeysUnavailable, TokenValidator
 from tokenguard.testing import LocalIssuer
 
-from .helpers import FakeClock, RecordingObserver
+from .helpers import FakeClock, RecordingObserver, validator_of
 
 pytestmark = pytest.mark.anyio
 
@@ -332,23 +332,9 @@ async def test_tenant_template_and_allow_list() -> None:
     assert await open_validator.validate(multi.mint(roles=ROLE, tenant_id=other))
 
 
-def validator_of(*issuers: LocalIssuer) -> TokenValidator:
-    """One validator trusting every issuer; each one's metadata comes from its own handler
-    (their URLs differ by tenant id)."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        owner = next(i for i in issuers if i.tenant_id in request.url.path)
-        return owner.handler(request)
-
-    return TokenValidator(
-        [i.issuer_config(VAULT) for i in issuers],
-        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
-    )
-
-
 async def test_several_issuers_each_use_their_own_keys() -> None:
     one, two = LocalIssuer(), LocalIssuer()
-    validator = validator_of(one, two)
+    validator = validator_of(VAULT, one, two)
     assert (await validator.validate(one.mint(roles=ROLE))).issuer == one.issuer
     assert (await validator.validate(two.mint(roles=ROLE))).issuer == two.issuer
     # issuer two's claims signed with issuer one's key: the kid is unknown to issuer two
@@ -519,7 +505,7 @@ async def test_one_issuer_refuses_unknown_kids_before_decoding_claims(
     token = f"{header}.{garbage_payload}.{b64(bytes(256))}"
     assert await reason(validator, token) == "unknown_key"
     # With several issuers the payload's iss picks the key set, so it is decoded first.
-    both = validator_of(session_issuer, LocalIssuer())
+    both = validator_of(VAULT, session_issuer, LocalIssuer())
     assert await reason(both, token) == "malformed"
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Final
 
 from ._identity import Identity, SharedCredentials, TokenGuardUser, starlette_auth
@@ -38,40 +39,22 @@ BEARER: Final = b"Bearer "
 _BEARER_LEN: Final = len(BEARER)
 
 
+@dataclass(eq=False, repr=False, slots=True)
 class CachedToken:
     """A verified token and what each request needs, the latter built on the first hit."""
 
-    __slots__ = (
-        "authorization",
-        "credentials",
-        "hits",
-        "identity",
-        "key",
-        "not_after",
-        "not_before",
-        "user",
-    )
-
-    def __init__(
-        self,
-        authorization: bytes,
-        identity: Identity,
-        key: VerificationKey,
-        not_after: float,
-        not_before: float,
-    ) -> None:
-        #: ``b"Bearer " + token``: the header value a request presents this token with.
-        self.authorization = authorization
-        self.identity = identity
-        self.key = key
-        #: Accept while ``now < not_after`` and ``now >= not_before`` (leeway included).
-        self.not_after = not_after
-        self.not_before = not_before
-        #: Hits since the eviction scan last passed it (non-zero: a second chance).
-        self.hits = 0
-        #: ``request.user`` and ``request.auth``: see :meth:`request_auth`.
-        self.user: TokenGuardUser | None = None
-        self.credentials: SharedCredentials | None = None
+    #: ``b"Bearer " + token``: the header value a request presents this token with.
+    authorization: bytes
+    identity: Identity
+    key: VerificationKey
+    #: Accept while ``now < not_after`` and ``now >= not_before`` (leeway included).
+    not_after: float
+    not_before: float
+    #: Hits since the eviction scan last passed it (non-zero: a second chance).
+    hits: int = field(default=0, init=False)
+    #: ``request.user`` and ``request.auth``: see :meth:`request_auth`.
+    user: TokenGuardUser | None = field(default=None, init=False)
+    credentials: SharedCredentials | None = field(default=None, init=False)
 
     def request_auth(self, verified_by: object = None) -> tuple[TokenGuardUser, SharedCredentials]:
         """The Starlette user and credentials (roles and scopes) for this token;

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
@@ -45,6 +46,7 @@ _SHA256_DIGEST_INFO: Final = bytes.fromhex("3031300d0609608648016503040201050004
 Verifier = Callable[[bytes, bytes], None]
 
 
+@dataclass(eq=False, repr=False, slots=True)
 class VerificationKey:
     """One usable public key from a key set.
 
@@ -52,39 +54,20 @@ class VerificationKey:
     cached token it verified.
     """
 
-    __slots__ = (
-        "_verifiers",
-        "algorithms",
-        "alive",
-        "cloud_instance_name",
-        "issuer",
-        "kid",
-        "kty",
-        "public_key",
-    )
+    kid: str
+    kty: str
+    public_key: Any
+    algorithms: frozenset[str]
+    _: KW_ONLY
+    #: The JWK's ``issuer`` (Entra v2 sets; may hold ``{tenantid}``), else ``None``.
+    issuer: str | None = None
+    #: The JWK's ``cloud_instance_name`` (``microsoftonline.com``...), else ``None``.
+    cloud_instance_name: str | None = None
+    alive: bool = field(default=True, init=False)
+    _verifiers: dict[str, Verifier] = field(init=False)
 
-    def __init__(
-        self,
-        kid: str,
-        kty: str,
-        public_key: Any,
-        algorithms: frozenset[str],
-        *,
-        issuer: str | None = None,
-        cloud_instance_name: str | None = None,
-    ) -> None:
-        self.kid = kid
-        self.kty = kty
-        self.public_key = public_key
-        self.algorithms = algorithms
-        #: The JWK's ``issuer`` (Entra v2 sets; may hold ``{tenantid}``), else ``None``.
-        self.issuer = issuer
-        #: The JWK's ``cloud_instance_name`` (``microsoftonline.com``...), else ``None``.
-        self.cloud_instance_name = cloud_instance_name
-        self.alive = True
-        self._verifiers: dict[str, Verifier] = {
-            alg: _make_verifier(public_key, alg) for alg in algorithms
-        }
+    def __post_init__(self) -> None:
+        self._verifiers = {alg: _make_verifier(self.public_key, alg) for alg in self.algorithms}
 
     def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
         """True when ``signature`` is valid for ``signing_input`` under ``alg``."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,8 +23,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tokenguard import (
@@ -33,11 +31,10 @@ from tokenguard import (
     KeysUnavailable,
     TokenGuardMiddleware,
     TokenValidator,
-    get_identity,
 )
 from tokenguard.testing import LocalIssuer
 
-from ..helpers import FakeClock
+from ..helpers import FakeClock, until, whoami
 from .server import FaultyIssuer, Mode, Sink, make_tls
 
 pytestmark = pytest.mark.anyio
@@ -69,12 +66,6 @@ class Rig:
         return self.validator.status()[0]
 
 
-async def whoami(request: Request) -> JSONResponse:
-    identity = get_identity(request)
-    assert identity is not None
-    return JSONResponse({"kind": identity.kind})
-
-
 def with_kid(token: str, kid: str) -> str:
     """The token with its header's kid replaced (the signature no longer matters)."""
     _, payload, signature = token.split(".")
@@ -92,15 +83,6 @@ async def settled(validator: TokenValidator) -> None:
         flight = state.keys._flight
         if flight is not None:
             await flight.wait()
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Yield to the loop until ``condition`` holds (bounded: a broken test fails, not hangs)."""
-    for _ in range(5000):
-        if condition():
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError("condition never became true")
 
 
 @asynccontextmanager

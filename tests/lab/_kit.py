@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import httpx
+import pytest
 import uvicorn
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.rest import HttpResponse
 from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
@@ -186,6 +188,33 @@ def error_code(exc: HttpResponseError) -> str | None:
     """Storage's ``x-ms-error-code`` as the storage SDK attaches it to its errors."""
     code = getattr(exc, "error_code", None)
     return None if code is None else str(code.value if hasattr(code, "value") else code)
+
+
+def get_without_token(https: httpx.Client, url: str, challenge: str) -> httpx.Response:
+    """``GET url`` with no token: 401 carrying exactly ``challenge`` (the service's own
+    ``WWW-Authenticate``); the response, for the service's own checks."""
+    response = https.get(url)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == challenge
+    return response
+
+
+def refused_with_401(call: Callable[[], object]) -> HttpResponse:
+    """``call()`` (an SDK call with a bad token) is refused with 401; the response."""
+    with pytest.raises(ClientAuthenticationError) as refused:
+        call()
+    assert refused.value.status_code == 401
+    return response_of(refused.value)
+
+
+def refused_naming_the_caller(call: Callable[[Callable[[Any], None]], object], oid: str) -> None:
+    """``call(hook)`` (an SDK call given ``raw_response_hook=hook``) is refused with 403, and
+    the service still names the caller it saw, ``oid``, in ``x-ms-lab-caller``."""
+    seen: list[Any] = []
+    with pytest.raises(HttpResponseError) as refused:
+        call(seen.append)
+    assert refused.value.status_code == 403
+    assert f"oid={oid}" in seen[-1].http_response.headers["x-ms-lab-caller"]
 
 
 def ssl_context(tls: TlsFiles) -> ssl.SSLContext:

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -154,12 +154,19 @@ def _pick(report: ResourceReport) -> tuple[str | None, str | None]:
     return (rng.choice(names) if names else None, rng.choice(blobs) if blobs else None)
 
 
-def _reader(report: ResourceReport, reader: _Identity, deadline: float) -> None:
+def _picks(report: ResourceReport, deadline: float) -> Iterator[tuple[str, str]]:
+    """An acknowledged secret name and blob name, picked afresh each time, until
+    ``deadline`` (waiting while there is none of either yet)."""
     while time.monotonic() < deadline:
         name, blob = _pick(report)
         if name is None or blob is None:
             time.sleep(0.05)
             continue
+        yield name, blob
+
+
+def _reader(report: ResourceReport, reader: _Identity, deadline: float) -> None:
+    for name, blob in _picks(report, deadline):
         try:
             reader.secrets.get_secret(name)
             report.count("reader: get_secret -> ok")
@@ -184,11 +191,7 @@ def _read_blob(identity: _Identity, blob: str) -> bytes:
 
 
 def _outsider(report: ResourceReport, outsider: _Identity, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        name, blob = _pick(report)
-        if name is None or blob is None:
-            time.sleep(0.05)
-            continue
+    for name, blob in _picks(report, deadline):
         _expect_refused(report, "norole", "get_secret", partial(outsider.secrets.get_secret, name))
         _expect_refused(report, "norole", "download_blob", partial(_read_blob, outsider, blob))
 

@@ -45,7 +45,6 @@ from .service import (
     STORAGE_RESOURCE,
     Storage,
     StorageErrors,
-    includes_metadata,
     storage_of,
     unsupported,
 )
@@ -80,13 +79,7 @@ async def account_endpoint(request: Request) -> Response:
                 limit=listing.size,
             )
         )
-        return shapes.containers_xml(
-            svc.endpoint(account),
-            listing,
-            page,
-            None if after is None else shapes.encode_marker(after),
-            with_metadata=includes_metadata(request),
-        )
+        return shapes.containers_xml(svc.endpoint(account), listing, page, after)
     if query.get("restype") == "account" and query.get("comp") == "properties":
         svc.allow(request, write=False, container=None)
         return Response(
@@ -160,14 +153,7 @@ async def _list_blobs(request: Request, svc: Storage, account: str, container: s
             limit=listing.size,
         )
     )
-    return shapes.blobs_xml(
-        svc.endpoint(account),
-        container,
-        listing,
-        entries,
-        None if after is None else shapes.encode_marker(after),
-        with_metadata=includes_metadata(request),
-    )
+    return shapes.blobs_xml(svc.endpoint(account), container, listing, entries, after)
 
 
 # -- blobs ---------------------------------------------------------------------------

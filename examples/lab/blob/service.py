@@ -30,7 +30,6 @@ __all__ = [
     "WRITE_ROLES",
     "Storage",
     "StorageErrors",
-    "includes_metadata",
     "storage_of",
     "unsupported",
 ]
@@ -156,9 +155,3 @@ def storage_of(request: Request) -> Storage:
     """The :class:`Storage` of the app serving ``request``."""
     storage: Storage = request.app.state.resource
     return storage
-
-
-def includes_metadata(request: Request) -> bool:
-    """Whether ``include=`` asks for metadata in a listing."""
-    include = request.query_params.get("include", "")
-    return "metadata" in {p.strip().lower() for p in include.split(",")}

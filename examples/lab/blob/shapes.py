@@ -197,6 +197,8 @@ class Listing:
     size: int
     #: ``maxresults`` as sent (digits only once ``size`` is known), for the echo.
     maxresults: str | None
+    #: Whether ``include=`` asks for each entry's metadata.
+    metadata: bool
 
     def echoed(self) -> list[tuple[str, str]]:
         """The elements the answer repeats from the request, in Azure's order."""
@@ -236,8 +238,10 @@ def _listing_text(request: Request, name: str) -> str:
 
 
 def listing(request: Request, *, delimited: bool) -> Listing:
-    """``prefix``, ``delimiter`` (blob listings only), ``marker`` and ``maxresults``, checked."""
+    """``prefix``, ``delimiter`` (blob listings only), ``marker``, ``maxresults`` and
+    ``include``, checked."""
     marker = request.query_params.get("marker") or None
+    include = request.query_params.get("include", "")
     return Listing(
         prefix=_listing_text(request, "prefix"),
         delimiter=(_listing_text(request, "delimiter") or None) if delimited else None,
@@ -245,6 +249,7 @@ def listing(request: Request, *, delimited: bool) -> Listing:
         after=decode_marker(marker),
         size=page_size(request),
         maxresults=request.query_params.get("maxresults"),
+        metadata="metadata" in {p.strip().lower() for p in include.split(",")},
     )
 
 
@@ -339,13 +344,15 @@ def _fields(parent: ET.Element, values: Iterable[tuple[str, str | None]]) -> Non
             ET.SubElement(parent, tag).text = text
 
 
+def _page_end(root: ET.Element, after: str | None) -> Response:
+    """Close a listing with ``<NextMarker>``: the marker to continue after ``after`` (the
+    last name listed), empty on the last page."""
+    ET.SubElement(root, "NextMarker").text = None if after is None else encode_marker(after)
+    return _xml(root)
+
+
 def containers_xml(
-    endpoint: str,
-    query: Listing,
-    containers: list[Container],
-    next_marker: str | None,
-    *,
-    with_metadata: bool,
+    endpoint: str, query: Listing, containers: list[Container], after: str | None
 ) -> Response:
     """List Containers: ``<EnumerationResults><Containers><Container>...``."""
     root = _listing(endpoint, query)
@@ -367,10 +374,9 @@ def containers_xml(
                 ("ImmutableStorageWithVersioningEnabled", "false"),
             ],
         )
-        if with_metadata:
+        if query.metadata:
             _metadata_element(item, c.metadata)
-    ET.SubElement(root, "NextMarker").text = next_marker
-    return _xml(root)
+    return _page_end(root, after)
 
 
 def blobs_xml(
@@ -378,9 +384,7 @@ def blobs_xml(
     container: str,
     query: Listing,
     entries: list[Blob | str],
-    next_marker: str | None,
-    *,
-    with_metadata: bool,
+    after: str | None,
 ) -> Response:
     """List Blobs (flat or with a delimiter): ``<Blobs><Blob>...<BlobPrefix>...``."""
     root = _listing(endpoint, query, {"ContainerName": container})
@@ -413,7 +417,6 @@ def blobs_xml(
                 ("ServerEncrypted", "true"),
             ],
         )
-        if with_metadata:
+        if query.metadata:
             _metadata_element(item, entry.metadata)
-    ET.SubElement(root, "NextMarker").text = next_marker
-    return _xml(root)
+    return _page_end(root, after)

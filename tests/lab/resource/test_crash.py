@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -147,8 +148,24 @@ def until_failure(
         seq += 1
 
 
-def _wait_killed(proc: subprocess.Popen[bytes]) -> None:
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+@contextlib.contextmanager
+def killed_and_restarted(
+    service: str,
+    state_dir: Path,
+    issuer: LocalIssuer,
+    oid: str,
+    writer: Callable[[str, int, Burst], None],
+    prepare: Callable[[str], None] = lambda url: None,
+) -> Iterator[str]:
+    """Start ``service``, ``prepare(url)`` it, run ``writer(url, i, burst)`` in threads
+    until the SIGKILL (:func:`run_burst`); yield the URL of the service started again on
+    the same state."""
+    with service_process(service, state_dir, issuer, oid) as (proc, url):
+        prepare(url)
+        run_burst(proc.pid, partial(writer, url))
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    with service_process(service, state_dir, issuer, oid) as (_, url):
+        yield url
 
 
 # -- Key Vault -------------------------------------------------------------------------
@@ -164,27 +181,22 @@ def test_key_vault_keeps_every_acknowledged_secret(
     acked: dict[int, list[tuple[str, str]]] = {i: [] for i in range(WRITERS)}  # (version, value)
     in_flight: dict[int, str] = {}
 
-    with service_process("keyvault", tmp_path, issuer, oid) as (proc, url):
+    def writer(url: str, i: int, burst: Burst) -> None:
+        with vault_client(url, tls, credential) as client:
 
-        def writer(i: int, burst: Burst) -> None:
-            with vault_client(url, tls, credential) as client:
+            def attempt(seq: int) -> str:
+                in_flight[i] = f"writer {i} value {seq} " + "x" * (seq % 50)
+                saved = client.set_secret(f"writer-{i}", in_flight[i])
+                return str(saved.properties.version)
 
-                def attempt(seq: int) -> str:
-                    in_flight[i] = f"writer {i} value {seq} " + "x" * (seq % 50)
-                    saved = client.set_secret(f"writer-{i}", in_flight[i])
-                    return str(saved.properties.version)
+            def record(seq: int, version: str) -> None:
+                acked[i].append((version, in_flight[i]))
+                burst.ack()
 
-                def record(seq: int, version: str) -> None:
-                    acked[i].append((version, in_flight[i]))
-                    burst.ack()
-
-                until_failure(attempt, record, burst)
-
-        run_burst(proc.pid, writer)
-        _wait_killed(proc)
+            until_failure(attempt, record, burst)
 
     with (
-        service_process("keyvault", tmp_path, issuer, oid) as (_, url),
+        killed_and_restarted("keyvault", tmp_path, issuer, oid, writer) as url,
         vault_client(url, tls, credential) as client,
     ):
         for i, writes in acked.items():
@@ -213,34 +225,31 @@ def test_blob_storage_keeps_every_acknowledged_blob(
     latest_acked: dict[int, bytes] = {}
     latest_in_flight: dict[int, bytes] = {}
 
-    with service_process("storage", tmp_path, issuer, oid) as (proc, url):
+    def create_container(url: str) -> None:
         with storage_client(f"{url}/labstorage", tls, credential) as service:
             service.create_container("burst")
 
-        def writer(i: int, burst: Burst) -> None:
-            with storage_client(f"{url}/labstorage", tls, credential) as service:
-                box = service.get_container_client("burst")
+    def writer(url: str, i: int, burst: Burst) -> None:
+        with storage_client(f"{url}/labstorage", tls, credential) as service:
+            box = service.get_container_client("burst")
 
-                def attempt(seq: int) -> str:
-                    data = os.urandom(1024 + (seq * 7919 + i * 104729) % (96 * 1024))
-                    name = f"w{i}/{seq:05}"
-                    box.upload_blob(name, data)
-                    acked[name] = hashlib.md5(data).digest()
-                    latest_in_flight[i] = data
-                    box.upload_blob(f"w{i}/latest", data, overwrite=True)
-                    return name
+            def attempt(seq: int) -> str:
+                data = os.urandom(1024 + (seq * 7919 + i * 104729) % (96 * 1024))
+                name = f"w{i}/{seq:05}"
+                box.upload_blob(name, data)
+                acked[name] = hashlib.md5(data).digest()
+                latest_in_flight[i] = data
+                box.upload_blob(f"w{i}/latest", data, overwrite=True)
+                return name
 
-                def record(seq: int, name: str) -> None:
-                    latest_acked[i] = latest_in_flight[i]
-                    burst.ack()
+            def record(seq: int, name: str) -> None:
+                latest_acked[i] = latest_in_flight[i]
+                burst.ack()
 
-                until_failure(attempt, record, burst)
-
-        run_burst(proc.pid, writer)
-        _wait_killed(proc)
+            until_failure(attempt, record, burst)
 
     with (
-        service_process("storage", tmp_path, issuer, oid) as (_, url),
+        killed_and_restarted("storage", tmp_path, issuer, oid, writer, create_container) as url,
         storage_client(f"{url}/labstorage", tls, credential) as service,
     ):
         box = service.get_container_client("burst")
