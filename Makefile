@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench fuzz
-	$(BIN)/ruff format --check src tests examples bench fuzz
+	$(BIN)/ruff check src tests examples bench fuzz soak
+	$(BIN)/ruff format --check src tests examples bench fuzz soak
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -61,7 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 soak: $(STAMP)
-	$(BIN)/python -m tests.soak
+	$(BIN)/python -m soak
 
 fuzz: $(STAMP)
 	$(BIN)/python -m fuzz

@@ -1,1 +1,1 @@
-"""Bounded soak test: `python -m tests.soak` (issue 7)."""
+"""The soak runner's pytest test (the runner itself is the top-level ``soak`` package)."""

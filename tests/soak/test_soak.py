@@ -7,8 +7,7 @@ the long run; every other promise is checked.
 from __future__ import annotations
 
 import pytest
-
-from .runner import MIX, soak
+from soak.runner import MIX, soak
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+from tests.faults.server import FaultyIssuer
 
 from tokenguard.testing import LocalIssuer
-
-from ..faults.server import FaultyIssuer
 
 __all__ = ["SoakReport", "soak"]
 
@@ -269,7 +268,7 @@ async def _run(
             [
                 sys.executable,
                 "-m",
-                "tests.soak.app",
+                "soak.app",
                 f"--fd={sock.fileno()}",
                 f"--issuer={issuer.issuer}",
                 f"--discovery-url={issuer.discovery_url}",

@@ -1,6 +1,6 @@
 """The protected app the soak test serves with uvicorn, in its own process.
 
-``python -m tests.soak.app --fd N --issuer ISS --discovery-url URL [--max-stale S]``
+``python -m soak.app --fd N --issuer ISS --discovery-url URL [--max-stale S]``
 serves ``GET /secret`` (needs role ``Secrets.Read``) and ``GET /healthz`` (open) on
 the already bound listening socket ``N`` handed over by the soak runner.
 """
@@ -69,7 +69,7 @@ def build(issuer: str, discovery_url: str, max_stale: float, min_ttl: float) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.soak.app")
+    parser = argparse.ArgumentParser(prog="python -m soak.app")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--discovery-url", required=True)

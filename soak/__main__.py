@@ -1,4 +1,4 @@
-"""``python -m tests.soak [--duration S] [--concurrency N] [--max-stale S] [--resources S]``.
+"""``python -m soak [--duration S] [--concurrency N] [--max-stale S] [--resources S]``.
 
 ``make soak`` runs it. First the protected app under mixed traffic (:mod:`.runner`),
 then the lab's toy Key Vault and Storage under SDK clients (:mod:`.resources`).
@@ -22,7 +22,7 @@ from .runner import soak
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__)
     parser.add_argument("--duration", type=float, default=150.0, help="seconds (default 150)")
     parser.add_argument("--concurrency", type=int, default=8, help="client connections")
     parser.add_argument(

@@ -1,0 +1,1 @@
+"""Bounded soak test: `python -m soak` (issue 7)."""
