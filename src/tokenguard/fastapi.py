@@ -18,8 +18,6 @@ RFC 6750 ``WWW-Authenticate`` challenge; :func:`add_error_handler` renders them 
 the same flat JSON body the middleware sends.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Unpack
@@ -142,7 +140,7 @@ class TokenGuard:
 
     def requires(
         self, requirement: Requirement | None = None, /, **options: Unpack[RequirementOptions]
-    ) -> RequirementDependency:
+    ) -> "RequirementDependency":
         """A dependency returning the :class:`Identity` if it meets the requirement, else 403.
 
         Pass a :class:`~tokenguard.Requirement` or its keyword arguments (not both).
