@@ -35,13 +35,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import Body, FastAPI, HTTPException, Security
 from pydantic import BaseModel
 
 from tokenguard import Identity, Issuer, TokenValidator
-from tokenguard.fastapi import TokenGuard, add_error_handler
+from tokenguard.fastapi import TokenGuard, add_error_handler, add_openapi_responses
 from tokenguard.metrics import PrometheusObserver, metrics_endpoint
 from tokenguard.readiness import lifespan, readiness_endpoint
 
@@ -110,20 +110,6 @@ class Secret(BaseModel):
     updated_by: str
 
 
-def caller_view(identity: Identity) -> dict[str, Any]:
-    """What /whoami shows: who is calling, never the token."""
-    return {
-        "kind": identity.kind,
-        "name": identity.display_name,
-        "object_id": identity.object_id,
-        "app_id": identity.app_id,
-        "tenant_id": identity.tenant_id,
-        "mi_resource_id": identity.mi_resource_id,
-        "roles": sorted(identity.roles),
-        "expires_at": identity.expires_at,
-    }
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -148,8 +134,8 @@ def create_app(
     app.add_api_route("/metrics", metrics_endpoint(observer.registry), include_in_schema=False)
 
     @app.get("/whoami")
-    async def whoami(caller: Caller) -> dict[str, Any]:
-        return caller_view(caller)
+    async def whoami(caller: Caller) -> Identity:
+        return caller  # its public fields as JSON, never the token or its claims
 
     @app.get("/secrets")
     async def list_secrets(caller: Reader) -> list[str]:
@@ -166,6 +152,7 @@ def create_app(
         store[name] = Secret(name=name, value=value, updated_by=caller.display_name)
         return store[name]
 
+    add_openapi_responses(app)  # /docs lists each route's 401 and the roles behind its 403
     return app
 
 

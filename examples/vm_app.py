@@ -166,7 +166,7 @@ async def step_api(http: httpx.AsyncClient, lab: Lab, report: Report) -> None:
     whoami = await http.get(f"{api}/whoami", headers=bearer(token))
     if whoami.status_code == 200:
         seen = whoami.json()
-        report.say(f"the API saw: name={seen['name']}; roles={' '.join(seen['roles'])}")
+        report.say(f"the API saw: {seen['display_name']}; roles={' '.join(seen['roles'])}")
     reader = lab.config.identity("reader-id")
     response = await imds_token(http, lab, API_AUDIENCE, reader)
     if not report.check("IMDS token for the API (reader-id)", "200", str(response.status_code)):

@@ -59,9 +59,9 @@ class Identity:
         return self.roles | self.scopes
 
     def to_dict(self, *, claims: bool = False) -> dict[str, Any]:
-        """The public fields as JSON-ready values (roles and scopes as sorted lists);
-        the token's claims only when asked (``claims=True``)."""
-        data: dict[str, Any] = {}
+        """The public fields as JSON-ready values (roles and scopes as sorted lists) and
+        ``display_name``; the token's claims only when asked (``claims=True``)."""
+        data: dict[str, Any] = {"display_name": self.display_name}
         for name in _PUBLIC_FIELDS:
             value = getattr(self, name)
             data[name] = sorted(value) if name in _SETS else value
@@ -90,6 +90,7 @@ class Identity:
         maybe_text = {"anyOf": [text, {"type": "null"}]}
         names = {"type": "array", "items": text, "uniqueItems": True}
         properties: dict[str, Any] = {
+            "display_name": text,
             "kind": {"enum": ["managed_identity", "app", "user"], "type": "string"},
             "object_id": maybe_text,
             "tenant_id": maybe_text,

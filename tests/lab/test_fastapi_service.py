@@ -85,6 +85,9 @@ def test_routes_check_app_roles(issuer: LocalIssuer) -> None:
         schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {"/whoami", "/secrets", "/secrets/{name}"}
     assert schema["paths"]["/secrets/{name}"]["put"]["security"] == [{"bearer": []}]
+    put_answers = schema["paths"]["/secrets/{name}"]["put"]["responses"]
+    assert "401" in put_answers
+    assert "roles Secrets.Write" in put_answers["403"]["description"]
 
 
 @pytest.mark.lab
