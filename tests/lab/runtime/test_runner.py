@@ -201,3 +201,30 @@ def test_foreground_lab_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Si
     output = "".join(lines)
     assert "ready" in output
     assert "eyJ" not in output + rest  # no token (a JWT starts with eyJ) ever printed
+
+
+def test_tokenguard_check_answers_for_the_lab_issuer(
+    running_lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The first-run check a newcomer makes, against the lab the docs point them at.
+    from tokenguard._cli import main as tokenguard_main
+
+    env = read_env(running_lab.state_dir / "env")
+    issuer, discovery = env["LAB_ISSUER"], env["LAB_DISCOVERY_URL"]
+    assert (
+        tokenguard_main(
+            ["check", "--issuer", issuer, "--audience", API, "--discovery-url", discovery]
+        )
+        == 0
+    )
+    found = capsys.readouterr().out
+    assert found.splitlines()[-1].startswith("OK: ")
+    assert "(from the discovery document)" in found
+    typo = issuer.replace("sts.windows.net", "sts.windows.nett")
+    assert (
+        tokenguard_main(
+            ["check", "--issuer", typo, "--audience", API, "--discovery-url", discovery]
+        )
+        == 3
+    )
+    assert f"but the Issuer expects '{typo}'" in capsys.readouterr().out
