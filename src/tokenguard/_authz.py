@@ -83,6 +83,7 @@ class RequirementOptions(TypedDict, total=False):
     issuers: Iterable[str] | None
     tenants: Iterable[str] | None
     kinds: Iterable[IdentityKind] | None
+    allow_guest_users: bool
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -100,8 +101,13 @@ class Requirement:
     - ``issuers``: the token's ``iss`` must be one of these (exact strings).
     - ``tenants``: the token's ``tid`` must be one of these (ASCII-case-insensitive).
     - ``kinds``: accepted identity kinds (e.g. only ``"managed_identity"``).
+    - ``allow_guest_users``: ``False`` refuses B2B guests of the Entra tenant
+      (:attr:`Identity.is_guest`) with ``guest_not_allowed``. The default lets them pass:
+      Entra already gives a guest only what its role assignments and consented scopes
+      grant, and the other conditions still apply. (fastapi-azure-auth refuses guests by
+      default, a choice for apps that grant every member of the tenant access.)
 
-    Every argument takes a collection of strings; a lone string is a TypeError.
+    Every other argument takes a collection of strings; a lone string is a TypeError.
 
     **Several trusted issuers.** An allow-list matches claims, and claims are only as
     good as the issuer that signed them: an object id or app id of one tenant says
@@ -128,6 +134,7 @@ class Requirement:
     issuers: frozenset[str] | None
     tenants: frozenset[str] | None
     kinds: frozenset[IdentityKind] | None
+    allow_guest_users: bool
     #: Whether any condition on who the caller is was given; derived, not an argument.
     _about_caller: bool = field(repr=False, compare=False)
 
@@ -151,6 +158,12 @@ class Requirement:
             if unknown:
                 raise ValueError(f"unknown identity kinds {sorted(unknown)}: use {sorted(_KINDS)}")
             set_(self, "kinds", accepted)
+        allow_guest_users = get("allow_guest_users", True)
+        if not isinstance(allow_guest_users, bool):
+            raise TypeError(
+                f"allow_guest_users must be a bool, not {type(allow_guest_users).__name__}"
+            )
+        set_(self, "allow_guest_users", allow_guest_users)
         set_(
             self,
             "_about_caller",
@@ -161,6 +174,8 @@ class Requirement:
         """Raise :class:`InsufficientScope` unless ``identity`` meets every condition."""
         if self._about_caller and not self._caller_allowed(identity):
             raise InsufficientScope("caller not allowed", reason="caller_not_allowed")
+        if identity.is_guest and not self.allow_guest_users:
+            raise InsufficientScope("guest user not allowed", reason="guest_not_allowed")
         if not self.roles <= identity.roles:
             raise InsufficientScope("missing role", reason="missing_role", required=self.roles)
         if self.any_role and not self.any_role & identity.roles:

@@ -31,6 +31,7 @@ __all__ = [
     "TENANT_PLACEHOLDER",
     "Issuer",
     "ascii_fold",
+    "claim_path",
     "is_loopback_host",
     "refuse_lone_string",
 ]
@@ -122,6 +123,19 @@ class Issuer:
     #: RBAC services such as Key Vault and Storage do: managed-identity tokens for them
     #: carry neither claim.
     require_roles_or_scopes: bool = True
+    # -- where roles and scopes are (other OIDC servers) ---------------------------
+    #: The claim holding the caller's roles: a dotted path into the claims
+    #: (``"realm_access.roles"``, ``"resource_access.my-api.roles"``, ``"permissions"``,
+    #: ``"groups"``), or a sequence of member names when a name holds a dot (Auth0's
+    #: namespaced ``("https://example.com/roles",)``). Its value is a space-separated
+    #: string or a list of strings. ``None`` reads Entra's ``roles`` (a list, or one name).
+    roles_claim: str | Sequence[str] | None = None
+    #: The claim holding the delegated scopes, as ``roles_claim``. ``None`` reads Entra's
+    #: ``scp``, else RFC 9068's ``scope``.
+    scopes_claim: str | Sequence[str] | None = None
+    #: ``roles_claim`` and ``scopes_claim`` as paths of member names; derived.
+    _roles_path: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
+    _scopes_path: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
     #: When the key that verified a token names an ``issuer`` (Entra v2 key sets give
     #: every key one: ``https://login.microsoftonline.com/{tenantid}/v2.0``, or one
     #: tenant's issuer), the token's ``iss`` must equal it, ``{tenantid}`` replaced by the
@@ -167,6 +181,12 @@ class Issuer:
             None if self.tenants is None else frozenset(ascii_fold(t) for t in self.tenants),
         )
         self._validate()
+        for name in ("roles_claim", "scopes_claim"):
+            value = getattr(self, name)
+            path = None if value is None else claim_path(name, value)
+            if path is not None and not isinstance(value, str):
+                set_(self, name, path)  # a tuple, so the Issuer stays hashable
+            set_(self, f"_{name.removesuffix('_claim')}_path", path)
 
     def _validate(self) -> None:
         if not self.issuer:
@@ -224,6 +244,19 @@ class Issuer:
         """Whether a tenant id passes the ``tenants`` allow-list."""
         folded = self._tenants_folded
         return folded is None or ascii_fold(tenant) in folded
+
+
+def claim_path(name: str, value: str | Sequence[str]) -> tuple[str, ...]:
+    """A claim path: a dotted string split at its dots, or a sequence of member names."""
+    if isinstance(value, str):
+        path = tuple(value.split("."))
+    elif isinstance(value, bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a dotted str or a sequence of member names")
+    else:
+        path = tuple(value)
+    if not path or not all(isinstance(part, str) and part for part in path):
+        raise ValueError(f"{name} must name non-empty claim members, e.g. 'realm_access.roles'")
+    return path
 
 
 def refuse_lone_string(name: str, value: object) -> None:

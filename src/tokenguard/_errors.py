@@ -53,6 +53,7 @@ Reason = Literal[
     "missing_role",
     "missing_scope",
     "caller_not_allowed",
+    "guest_not_allowed",
     "keys_unavailable",
 ]
 """Why a request was refused: the vocabulary of ``TokenGuardError.reason``."""
@@ -89,6 +90,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "missing_role": "The caller lacks a required role",
     "missing_scope": "The caller lacks a required scope",
     "caller_not_allowed": "The caller is not allowed",
+    "guest_not_allowed": "Guest users are not allowed",
     # KeysUnavailable
     "keys_unavailable": "The token signing keys are unavailable",
 }

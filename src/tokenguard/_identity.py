@@ -10,6 +10,8 @@ from typing import Any, Final, Literal
 from starlette.authentication import AuthCredentials, BaseUser
 
 __all__ = [
+    "CONSUMERS_TENANT",
+    "ClaimPath",
     "Identity",
     "IdentityKind",
     "SharedCredentials",
@@ -19,8 +21,15 @@ __all__ = [
 ]
 
 IdentityKind = Literal["managed_identity", "app", "user"]
+#: Where a value sits in the claims: member names, outermost first
+#: (``("realm_access", "roles")`` for Keycloak's realm roles).
+ClaimPath = tuple[str, ...]
+#: The tenant of personal Microsoft accounts: its users are nobody's guests there.
+CONSUMERS_TENANT: Final = "9188040d-6c67-4c5b-b112-36a304b66dad"
 
 _EMPTY: frozenset[str] = frozenset()
+#: Keycloak names a client's service-account user ``service-account-<client id>``.
+_SERVICE_ACCOUNT: Final = "service-account-"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,8 +37,36 @@ class Identity:
     """The calling identity, built from the claims of a verified token.
 
     ``kind`` is ``"managed_identity"`` for an app-only token carrying ``xms_mirid``,
-    ``"app"`` for other app-only tokens (``idtyp == "app"``, or no ``scp`` and
-    ``oid == sub`` when ``idtyp`` is absent), and ``"user"`` otherwise.
+    ``"app"`` for other app-only tokens and ``"user"`` otherwise. A token is app-only
+    (no user behind it) by the first of these rules whose claim it has:
+
+    1. ``idtyp`` (Entra): app-only when it is ``"app"``.
+    2. ``oid`` (Entra v1 tokens without ``idtyp``): app-only when there are no scopes
+       and ``oid == sub``.
+    3. Otherwise (other OIDC servers): app-only when ``sub`` is the client itself, as
+       RFC 9068 section 2.2 says for grants without a resource owner: ``sub`` equals
+       ``client_id`` (RFC 9068), ``azp`` or Okta's ``cid``, or is that value followed by
+       ``@clients`` (Auth0); or ``preferred_username`` is Keycloak's service-account
+       user of the client, ``service-account-`` followed by ``azp`` (or ``client_id``)
+       in lower case.
+
+    ``is_guest`` is true for a B2B guest user of an Entra tenant (never for an app or a
+    managed identity). Entra documents two signals: the optional ``acct`` claim, 1 for
+    a guest and 0 for a member (optional claims reference:
+    https://learn.microsoft.com/entra/identity-platform/optional-claims-reference), and
+    ``idp``, which "is identical to the value of the issuer claim unless the user
+    account isn't in the same tenant as the issuer - guests, for instance" (access
+    token claims reference:
+    https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+    So: ``acct`` decides when present (1 or ``"1"``); otherwise a token with ``tid`` is
+    a guest's when ``idp`` is present, differs from ``iss`` and does not name the
+    token's own tenant (v2 tokens may carry a v1-style ``idp`` for the same tenant).
+    The personal-account tenant (:data:`CONSUMERS_TENANT`) has no guests, and tokens
+    without ``tid`` (other servers, whose ``idp`` means something else) are guests only
+    by ``acct``.
+
+    ``name``, ``username``, ``email`` and ``user_flow`` are read from :attr:`claims`
+    when asked (they are not needed to validate, so tokens do not pay for them).
     """
 
     kind: IdentityKind
@@ -44,6 +81,7 @@ class Identity:
     scopes: frozenset[str] = _EMPTY
     expires_at: int = 0
     not_before: int | None = None
+    is_guest: bool = False
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     @property
@@ -54,17 +92,56 @@ class Identity:
         return self.object_id or self.app_id or self.subject or ""
 
     @property
+    def name(self) -> str | None:
+        """The display name (``name``), when the token has one."""
+        return _text(self.claims, ("name",))
+
+    @property
+    def username(self) -> str | None:
+        """The sign-in name: ``preferred_username``, else ``upn``, else ``unique_name``
+        (v1 tokens). Mutable and reassignable: show it, never authorize by it."""
+        return _text(self.claims, ("preferred_username", "upn", "unique_name"))
+
+    @property
+    def email(self) -> str | None:
+        """``email``, else the first of Azure AD B2C's ``emails``. Entra sends it for
+        guests, for members only as an optional claim; it is not verified to belong to
+        the user, so never authorize by it. ``upn`` is not used: it need not be a
+        mailbox."""
+        found = _text(self.claims, ("email",))
+        if found is None:
+            emails = self.claims.get("emails")
+            if type(emails) is list:
+                found = next((e for e in emails if type(e) is str and e), None)
+        return found
+
+    @property
+    def user_flow(self) -> str | None:
+        """The Azure AD B2C user flow or custom policy that issued the token: ``tfp``,
+        else ``acr`` when it names one (``B2C_1_...``, ``B2C_1A_...``; elsewhere ``acr``
+        is an authentication context class, not a flow)."""
+        flow = _text(self.claims, ("tfp",))
+        if flow is None:
+            acr = _text(self.claims, ("acr",))
+            if acr is not None and acr[:5].upper() == "B2C_1":
+                flow = acr
+        return flow
+
+    @property
     def permissions(self) -> frozenset[str]:
         """Roles and scopes together, as Starlette's ``AuthCredentials.scopes``."""
         return self.roles | self.scopes
 
     def to_dict(self, *, claims: bool = False) -> dict[str, Any]:
-        """The public fields as JSON-ready values (roles and scopes as sorted lists) and
-        ``display_name``; the token's claims only when asked (``claims=True``)."""
+        """The public fields as JSON-ready values (roles and scopes as sorted lists),
+        ``display_name`` and the claims-backed ``name``, ``username``, ``email`` and
+        ``user_flow``; the token's claims only when asked (``claims=True``)."""
         data: dict[str, Any] = {"display_name": self.display_name}
         for name in _PUBLIC_FIELDS:
             value = getattr(self, name)
             data[name] = sorted(value) if name in _SETS else value
+        for name in _CLAIM_PROPERTIES:
+            data[name] = getattr(self, name)
         if claims:
             data["claims"] = dict(self.claims)
         return data
@@ -103,6 +180,11 @@ class Identity:
             "scopes": names,
             "expires_at": {"type": "integer"},
             "not_before": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            "is_guest": {"type": "boolean"},
+            "name": maybe_text,
+            "username": maybe_text,
+            "email": maybe_text,
+            "user_flow": maybe_text,
         }
         return {
             "title": "Identity",
@@ -115,6 +197,51 @@ class Identity:
 #: The fields :meth:`Identity.to_dict` answers (all but the claims), and the set-valued ones.
 _PUBLIC_FIELDS: Final = tuple(f.name for f in fields(Identity) if f.name != "claims")
 _SETS: Final = ("roles", "scopes")
+#: The properties read from the claims that :meth:`Identity.to_dict` answers too.
+_CLAIM_PROPERTIES: Final = ("name", "username", "email", "user_flow")
+
+
+def _text(claims: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` whose claim is a non-empty string."""
+    for name in names:
+        value = claims.get(name)
+        if type(value) is str and value:
+            return value
+    return None
+
+
+def claim_at(claims: Mapping[str, Any], path: ClaimPath) -> Any:
+    """The value at ``path`` (``None`` when a member is missing or not an object)."""
+    value: Any = claims
+    for name in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(name)
+    return value
+
+
+def _names(value: Any) -> frozenset[str]:
+    """A mapped roles or scopes claim: a space-separated string or a list of strings."""
+    if type(value) is str:
+        return frozenset(value.split())
+    return _strings(value) if type(value) is list else _EMPTY
+
+
+def _without_user(get: Any, sub: str) -> bool:
+    """Rule 3 of :class:`Identity`'s kinds: the token of a client acting as itself."""
+    for name in ("client_id", "azp", "cid"):
+        client = get(name)
+        if type(client) is str and client and (sub == client or sub == client + "@clients"):
+            return True
+    username = get("preferred_username")
+    if type(username) is str and username.startswith(_SERVICE_ACCOUNT):
+        client = get("azp")
+        if not (type(client) is str and client):
+            client = get("client_id")
+        return type(client) is str and bool(client) and username == (
+            _SERVICE_ACCOUNT + client.lower()
+        )
+    return False
 
 
 def _strings(values: list[Any]) -> frozenset[str]:
@@ -129,12 +256,20 @@ def _strings(values: list[Any]) -> frozenset[str]:
 
 
 def identity_from_claims(
-    claims: dict[str, Any], *, audience: str, mapping: Mapping[str, Any] | None = None
+    claims: dict[str, Any],
+    *,
+    audience: str,
+    mapping: Mapping[str, Any] | None = None,
+    roles_path: ClaimPath | None = None,
+    scopes_path: ClaimPath | None = None,
 ) -> Identity:
     """Build an :class:`Identity` from already verified claims (this runs per new token).
 
     ``mapping`` is what ``Identity.claims`` holds (default: a read-only view of ``claims``).
     Text fields take non-empty strings only; anything else counts as absent.
+    ``roles_path`` / ``scopes_path`` (an :class:`~tokenguard.Issuer`'s ``roles_claim`` /
+    ``scopes_claim``) say where roles and scopes are, each a space-separated string or a
+    list of strings; ``None`` reads Entra's ``roles`` and ``scp`` (else ``scope``).
     """
     get = claims.get
     # Written out rather than a helper per field: this runs once per new token.
@@ -142,28 +277,55 @@ def identity_from_claims(
     oid = oid if type(oid) is str and oid else None
     sub = get("sub")
     sub = sub if type(sub) is str and sub else None
-    # Entra puts delegated scopes in ``scp``; RFC 9068 servers in ``scope``.
-    scp = get("scp")
-    if scp is None:
-        scp = get("scope")
-    # ``scp`` is one space-separated string; ``roles`` a JSON array whose names may hold spaces.
-    if type(scp) is str:
-        scopes = frozenset(scp.split())
+    if scopes_path is None:
+        # Entra puts delegated scopes in ``scp``; RFC 9068 servers in ``scope``.
+        scp = get("scp")
+        if scp is None:
+            scp = get("scope")
+        # ``scp`` is one space-separated string.
+        if type(scp) is str:
+            scopes = frozenset(scp.split())
+        else:
+            scopes = _strings(scp) if type(scp) is list else _EMPTY
     else:
-        scopes = _strings(scp) if type(scp) is list else _EMPTY
-    roles_claim = get("roles")
-    if type(roles_claim) is list:
-        roles = _strings(roles_claim)
+        scopes = _names(claim_at(claims, scopes_path))
+    if roles_path is None:
+        # Entra's ``roles`` is a JSON array whose names may hold spaces.
+        roles_claim = get("roles")
+        if type(roles_claim) is list:
+            roles = _strings(roles_claim)
+        elif type(roles_claim) is str and roles_claim:
+            roles = frozenset((roles_claim,))
+        else:
+            roles = _EMPTY
     else:
-        roles = frozenset((roles_claim,)) if type(roles_claim) is str and roles_claim else _EMPTY
+        roles = _names(claim_at(claims, roles_path))
     idtyp = get("idtyp")
-    app_only = (
-        idtyp == "app" if idtyp is not None else (not scopes and oid is not None and oid == sub)
-    )
+    if idtyp is not None:
+        app_only = idtyp == "app"
+    elif oid is not None:
+        app_only = not scopes and oid == sub
+    else:
+        app_only = sub is not None and _without_user(get, sub)
     mirid = get("xms_mirid")
     mirid = mirid if type(mirid) is str and mirid else None
     kind: IdentityKind = ("managed_identity" if mirid else "app") if app_only else "user"
     tid = get("tid")
+    tid = tid if type(tid) is str and tid else None
+    iss = claims["iss"]
+    is_guest = False
+    if not app_only:
+        acct = get("acct")
+        if acct is not None:
+            is_guest = acct == 1 or acct == "1"
+        elif tid is not None:
+            idp = get("idp")
+            is_guest = (
+                type(idp) is str
+                and idp != iss
+                and tid.lower() not in idp.lower()
+                and tid != CONSUMERS_TENANT
+            )
     app_id = get("appid")
     if not (type(app_id) is str and app_id):
         app_id = get("azp")
@@ -173,16 +335,17 @@ def identity_from_claims(
     identity = _new_builder(_IdentityBuilder)
     identity.kind = kind
     identity.object_id = oid
-    identity.tenant_id = tid if type(tid) is str and tid else None
+    identity.tenant_id = tid
     identity.app_id = app_id
     identity.subject = sub
-    identity.issuer = claims["iss"]
+    identity.issuer = iss
     identity.audience = audience
     identity.mi_resource_id = mirid
     identity.roles = roles
     identity.scopes = scopes
     identity.expires_at = int(claims["exp"])
     identity.not_before = int(nbf) if nbf is not None else None
+    identity.is_guest = is_guest
     identity.claims = MappingProxyType(claims) if mapping is None else mapping
     identity.__class__ = Identity
     built: Identity = identity  # typed: the builder is Any to mypy

@@ -390,6 +390,8 @@ class TokenValidator:
                 claims,
                 audience=audience,
                 mapping=TokenClaims(authorization, start, start + len(p64)),
+                roles_path=issuer._roles_path,
+                scopes_path=issuer._scopes_path,
             )
             if issuer.require_roles_or_scopes:
                 check_permissions(identity)
