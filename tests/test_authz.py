@@ -315,3 +315,74 @@ def test_fastapi_requires_refuses_a_lone_string_too() -> None:
 def test_a_misspelt_option_is_refused() -> None:
     with pytest.raises(TypeError, match=r"unexpected Requirement options \['role'\]"):
         Requirement(role=["Admin"])  # type: ignore[call-arg]
+
+
+def test_guests_pass_unless_refused() -> None:
+    guest = identity(kind="user", is_guest=True, roles=frozenset({"Reader"}))
+    member = identity(kind="user", roles=frozenset({"Reader"}))
+    assert Requirement().allow_guest_users is True
+    assert reason(Requirement(roles=["Reader"]), guest) is None
+    no_guests = Requirement(roles=["Reader"], allow_guest_users=False)
+    assert reason(no_guests, guest) == "guest_not_allowed"
+    assert reason(no_guests, member) is None
+    # A caller condition that fails is named first.
+    assert reason(Requirement(kinds=["app"], allow_guest_users=False), guest) == (
+        "caller_not_allowed"
+    )
+
+
+def test_allow_guest_users_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="allow_guest_users must be a bool, not str"):
+        Requirement(allow_guest_users="no")  # type: ignore[arg-type]
+
+
+async def test_requires_refuses_guests_with_403(issuer: LocalIssuer) -> None:
+    validator = issuer.validator(VAULT)
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[
+            Route("/members", requires("Reader", allow_guest_users=False)(ok)),
+            Route("/anyone", requires("Reader")(ok)),
+        ],
+        middleware=[Middleware(TokenGuardMiddleware, validator=validator)],
+    )
+    home = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+    guest = issuer.mint(
+        kind="user", roles=["Reader"], claims={"idp": f"https://sts.windows.net/{home}/"}
+    )
+    member = issuer.mint(kind="user", roles=["Reader"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        refused = await c.get("/members", headers={"Authorization": f"Bearer {guest}"})
+        passed = await c.get("/anyone", headers={"Authorization": f"Bearer {guest}"})
+        welcome = await c.get("/members", headers={"Authorization": f"Bearer {member}"})
+    await validator.aclose()
+    assert refused.status_code == 403
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    assert 'error_description="Guest users are not allowed"' in refused.headers["www-authenticate"]
+    assert (passed.status_code, welcome.status_code) == (200, 200)
+
+
+def test_fastapi_guard_requires_refuses_guests(issuer: LocalIssuer) -> None:
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    from tokenguard.fastapi import TokenGuard
+
+    guard = TokenGuard(issuer.validator(VAULT))
+    app = FastAPI(lifespan=guard.lifespan)
+
+    @app.get("/members", dependencies=[Depends(guard.requires(allow_guest_users=False))])
+    def members() -> str:
+        return "ok"
+
+    guest = issuer.mint(kind="user", roles=["Reader"], claims={"acct": 1})
+    member = issuer.mint(kind="user", roles=["Reader"], claims={"acct": 0})
+    with TestClient(app) as client:
+        refused = client.get("/members", headers={"Authorization": f"Bearer {guest}"})
+        welcome = client.get("/members", headers={"Authorization": f"Bearer {member}"})
+    assert refused.status_code == 403
+    assert "Guest users are not allowed" in refused.headers["www-authenticate"]
+    assert welcome.status_code == 200

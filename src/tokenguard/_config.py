@@ -246,7 +246,7 @@ class Issuer:
         return folded is None or ascii_fold(tenant) in folded
 
 
-def claim_path(name: str, value: str | Sequence[str]) -> tuple[str, ...]:
+def claim_path(name: str, value: object) -> tuple[str, ...]:
     """A claim path: a dotted string split at its dots, or a sequence of member names."""
     if isinstance(value, str):
         path = tuple(value.split("."))

@@ -238,8 +238,8 @@ def _without_user(get: Any, sub: str) -> bool:
         client = get("azp")
         if not (type(client) is str and client):
             client = get("client_id")
-        return type(client) is str and bool(client) and username == (
-            _SERVICE_ACCOUNT + client.lower()
+        return (
+            type(client) is str and bool(client) and username == (_SERVICE_ACCOUNT + client.lower())
         )
     return False
 
