@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,9 @@ from typing import Any, Final
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import tokenguard._validator
@@ -349,6 +353,91 @@ def check_metrics(stand_ins: StandIns) -> None:
     assert f'tokenguard_keyset_usable{{issuer="https://sts.windows.net/{TENANT}/"}} 1.0' in text
 
 
+def check_no_guests(stand_ins: StandIns) -> None:
+    ns = stand_ins.run("no-guests")
+    issuer = v1_issuer()
+    validator = issuer.validator(MY_API)
+    app = Starlette(
+        routes=[Route("/report", ns["report"]), Route("/summary", ns["summary"])],
+        middleware=[Middleware(TokenGuardMiddleware, validator=validator)],
+    )
+    home = "https://sts.windows.net/0b1f6471-1bf0-4dda-aec3-cb9272f09590/"
+    guest = issuer.mint(MY_API, kind="user", roles=["Reports.Read"], claims={"idp": home})
+    member = issuer.mint(MY_API, kind="user", roles=["Reports.Read"])
+    with TestClient(app) as client:
+        for path in ("/report", "/summary"):
+            refused = client.get(path, headers=bearer(guest))
+            assert refused.status_code == 403
+            assert refused.json()["error_description"] == "Guest users are not allowed"
+            assert client.get(path, headers=bearer(member)).status_code == 200
+
+
+async def check_claim_layouts(stand_ins: StandIns) -> None:
+    servers = {
+        "keycloak": "https://keycloak.example.com/realms/orders",
+        "auth0": "https://orders.eu.auth0.com/",
+        "okta": "https://orders.okta.com/oauth2/default",
+    }
+    issuers = {
+        name: stand_ins.add(
+            iss.rstrip("/") + "/.well-known/openid-configuration",
+            stand_in(f"layout-{name}", lambda iss=iss: LocalIssuer(issuer=iss)),  # type: ignore[misc]
+        )
+        for name, iss in servers.items()
+    }
+    ns = stand_ins.run("claim-layouts")
+    validator: TokenValidator = ns["validator"]
+
+    def token(name: str, audience: str, **claims: Any) -> str:
+        now = int(time.time())
+        issuer = issuers[name]
+        return issuer.sign(
+            {"iss": issuer.issuer, "aud": audience, "iat": now, "exp": now + 60, **claims}
+        )
+
+    keycloak = await validator.validate(
+        token(
+            "keycloak",
+            "orders-api",
+            sub="f2a1",
+            azp="orders-web",
+            scope="openid profile",
+            realm_access={"roles": ["offline_access"]},
+            resource_access={"orders-api": {"roles": ["orders.write"]}},
+        )
+    )
+    assert keycloak.roles == {"orders.write"} and keycloak.scopes == {"openid", "profile"}
+    auth0 = await validator.validate(
+        token(
+            "auth0",
+            "https://orders.example.com",
+            sub="AbC@clients",
+            azp="AbC",
+            scope="read:orders",
+            permissions=["read:orders"],
+        )
+    )
+    assert auth0.kind == "app" and auth0.roles == {"read:orders"}
+    okta = await validator.validate(
+        token(
+            "okta",
+            "api://default",
+            sub="ada@example.org",
+            cid="0oa1",
+            scp=["orders.read"],
+            groups=["Orders Admins"],
+        )
+    )
+    assert okta.kind == "user" and okta.roles == {"Orders Admins"}
+    assert okta.scopes == {"orders.read"}
+    with pytest.raises(InvalidToken) as info:  # Entra's layout in a Keycloak token
+        await validator.validate(
+            token("keycloak", "orders-api", sub="f2a1", roles=["orders.write"])
+        )
+    assert info.value.reason == "no_permissions"
+    await close_all(ns)
+
+
 CHECKS: Final[dict[str, Callable[..., Any]]] = {
     "quickstart-starlette": check_quickstart_starlette,
     "quickstart-fastapi": check_quickstart_fastapi,
@@ -361,6 +450,8 @@ CHECKS: Final[dict[str, Callable[..., Any]]] = {
     "testing": check_testing,
     "readiness": check_readiness,
     "metrics": check_metrics,
+    "no-guests": check_no_guests,
+    "claim-layouts": check_claim_layouts,
 }
 
 
