@@ -436,8 +436,10 @@ class PolicyKeySets:
     Azure AD B2C gives every policy (user flow) of a tenant its own discovery document
     and JWKS, and signs every policy's tokens with the same ``iss``; custom policies
     may sign with keys of their own. One :class:`KeySet` per document, each refreshed
-    on its own; a kid is looked up in each, in the order configured. An unknown kid
-    refreshes each set at most once per ``refresh_cooldown``, as for a single set.
+    on its own, fetched first when a token needs it; a kid is looked up in each, in the
+    order configured. An unknown kid refreshes each set at most once per
+    ``refresh_cooldown``, as for a single set. Policies of one tenant sign with the
+    tenant's keys, so a kid names the same key in every set that has it.
     """
 
     def __init__(self, issuer: Issuer, key_set: Callable[[Issuer], KeySet]) -> None:
@@ -459,7 +461,10 @@ class PolicyKeySets:
         """:meth:`KeySet.resolve` across the sets: the first that has ``kid`` answers;
         :class:`KeysUnavailable` if none has it and some set has no usable keys."""
         outage: KeysUnavailable | None = None
-        for keys in self.sets:
+        # Sets without usable keys first: they must be fetched anyway, and the kid is
+        # more likely there than in a set that already lacked it (which a refresh for
+        # an unknown kid would fetch again).
+        for keys in sorted(self.sets, key=lambda keys: keys.usable_for() > 0):
             try:
                 return await keys.resolve(kid)
             except KeysUnavailable as exc:

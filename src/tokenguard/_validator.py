@@ -157,7 +157,10 @@ class TokenValidator:
         if not configs:
             raise ValueError("at least one Issuer is required")
         if len({c.issuer for c in configs}) != len(configs):
-            raise ValueError("each issuer may be configured once")
+            raise ValueError(
+                "each issuer may be configured once; for one issuer with several key "
+                "sources (Azure AD B2C policies) give one Issuer with discovery_urls"
+            )
         if max_token_bytes < 256:
             raise ValueError("max_token_bytes must be at least 256")
         self._own_client = http_client is None
