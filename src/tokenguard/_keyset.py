@@ -503,24 +503,6 @@ class PolicyKeySets:
         """The shortest time any set stays usable (tokens are cached no longer)."""
         return min(keys.usable_for() for keys in self.sets)
 
-    @property
-    def jwks_uri(self) -> str | None:
-        """The first set's JWKS URL."""
-        return self.sets[0].jwks_uri
-
-    @property
-    def lifetime(self) -> float | None:
-        """The first set's cache lifetime."""
-        return self.sets[0].lifetime
-
-    def current_keys(self) -> tuple[VerificationKey, ...]:
-        """The keys of every set, ordered by kid (a kid in several sets once)."""
-        keys: dict[str, VerificationKey] = {}
-        for key_set in self.sets:
-            for key in key_set.current_keys():
-                keys.setdefault(key.kid, key)
-        return tuple(keys[kid] for kid in sorted(keys))
-
     def status(self) -> KeySetStatus:
         """One snapshot for the issuer: usable only when every set is."""
         parts = [keys.status() for keys in self.sets]
