@@ -10,6 +10,7 @@ import pytest
 
 from tokenguard import TokenValidator
 from tokenguard._background import Job, spawn
+from tokenguard._keyset import KeySet
 from tokenguard.testing import LocalIssuer
 
 from .conftest import VAULT
@@ -89,6 +90,7 @@ def test_a_validator_outlives_its_event_loop(first: str, second: str) -> None:
 
     anyio.run(validate, backend=first)  # loads keys, arms a timer, then the loop ends
     keys = validator._states[0].keys
+    assert isinstance(keys, KeySet)
     assert keys._timer is not None
     clock.advance(3_600)  # due: the next loop's first request starts a refresh
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tokenguard import InvalidToken, KeysUnavailable, TokenValidator
+from tokenguard._keyset import KeySet
 from tokenguard.testing import LocalIssuer
 
 from .helpers import FakeClock, SwitchableIssuer
@@ -444,6 +445,7 @@ async def test_refresh_failures_name_the_url_while_serving_last_good_keys(
 async def test_current_keys_jwks_uri_and_lifetime(issuer: LocalIssuer) -> None:
     validator, _ = make(issuer, FakeClock())
     keys = validator._states[0].keys
+    assert isinstance(keys, KeySet)
     assert (keys.jwks_uri, keys.lifetime, keys.current_keys()) == (None, None, ())
     await validator.warm_up()
     assert keys.jwks_uri == issuer.jwks_uri

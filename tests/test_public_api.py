@@ -44,6 +44,7 @@ def test_public_names_are_pinned() -> None:
         "KeysUnavailable",
         "MissingToken",
         "Requirement",
+        "TenantUnavailable",
         "TokenGuardError",
         "TokenGuardMiddleware",
         "TokenGuardUser",

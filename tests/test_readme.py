@@ -268,6 +268,74 @@ async def check_multi_tenant(stand_ins: StandIns) -> None:
     await close_all(ns)
 
 
+async def check_dynamic_tenants(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(
+        f"{ENTRA}/common/v2.0/.well-known/openid-configuration",
+        stand_in(
+            "multi",
+            lambda: LocalIssuer(tenant_id="common", issuer=f"{ENTRA}/{{tenantid}}/v2.0"),
+        ),
+    )
+    ns = stand_ins.run("dynamic-tenants")
+    validator: TokenValidator = ns["validator"]
+    asked: list[str] = []
+    decide = ns["is_onboarded"]
+
+    async def counting(tenant_id: str) -> bool:
+        asked.append(tenant_id)
+        return bool(await decide(tenant_id))
+
+    # The recipe's function, counted: the Issuer holds it, the validator its decisions.
+    decisions = validator._states[0].tenant_decisions
+    assert decisions is not None and validator.issuers[0].tenants is decide
+    decisions._check = counting
+
+    def mint(tenant: str) -> str:
+        return issuer.mint(APP_ID, tenant_id=tenant, version="2.0", roles=ROLE)
+
+    for _ in range(2):
+        assert (await validator.validate(mint(TENANT_A))).tenant_id == TENANT_A
+        with pytest.raises(InvalidToken) as info:
+            await validator.validate(mint(TENANT_B))
+        assert info.value.reason == "wrong_tenant"
+        ns["ONBOARDED"].add(TENANT_B)  # onboarded now: the denial holds for its 60 s
+    assert asked == [TENANT_A, TENANT_B]
+    await close_all(ns)
+
+
+async def check_b2c_policies(stand_ins: StandIns) -> None:
+    b2c_issuer = f"https://contosob2c.b2clogin.com/{TENANT}/v2.0/"
+    user_flows = stand_in("b2c-user-flows", lambda: LocalIssuer(issuer=b2c_issuer))
+    custom = stand_in("b2c-custom", lambda: LocalIssuer(issuer=b2c_issuer))
+    site = "https://contosob2c.b2clogin.com/contosob2c.onmicrosoft.com"
+    policies = {"B2C_1_signupsignin": user_flows, "B2C_1A_signup_signin": custom}
+    for policy in ("B2C_1_signupsignin", "B2C_1_passwordreset", "B2C_1A_signup_signin"):
+        url = f"{site}/{policy}/v2.0/.well-known/openid-configuration"
+        stand_ins.add(url, policies.get(policy, user_flows))
+    ns = stand_ins.run("b2c-policies")
+    validator: TokenValidator = ns["validator"]
+    for policy, signer in policies.items():
+        now = int(time.time())
+        claims = {
+            "iss": b2c_issuer,
+            "aud": APP_ID,
+            "exp": now + 3600,
+            "nbf": now,
+            "iat": now,
+            "sub": "user-1",
+            "tfp": policy,
+            "scp": "orders.read",
+            "ver": "1.0",
+        }
+        identity = await validator.validate(signer.sign(claims))
+        assert (identity.kind, identity.tenant_id, identity.claims["tfp"]) == ("user", None, policy)
+    stranger = stand_in("b2c-stranger", lambda: LocalIssuer(issuer=b2c_issuer))
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(stranger.sign(claims))
+    assert info.value.reason == "unknown_key"
+    await close_all(ns)
+
+
 async def check_v1_and_v2(stand_ins: StandIns) -> None:
     v1 = stand_ins.add(V1_DISCOVERY, v1_issuer())
     v2 = stand_ins.add(
@@ -443,6 +511,8 @@ CHECKS: Final[dict[str, Callable[..., Any]]] = {
     "quickstart-fastapi": check_quickstart_fastapi,
     "single-tenant-mi": check_single_tenant_mi,
     "multi-tenant": check_multi_tenant,
+    "dynamic-tenants": check_dynamic_tenants,
+    "b2c-policies": check_b2c_policies,
     "cors-mount": check_cors_mount,
     "v1-and-v2": check_v1_and_v2,
     "generic-oidc": check_generic_oidc,

@@ -31,6 +31,7 @@ from ._errors import (
     InvalidToken,
     KeysUnavailable,
     MissingToken,
+    TenantUnavailable,
     TokenGuardError,
 )
 from ._identity import Identity, IdentityKind, TokenGuardUser
@@ -63,6 +64,7 @@ __all__ = [
     "KeysUnavailable",
     "MissingToken",
     "Requirement",
+    "TenantUnavailable",
     "TokenGuardError",
     "TokenGuardMiddleware",
     "TokenGuardUser",

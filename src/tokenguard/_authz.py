@@ -23,7 +23,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from ._config import ascii_fold, refuse_lone_string
+from ._config import ascii_fold, is_async_callable, refuse_lone_string
 from ._errors import InsufficientScope, MissingToken, Reason, TokenGuardError
 from ._identity import Identity, IdentityKind, TokenGuardUser, starlette_auth
 from ._responses import DEFAULT_REALM, WS_POLICY_VIOLATION, error_response, log_rejection
@@ -267,15 +267,6 @@ def get_identity(conn: HTTPConnection) -> Identity | None:
     return identity if isinstance(identity, Identity) else None
 
 
-def _is_async_callable(obj: Any) -> bool:
-    """Starlette's test (``starlette._utils.is_async_callable``), which its router uses."""
-    while isinstance(obj, functools.partial):
-        obj = obj.func
-    return inspect.iscoroutinefunction(obj) or (
-        callable(obj) and inspect.iscoroutinefunction(obj.__call__)
-    )
-
-
 def _connection_parameter(endpoint: Callable[..., Any]) -> tuple[int, str]:
     """Position and name of the endpoint's ``request`` or ``websocket`` parameter."""
     for index, parameter in enumerate(inspect.signature(endpoint).parameters.values()):
@@ -378,7 +369,7 @@ def requires(
 
             return websocket_wrapper
 
-        if _is_async_callable(endpoint):
+        if is_async_callable(endpoint):
 
             @functools.wraps(endpoint)
             async def async_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:

@@ -6,10 +6,12 @@ not when the first token arrives.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import ipaddress
 import math
 import string
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
@@ -28,8 +30,12 @@ __all__ = [
     "DEFAULT_MAX_TTL",
     "DEFAULT_MIN_TTL",
     "DEFAULT_REFRESH_COOLDOWN",
+    "DEFAULT_TENANT_CACHE_SIZE",
+    "DEFAULT_TENANT_CACHE_TTL",
+    "DEFAULT_TENANT_CHECK_TIMEOUT",
     "TENANT_PLACEHOLDER",
     "Issuer",
+    "TenantCheck",
     "ascii_fold",
     "claim_path",
     "is_loopback_host",
@@ -48,6 +54,15 @@ DEFAULT_FETCH_TIMEOUT: Final = 5.0
 DEFAULT_MAX_JWKS_BYTES: Final = 512 * 1024
 DEFAULT_MAX_KEYS: Final = 100
 DEFAULT_ERROR_BACKOFF: Final = 5.0
+#: How long a ``tenants`` callable's answer (allow or deny) is kept, per tenant.
+DEFAULT_TENANT_CACHE_TTL: Final = 300.0
+#: How many tenants' answers are kept (least recently used ones go first).
+DEFAULT_TENANT_CACHE_SIZE: Final = 10_000
+#: Deadline of one ``tenants`` call; past it the request gets 503.
+DEFAULT_TENANT_CHECK_TIMEOUT: Final = 5.0
+
+TenantCheck = Callable[[str], Awaitable[bool]]
+"""An async ``tid -> bool`` deciding whether a tenant is accepted (``Issuer.tenants``)."""
 #: The settings that are collections of strings (a lone string is refused, not split).
 _STRING_COLLECTIONS: Final = (
     "audiences",
@@ -66,6 +81,8 @@ _SECONDS: Final = (
     "max_stale",
     "fetch_timeout",
     "error_backoff",
+    "tenant_cache_ttl",
+    "tenant_check_timeout",
 )
 
 
@@ -98,7 +115,14 @@ class Issuer:
 
     ``issuer`` is compared to the token's ``iss`` as an exact string. It may contain
     ``{tenantid}`` (Entra multi-tenant metadata does): the token's ``tid`` claim fills
-    it, and ``tenants`` (if given) limits which tenants are accepted.
+    it, and ``tenants`` (if given) limits which tenants are accepted: a collection of
+    tenant ids, or an async callable ``tid -> bool`` (a database of onboarded customers)
+    asked once per tenant per ``tenant_cache_ttl``, only for tokens that verified
+    otherwise; its errors and timeouts are :class:`TenantUnavailable` (503), not denials.
+
+    ``discovery_urls`` serves one issuer that publishes several key sources, as Azure AD
+    B2C does: every user flow (policy) of a tenant has its own discovery document and
+    keys, but all of them issue the same ``iss``. The keys of all are accepted.
 
     ``audiences``, ``algorithms``, ``tenants``, ``required_claims`` and ``token_types``
     are collections of strings: a lone string is a ``TypeError`` (``tenants="<id>"``
@@ -108,9 +132,18 @@ class Issuer:
     issuer: str
     audiences: Sequence[str]
     discovery_url: str | None = None
+    #: Several discovery documents of this one issuer (B2C: one per policy); each must
+    #: advertise ``issuer``; the keys of all of them verify its tokens.
+    discovery_urls: Sequence[str] = ()
     jwks_uri: str | None = None
     algorithms: Sequence[str] = DEFAULT_ALGORITHMS
-    tenants: Collection[str] | None = None
+    tenants: Collection[str] | TenantCheck | None = None
+    #: How long a ``tenants`` callable's decision (allow or deny) is kept per tenant.
+    tenant_cache_ttl: float = DEFAULT_TENANT_CACHE_TTL
+    #: How many tenants' decisions are kept.
+    tenant_cache_size: int = DEFAULT_TENANT_CACHE_SIZE
+    #: Deadline of one ``tenants`` call (finite).
+    tenant_check_timeout: float = DEFAULT_TENANT_CHECK_TIMEOUT
     #: Accepted header ``typ`` values (case-insensitive, ``application/`` optional).
     #: ``None`` skips the check; use ``("at+jwt",)`` for RFC 9068 servers.
     token_types: Sequence[str] | None = None
@@ -168,17 +201,20 @@ class Issuer:
         set_ = object.__setattr__
         for name in _STRING_COLLECTIONS:
             refuse_lone_string(name, getattr(self, name))
+        refuse_lone_string("discovery_urls", self.discovery_urls)
+        set_(self, "discovery_urls", tuple(self.discovery_urls))
         set_(self, "audiences", tuple(self.audiences))
         set_(self, "algorithms", tuple(self.algorithms))
         if self.token_types is not None:
             set_(self, "token_types", tuple(_fold_typ(t) for t in self.token_types))
-        if self.tenants is not None:
-            set_(self, "tenants", frozenset(self.tenants))
+        static = self.tenants is not None and not callable(self.tenants)
+        if static:
+            set_(self, "tenants", frozenset(self.tenants))  # type: ignore[arg-type]
         set_(self, "required_claims", tuple(self.required_claims))
         set_(
             self,
             "_tenants_folded",
-            None if self.tenants is None else frozenset(ascii_fold(t) for t in self.tenants),
+            frozenset(ascii_fold(t) for t in self.tenants) if static else None,  # type: ignore[union-attr]
         )
         self._validate()
         for name in ("roles_claim", "scopes_claim"):
@@ -195,11 +231,26 @@ class Issuer:
             raise ValueError("issuer may contain {tenantid} at most once")
         if self.tenants is not None and not self.is_template:
             raise ValueError("tenants is only meaningful with a {tenantid} issuer template")
+        if callable(self.tenants) and not is_async_callable(self.tenants):
+            raise TypeError("tenants must be a collection of tenant ids or an async function")
+        if self.tenant_cache_size < 1:
+            raise ValueError("tenant_cache_size must be at least 1")
         if not self.audiences or not all(isinstance(a, str) and a for a in self.audiences):
             raise ValueError("audiences must be a non-empty list of non-empty strings")
-        if (self.discovery_url is None) == (self.jwks_uri is None):
-            raise ValueError("give exactly one of discovery_url or jwks_uri")
-        if self.validate_cloud_instance and self.discovery_url is None:
+        sources = (
+            self.discovery_url is not None,
+            bool(self.discovery_urls),
+            self.jwks_uri is not None,
+        )
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of discovery_url, discovery_urls or jwks_uri")
+        if len(set(self.discovery_urls)) != len(self.discovery_urls):
+            raise ValueError("discovery_urls names a URL twice")
+        for url in self.discovery_urls:
+            if not isinstance(url, str):
+                raise TypeError("discovery_urls must be a collection of URL strings")
+            check_url(url, "discovery_urls")
+        if self.validate_cloud_instance and self.discovery_url is None and not self.discovery_urls:
             raise ValueError(
                 "validate_cloud_instance needs discovery_url: the discovery document names "
                 "the cloud instance that keys must belong to"
@@ -214,12 +265,13 @@ class Issuer:
                 raise ValueError(f"{name} must be a number of seconds, not NaN")
         # Both bound something: an infinite leeway would accept every expired token, an
         # infinite timeout would let a stalled issuer hang key fetches for ever.
-        for name in ("leeway", "fetch_timeout"):
+        for name in ("leeway", "fetch_timeout", "tenant_check_timeout"):
             if math.isinf(getattr(self, name)):
                 raise ValueError(f"{name} must be finite")
         if self.leeway < 0:
             raise ValueError("leeway must not be negative")
-        for name in ("min_cache_ttl", "max_cache_ttl", "default_cache_ttl", "fetch_timeout"):
+        positive = ("min_cache_ttl", "max_cache_ttl", "default_cache_ttl", "fetch_timeout")
+        for name in (*positive, "tenant_cache_ttl", "tenant_check_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("refresh_cooldown", "max_stale", "error_backoff"):
@@ -237,11 +289,17 @@ class Issuer:
 
     @property
     def key_source(self) -> str:
-        """The URL keys come from (discovery document or JWKS)."""
-        return self.discovery_url or self.jwks_uri or ""
+        """The URL keys come from (discovery document or JWKS; the first of several)."""
+        return self.discovery_url or next(iter(self.discovery_urls), None) or self.jwks_uri or ""
+
+    @property
+    def tenant_check(self) -> TenantCheck | None:
+        """The ``tenants`` callable, or ``None`` when ``tenants`` is a collection or unset."""
+        return self.tenants if callable(self.tenants) else None
 
     def tenant_allowed(self, tenant: str) -> bool:
-        """Whether a tenant id passes the ``tenants`` allow-list."""
+        """Whether a tenant id passes the ``tenants`` allow-list (a callable is asked
+        later, by the validator: this answers ``True`` for it)."""
         folded = self._tenants_folded
         return folded is None or ascii_fold(tenant) in folded
 
@@ -257,6 +315,16 @@ def claim_path(name: str, value: object) -> tuple[str, ...]:
     if not path or not all(isinstance(part, str) and part for part in path):
         raise ValueError(f"{name} must name non-empty claim members, e.g. 'realm_access.roles'")
     return path
+
+
+def is_async_callable(value: object) -> bool:
+    """An ``async def`` function, a partial of one, or an object whose ``__call__`` is one:
+    Starlette's test (``starlette._utils.is_async_callable``), which its router uses."""
+    while isinstance(value, functools.partial):
+        value = value.func
+    return inspect.iscoroutinefunction(value) or (
+        callable(value) and inspect.iscoroutinefunction(value.__call__)
+    )
 
 
 def refuse_lone_string(name: str, value: object) -> None:

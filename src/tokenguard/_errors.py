@@ -6,6 +6,11 @@
     ├── InsufficientScope    403 insufficient_scope  valid token, missing role/scope/caller
     ├── MissingToken         401 (no error code)     no bearer credentials at all
     └── KeysUnavailable      503 (no RFC 6750 code)  the issuer's keys cannot be had
+        └── TenantUnavailable  503                    the ``tenants`` callable failed or timed out
+
+The 503 branch is "not the caller's fault, try again later": :class:`TenantUnavailable`
+is a :class:`KeysUnavailable` so that every layer (responses, ``Retry-After``, websocket
+close codes, an app's own ``except KeysUnavailable``) treats both outages alike.
 
 ``error_description`` values come from a fixed vocabulary (:data:`DESCRIPTIONS`):
 nothing from the token or the request is ever echoed back.
@@ -23,6 +28,7 @@ __all__ = [
     "KeysUnavailable",
     "MissingToken",
     "Reason",
+    "TenantUnavailable",
     "TokenGuardError",
 ]
 
@@ -55,6 +61,7 @@ Reason = Literal[
     "caller_not_allowed",
     "guest_not_allowed",
     "keys_unavailable",
+    "tenant_unavailable",
 ]
 """Why a request was refused: the vocabulary of ``TokenGuardError.reason``."""
 
@@ -93,6 +100,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "guest_not_allowed": "Guest users are not allowed",
     # KeysUnavailable
     "keys_unavailable": "The token signing keys are unavailable",
+    # TenantUnavailable
+    "tenant_unavailable": "The token tenant cannot be checked now",
 }
 
 
@@ -167,10 +176,16 @@ class KeysUnavailable(TokenGuardError):
 
     status_code = 503
     error = None
-    default_reason = "keys_unavailable"
+    default_reason: ClassVar[Reason] = "keys_unavailable"
 
     def __init__(
         self, message: str | None = None, *, reason: Reason | None = None, retry_after: int = 30
     ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
+
+
+class TenantUnavailable(KeysUnavailable):
+    """The ``tenants`` decision for a token's tenant cannot be had now (503; not a denial)."""
+
+    default_reason: ClassVar[Reason] = "tenant_unavailable"

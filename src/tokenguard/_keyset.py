@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 import anyio
@@ -36,7 +36,7 @@ from ._errors import InvalidToken, KeysUnavailable
 from ._fetch import FetchError, FetchResult, fetch_json, retry_after_seconds
 from ._keys import VerificationKey, load_jwks
 
-__all__ = ["FetchObserver", "KeySet", "KeySetStatus"]
+__all__ = ["FetchObserver", "KeySet", "KeySetStatus", "PolicyKeySets"]
 
 logger = logging.getLogger("tokenguard")
 
@@ -427,4 +427,96 @@ class KeySet:
             age=fetched,
             since_change=None if self._changed_at is None else now - self._changed_at,
             last_error=self._last_error,
+        )
+
+
+class PolicyKeySets:
+    """The keys of one issuer that publishes several key sources (``discovery_urls``).
+
+    Azure AD B2C gives every policy (user flow) of a tenant its own discovery document
+    and JWKS, and signs every policy's tokens with the same ``iss``; custom policies
+    may sign with keys of their own. One :class:`KeySet` per document, each refreshed
+    on its own, fetched first when a token needs it; a kid is looked up in each, in the
+    order configured. An unknown kid refreshes each set at most once per
+    ``refresh_cooldown``, as for a single set. Policies of one tenant sign with the
+    tenant's keys, so a kid names the same key in every set that has it.
+    """
+
+    def __init__(self, issuer: Issuer, key_set: Callable[[Issuer], KeySet]) -> None:
+        self.issuer = issuer
+        self.sets = tuple(
+            key_set(replace(issuer, discovery_urls=(), discovery_url=url))
+            for url in issuer.discovery_urls
+        )
+
+    def get(self, kid: str) -> VerificationKey | None:
+        """The usable key for ``kid`` in any of the sets, without waiting."""
+        for keys in self.sets:
+            key = keys.get(kid)
+            if key is not None:
+                return key
+        return None
+
+    async def resolve(self, kid: str) -> VerificationKey:
+        """:meth:`KeySet.resolve` across the sets: the first that has ``kid`` answers;
+        :class:`KeysUnavailable` if none has it and some set has no usable keys."""
+        outage: KeysUnavailable | None = None
+        # Sets without usable keys first: they must be fetched anyway, and the kid is
+        # more likely there than in a set that already lacked it (which a refresh for
+        # an unknown kid would fetch again).
+        for keys in sorted(self.sets, key=lambda keys: keys.usable_for() > 0):
+            try:
+                return await keys.resolve(kid)
+            except KeysUnavailable as exc:
+                outage = outage or exc
+            except InvalidToken:
+                continue
+        if outage is not None:
+            raise outage  # that set might have had the key
+        raise InvalidToken("unknown key id", reason="unknown_key")
+
+    async def load(self) -> None:
+        """Load every set concurrently; :class:`KeysUnavailable` if any has none."""
+        failures: list[KeysUnavailable] = []
+
+        async def load_one(keys: KeySet) -> None:
+            try:
+                await keys.load()
+            except KeysUnavailable as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for keys in self.sets:
+                group.start_soon(load_one, keys)
+        if failures:
+            raise KeysUnavailable(
+                "; ".join(str(e) for e in failures),
+                retry_after=min(e.retry_after for e in failures),
+            )
+
+    async def aclose(self) -> None:
+        """Stop every set's background work."""
+        for keys in self.sets:
+            await keys.aclose()
+
+    def usable_for(self) -> float:
+        """The shortest time any set stays usable (tokens are cached no longer)."""
+        return min(keys.usable_for() for keys in self.sets)
+
+    def status(self) -> KeySetStatus:
+        """One snapshot for the issuer: usable only when every set is."""
+        parts = [keys.status() for keys in self.sets]
+        ages = [p.age for p in parts]
+        changes = [p.since_change for p in parts if p.since_change is not None]
+        kids = sorted({kid for p in parts for kid in p.kids})
+        return KeySetStatus(
+            issuer=self.issuer.issuer,
+            loaded=all(p.loaded for p in parts),
+            usable=all(p.usable for p in parts),
+            stale=any(p.stale for p in parts),
+            key_count=len(kids),
+            kids=tuple(kids),
+            age=None if None in ages else max(a for a in ages if a is not None),
+            since_change=min(changes) if changes else None,
+            last_error=next((p.last_error for p in parts if p.last_error), None),
         )

@@ -42,6 +42,14 @@ DEFAULT_REALM: Final = "tokenguard"
 _BODY_ERROR: Final = {MissingToken: "unauthenticated", KeysUnavailable: "temporarily_unavailable"}
 
 
+def _body_error(exc: TokenGuardError) -> str:
+    """The body's ``error`` for an answer without an RFC 6750 code (subclasses included)."""
+    for kind, error in _BODY_ERROR.items():
+        if isinstance(exc, kind):
+            return error
+    return "unauthenticated"
+
+
 def log_rejection(exc: TokenGuardError, identity: Identity | None = None) -> None:
     """Log a rejection once, its facts in the message text (plain log handlers show
     only the text) and in ``extra``: reason, status, issuer, kid, token fingerprint and,
@@ -121,7 +129,7 @@ def error_headers(
 def error_body(exc: TokenGuardError) -> dict[str, str]:
     """The JSON body: ``{"error": ..., "error_description": ...}``."""
     return {
-        "error": exc.error or _BODY_ERROR.get(type(exc), "unauthenticated"),
+        "error": exc.error or _body_error(exc),
         "error_description": exc.description,
     }
 

@@ -4,7 +4,9 @@ Algorithms, issuers, audiences and keys come from configuration; nothing in the
 token chooses them. ``jku``, ``x5u``, ``jwk`` and ``x5c`` header members are never
 used as key sources. A key that names its ``issuer`` (Entra v2 key sets) verifies only
 that issuer's tokens, and by default an identity must be granted some role or scope;
-both are judged once per new token, never on a cache hit.
+both are judged once per new token, never on a cache hit. So is the tenant decision of
+an ``Issuer(tenants=<async callable>)`` (``_tenants``): asked last, for tokens that
+verified in every other respect.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
 from ._errors import InvalidToken, KeysUnavailable, Reason, TokenGuardError
 from ._identity import Identity, identity_from_claims
 from ._keys import MAX_KID_LENGTH
-from ._keyset import FetchOutcome, KeyDocument, KeySet, KeySetStatus
+from ._keyset import FetchOutcome, KeyDocument, KeySet, KeySetStatus, PolicyKeySets
 from ._responses import log_rejection
+from ._tenants import TenantDecisions
 from ._token import (
     DEFAULT_MAX_TOKEN_BYTES,
     TokenClaims,
@@ -102,11 +105,20 @@ def _add_context(exc: TokenGuardError, issuer: Issuer, kid: str) -> None:
 class _IssuerState:
     """An issuer's configuration with its key set and precomputed lookups."""
 
-    __slots__ = ("audiences", "config", "keys", "template_parts", "token_types")
+    __slots__ = ("audiences", "config", "keys", "template_parts", "tenant_decisions", "token_types")
 
-    def __init__(self, config: Issuer, keys: KeySet) -> None:
+    def __init__(
+        self,
+        config: Issuer,
+        keys: KeySet | PolicyKeySets,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.keys = keys
+        check = config.tenant_check
+        self.tenant_decisions = (
+            None if check is None else TenantDecisions(config, check, clock=monotonic)
+        )
         self.audiences = frozenset(config.audiences)
         self.token_types = None if config.token_types is None else frozenset(config.token_types)
         if config.is_template:
@@ -145,7 +157,10 @@ class TokenValidator:
         if not configs:
             raise ValueError("at least one Issuer is required")
         if len({c.issuer for c in configs}) != len(configs):
-            raise ValueError("each issuer may be configured once")
+            raise ValueError(
+                "each issuer may be configured once; for one issuer with several key "
+                "sources (Azure AD B2C policies) give one Issuer with discovery_urls"
+            )
         if max_token_bytes < 256:
             raise ValueError("max_token_bytes must be at least 256")
         self._own_client = http_client is None
@@ -157,18 +172,23 @@ class TokenValidator:
         self.cache = TokenCache(cache_size)
         self._headers: dict[bytes, tuple[dict[str, Any], str, str]] = {}
         fetch_observer = observer.key_fetch if observer is not None else None
+
+        def key_set(config: Issuer) -> KeySet:
+            return KeySet(
+                config,
+                self._client,
+                clock=monotonic,
+                sleep=sleep,
+                jitter=jitter,
+                observer=fetch_observer,
+                on_dropped=self.cache.discard_keys,
+            )
+
         states = [
             _IssuerState(
                 c,
-                KeySet(
-                    c,
-                    self._client,
-                    clock=monotonic,
-                    sleep=sleep,
-                    jitter=jitter,
-                    observer=fetch_observer,
-                    on_dropped=self.cache.discard_keys,
-                ),
+                PolicyKeySets(c, key_set) if c.discovery_urls else key_set(c),
+                monotonic,
             )
             for c in configs
         ]
@@ -195,6 +215,8 @@ class TokenValidator:
         created it. A later validation or :meth:`warm_up` starts again."""
         for state in self._states:
             await state.keys.aclose()
+            if state.tenant_decisions is not None:
+                await state.tenant_decisions.aclose()
         if self._own_client and self._http_client is not None:
             await self._http_client.aclose()
             self._http_client = None
@@ -306,7 +328,7 @@ class TokenValidator:
         could not be had (the others are loaded, and the failed ones retried)."""
         failures: dict[int, KeysUnavailable] = {}
 
-        async def load(index: int, keys: KeySet) -> None:
+        async def load(index: int, keys: KeySet | PolicyKeySets) -> None:
             try:
                 await keys.load()
             except KeysUnavailable as exc:
@@ -395,6 +417,12 @@ class TokenValidator:
             )
             if issuer.require_roles_or_scopes:
                 check_permissions(identity)
+            decided_for = float("inf")
+            if state.tenant_decisions is not None:
+                # Last: only a token good in every other respect costs a call.
+                allowed, decided_for = await state.tenant_decisions.decide(claims["tid"])
+                if not allowed:
+                    raise InvalidToken("tenant not allowed", reason="wrong_tenant")
         except TokenGuardError as exc:
             _add_context(exc, issuer, kid)
             raise
@@ -408,7 +436,9 @@ class TokenValidator:
         # deadline moved to token time): past it the token is verified again, so it
         # gets a 503 like any other once the keys are too old, and costs the hit path
         # nothing.
-        usable_until = self.clock() + state.keys.usable_for()
+        # Likewise no longer than its tenant's decision: past it the tenant is asked again.
+        now = self.clock()
+        usable_until = now + min(state.keys.usable_for(), decided_for)
         self.cache.put(authorization, identity, key, min(not_after, usable_until), not_before)
         return identity
 

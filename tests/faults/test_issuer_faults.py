@@ -32,6 +32,7 @@ from tokenguard import (
     TokenGuardMiddleware,
     TokenValidator,
 )
+from tokenguard._keyset import KeySet
 from tokenguard.testing import LocalIssuer
 
 from ..helpers import FakeClock, until, whoami
@@ -80,6 +81,7 @@ async def settled(validator: TokenValidator) -> None:
     "the background refresh has finished", and polling status would race with it.
     """
     for state in validator._states:
+        assert isinstance(state.keys, KeySet)
         flight = state.keys._flight
         if flight is not None:
             await flight.wait()
