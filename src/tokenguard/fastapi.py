@@ -195,9 +195,7 @@ class OAuth2AuthorizationCode:
         discovery document (Entra's v2 one for ``scp``-style scopes)."""
         endpoints = [document.get(key) for key in ("authorization_endpoint", "token_endpoint")]
         if not all(isinstance(url, str) and url for url in endpoints):
-            raise ValueError(
-                "the discovery document lacks authorization_endpoint or token_endpoint"
-            )
+            raise ValueError("no authorization_endpoint or token_endpoint in the document")
         authorization_url, token_url = (str(url) for url in endpoints)
         return cls(
             authorization_url=authorization_url,
