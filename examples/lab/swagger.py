@@ -2,7 +2,8 @@
 
 FastAPI's own ``/docs`` page loads Swagger UI's script and stylesheet from a CDN, so
 without internet it renders blank. :func:`add_swagger_ui` serves the files the
-``swagger-ui-bundle`` package ships (in the lab dependency group) under
+``swagger-ui-py`` package ships (Swagger UI 5, which reads the OpenAPI 3.1 documents
+FastAPI writes; in the lab dependency group) under
 ``/docs/static/``, and the page and its OAuth2 redirect page with FastAPI's own
 templates (``get_swagger_ui_html``, ``get_swagger_ui_oauth2_redirect_html``).
 
@@ -12,6 +13,7 @@ templates (``get_swagger_ui_html``, ``get_swagger_ui_oauth2_redirect_html``).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -31,14 +33,12 @@ STATIC_PATH: Final = "/docs/static"
 
 
 def assets_dir() -> Path:
-    """The Swagger UI distribution inside the ``swagger-ui-bundle`` package."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - the lab group installs it
-        raise ImportError(
-            "self-hosted Swagger UI needs swagger-ui-bundle: pip install --group lab"
-        ) from None
-    return Path(str(swagger_ui_path))
+    """The Swagger UI distribution inside the ``swagger-ui-py`` package (``swagger_ui``)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or spec.origin is None:  # pragma: no cover - the lab group installs it
+        raise ImportError("self-hosted Swagger UI needs swagger-ui-py: pip install --group lab")
+    # Only its files are used: importing the package would import its web-framework glue.
+    return Path(spec.origin).parent / "static"
 
 
 def add_swagger_ui(
