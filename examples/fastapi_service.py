@@ -48,7 +48,7 @@ from typing import Annotated, Any, Final
 from fastapi import Body, FastAPI, HTTPException, Security
 from pydantic import BaseModel
 
-from examples.lab.swagger import add_swagger_ui
+from examples.lab.runtime import add_swagger_ui
 from tokenguard import Identity, Issuer, TokenValidator
 from tokenguard.fastapi import (
     OAuth2AuthorizationCode,

@@ -545,7 +545,11 @@ def _document_scopes(operation: dict[str, Any], dependant: Any) -> None:
         if oauth2 is None:
             continue
         flows[call.guard.scheme_name] = oauth2
-        names = list(getattr(dependency, "own_oauth_scopes", None) or [])
+        names = list(
+            getattr(dependency, "own_oauth_scopes", None)
+            or getattr(dependency, "security_scopes", None)  # FastAPI before 0.120
+            or []
+        )
         if isinstance(call, RequirementDependency):
             need = call.requirement
             names += sorted(need.scopes)
