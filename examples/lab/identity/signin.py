@@ -156,10 +156,10 @@ class SignIn:
             return _page("Sign-in refused", f"{exc.code}: {exc.description}", 400)
         state = params.get("state")
         try:
-            request_ = self._check(params, client, redirect_uri)
+            checked = self._check(params, client, redirect_uri)
             hint = user_choice or params.get("login_hint")
             if hint is None:
-                return self._sign_in_page(request, request_)
+                return self._sign_in_page(request, checked)
             user = self.issuer.config.user(hint)
             if user is None:
                 raise OAuthError("invalid_request", "login_hint names no user of the tenant.")
@@ -167,7 +167,7 @@ class SignIn:
             return _redirect(
                 redirect_uri, {"error": exc.code, "error_description": exc.description}, state
             )
-        code = self._issue(request_, user)
+        code = self._issue(checked, user)
         return _redirect(redirect_uri, {"code": code}, state)
 
     def _client_and_redirect(self, params: dict[str, str]) -> tuple[AppRegistration, str]:
