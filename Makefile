@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-lowest lint typecheck pytest demo demo-sdk quickstart lab bench soak fuzz clean
+.PHONY: help install test test-lowest test-browser lint typecheck pytest demo demo-sdk quickstart lab bench soak fuzz clean
 
 help:
 	@echo "make demo   - start the local identity lab and walk the managed-identity flow"
@@ -13,6 +13,7 @@ help:
 	@echo "make test   - ruff, mypy --strict, pytest and the docs site"
 	@echo "make docs   - build the documentation site into site/ (mkdocs --strict)"
 	@echo "make test-lowest - pytest with every dependency at its declared floor"
+	@echo "make test-browser - sign in from Swagger UI in headless chromium (installs it with apt)"
 	@echo "make lab    - run the local identity lab in the foreground"
 	@echo "make bench  - benchmark suite (tables in bench/results/)"
 	@echo "make soak   - bounded soak test on loopback"
@@ -70,6 +71,16 @@ test-lowest: $(LOWEST_STAMP)
 	$(LOWEST)/bin/python -m pip freeze --exclude-editable \
 		| grep -iE '^(pyjwt|cryptography|httpx|starlette|anyio|fastapi|prometheus.client)=='
 	$(LOWEST)/bin/pytest -p no:cacheprovider --ignore=tests/test_bench.py
+
+# Swagger UI sign-in end to end in a real headless chromium (tests/browser/). Debian's
+# chromium and chromedriver come from apt when missing (root, as on CI); selenium (the
+# browser dependency group) drives /usr/bin/chromedriver and downloads nothing.
+test-browser: $(STAMP)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
+	TOKENGUARD_BROWSER_TEST=1 timeout 300 $(BIN)/pytest -p no:cacheprovider tests/browser
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.vm_app

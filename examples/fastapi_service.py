@@ -5,7 +5,7 @@ Run it against the local identity lab::
     make lab                                   # terminal 1: issuer, IMDS, toy resources
     . .lab/env                                 # terminal 2: LAB_ISSUER, LAB_DISCOVERY_URL...
     .venv/bin/python -m examples.fastapi_service
-    # http://127.0.0.1:8000/docs shows the Authorize button and a lock on each route
+    # http://127.0.0.1:8000/docs: Authorize signs a lab user in (authorization code + PKCE)
 
 The service is an API of its own, registered in the tenant as ``api://tokenguard-lab-api``
 with the app roles ``Secrets.Read`` and ``Secrets.Write`` (``examples/lab/default.toml``).
@@ -13,37 +13,53 @@ A caller asks for a token for that resource (IMDS ``resource=api://tokenguard-la
 SDKs ``api://tokenguard-lab-api/.default``); Entra writes the app roles assigned to the
 caller into its ``roles`` claim, and the routes check them. A token without any role is
 refused outright (``require_roles_or_scopes``: 401), one lacking a route's role gets 403.
+
+Users call it too: the API exposes the delegated scope ``Secrets.Read``, and ``/docs``
+(Swagger UI, served from the ``swagger-ui-bundle`` package, no CDN) signs a user in with
+the authorization code flow and PKCE as the lab's public client ``tokenguard-lab-swagger``.
+The issuer's endpoints come from its v2 discovery document at startup; the user's token
+carries ``scp`` instead of ``roles``, and the read routes accept either.
 This is how *your* API authorizes; Azure's own resources (Key Vault, Storage) get tokens
 without roles and look the caller's object id up in their RBAC role assignments instead.
 
     GET  /healthz           no token
     GET  /readyz            no token; 200 once the issuer's keys are loaded, else 503
     GET  /metrics           no token; Prometheus text format
-    GET  /whoami            any valid token carrying an app role
-    GET  /secrets           "Secrets.Read"
-    GET  /secrets/{name}    "Secrets.Read"
+    GET  /whoami            any valid token carrying an app role or a scope
+    GET  /secrets           "Secrets.Read" (app role, or a user's delegated scope)
+    GET  /secrets/{name}    "Secrets.Read" (app role, or a user's delegated scope)
     PUT  /secrets/{name}    "Secrets.Write", managed identities only
 
 Configuration (environment): ``TOKENGUARD_ISSUER``, ``TOKENGUARD_DISCOVERY_URL``,
 ``TOKENGUARD_AUDIENCE``; without them the lab's ``LAB_ISSUER``/``LAB_DISCOVERY_URL``, then
-the lab's defaults (tenant of ``examples/lab/default.toml`` on port 8700). ``PORT``
+the lab's defaults (tenant of ``examples/lab/default.toml`` on port 8700). For sign-in from
+``/docs``: ``TOKENGUARD_SIGNIN_DISCOVERY_URL`` (else ``LAB_DISCOVERY_URL_V2``) and
+``TOKENGUARD_SWAGGER_CLIENT_ID`` (else the lab's Swagger client). ``PORT``
 (default 8000) is where the service listens, on 127.0.0.1.
 """
 
-from __future__ import annotations
-
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import Body, FastAPI, HTTPException, Security
 from pydantic import BaseModel
 
+from examples.lab.runtime import add_swagger_ui
 from tokenguard import Identity, Issuer, TokenValidator
-from tokenguard.fastapi import TokenGuard, add_error_handler, add_openapi_responses
+from tokenguard.fastapi import (
+    OAuth2AuthorizationCode,
+    TokenGuard,
+    add_error_handler,
+    add_openapi_responses,
+)
 from tokenguard.metrics import PrometheusObserver, metrics_endpoint
 from tokenguard.readiness import lifespan, readiness_endpoint
+
+logger = logging.getLogger(__name__)
 
 #: The lab's tenant and base port (``examples/lab/default.toml``, ``make lab``).
 LAB_TENANT: Final = "72f988bf-0000-4000-8000-00000000ab1e"
@@ -52,6 +68,10 @@ LAB_PORT: Final = 8700
 API_AUDIENCE: Final = "api://tokenguard-lab-api"
 READ_ROLE: Final = "Secrets.Read"
 WRITE_ROLE: Final = "Secrets.Write"
+#: The delegated scopes the API exposes to users (its registration's ``scopes``).
+SCOPES: Final = {READ_ROLE: "Read the secrets (and list them)"}
+#: The lab's public client for Swagger UI (``tokenguard-lab-swagger`` in default.toml).
+LAB_SWAGGER_CLIENT: Final = "0d9b6c5e-2f4a-4e1b-9c8d-7a6b5c4d3e2f"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,9 +81,13 @@ class Settings:
     issuer: str
     discovery_url: str
     audience: str
+    #: The issuer's v2 discovery document, naming its authorize and token endpoints.
+    signin_discovery_url: str | None = None
+    #: The public client Swagger UI signs users in as.
+    swagger_client_id: str = LAB_SWAGGER_CLIENT
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
         """Read ``TOKENGUARD_*``, falling back to the lab's variables and defaults."""
         tenant = env.get("LAB_TENANT_ID") or LAB_TENANT
         port = env.get("LAB_PORT") or str(LAB_PORT)
@@ -75,6 +99,10 @@ class Settings:
             or env.get("LAB_DISCOVERY_URL")
             or f"http://127.0.0.1:{port}/{tenant}/.well-known/openid-configuration",
             audience=env.get("TOKENGUARD_AUDIENCE") or API_AUDIENCE,
+            signin_discovery_url=env.get("TOKENGUARD_SIGNIN_DISCOVERY_URL")
+            or env.get("LAB_DISCOVERY_URL_V2")
+            or f"http://127.0.0.1:{port}/{tenant}/v2.0/.well-known/openid-configuration",
+            swagger_client_id=env.get("TOKENGUARD_SWAGGER_CLIENT_ID") or LAB_SWAGGER_CLIENT,
         )
 
     def validator(self, observer: PrometheusObserver | None = None) -> TokenValidator:
@@ -88,15 +116,6 @@ class Settings:
         )
         return TokenValidator([issuer], observer=observer)
 
-
-# The guard finds its validator on app.state (create_app puts it there), so these
-# dependency aliases can live at module level.
-guard = TokenGuard()
-Caller = Annotated[Identity, Security(guard.identity)]
-Reader = Annotated[Identity, Security(guard.requires(roles=[READ_ROLE]))]
-Writer = Annotated[
-    Identity, Security(guard.requires(roles=[WRITE_ROLE], kinds=["managed_identity"]))
-]
 
 #: The request body of PUT /secrets/{name}: ``{"value": "..."}``.
 SecretValue = Annotated[str, Body(embed=True)]
@@ -115,15 +134,47 @@ def create_app(
     *,
     validator: TokenValidator | None = None,
     observer: PrometheusObserver | None = None,
+    oauth2: OAuth2AuthorizationCode | None = None,
 ) -> FastAPI:
-    """The service. Tests pass their own ``validator`` (and its ``observer``)."""
+    """The service. Tests pass their own ``validator`` (and its ``observer``).
+
+    ``/docs`` signs users in with ``oauth2`` when given, else with the endpoints of
+    ``settings.signin_discovery_url`` read at startup; without either (or when that
+    document cannot be read) it asks for a pasted bearer token.
+    """
     observer = observer or PrometheusObserver()
     if validator is None:
-        validator = (settings or Settings.from_env()).validator(observer)
+        settings = settings or Settings.from_env()
+        validator = settings.validator(observer)
     observer.watch(validator)
-    app = FastAPI(title="tokenguard example: secrets", lifespan=lifespan(validator))
+    # The guard finds its validator on app.state (set here and by the lifespan). No
+    # `from __future__ import annotations` here: FastAPI reads these local aliases.
+    guard = TokenGuard(oauth2=oauth2)
+    signin_url = None if settings is None or oauth2 else settings.signin_discovery_url
+    client_id = (settings or Settings.from_env({})).swagger_client_id
+    validator_lifespan = lifespan(validator)
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        if signin_url is not None:
+            await _discover_signin(guard, signin_url)
+        async with validator_lifespan(app):
+            yield
+
+    app = FastAPI(title="tokenguard example: secrets", lifespan=run, docs_url=None, redoc_url=None)
     app.state.tokenguard_validator = validator  # also for servers that skip the lifespan
     add_error_handler(app)
+
+    def init_oauth() -> dict[str, Any] | None:
+        return None if guard.oauth2 is None else guard.oauth2.swagger_ui_init_oauth(client_id)
+
+    add_swagger_ui(app, init_oauth=init_oauth)
+    Caller = Annotated[Identity, Security(guard.identity)]
+    # Managed identities hold the app role, users the delegated scope of the same name.
+    Reader = Annotated[Identity, Security(guard.requires(permissions=[READ_ROLE]))]
+    Writer = Annotated[
+        Identity, Security(guard.requires(roles=[WRITE_ROLE], kinds=["managed_identity"]))
+    ]
     store: dict[str, Secret] = {}
 
     @app.get("/healthz", include_in_schema=False)
@@ -154,6 +205,16 @@ def create_app(
 
     add_openapi_responses(app)  # /docs lists each route's 401 and the roles behind its 403
     return app
+
+
+async def _discover_signin(guard: TokenGuard, discovery_url: str) -> None:
+    """Point the guard's OpenAPI description at the issuer's sign-in endpoints."""
+    try:
+        guard.oauth2 = await OAuth2AuthorizationCode.discover(
+            discovery_url, scopes=SCOPES, scope_prefix=API_AUDIENCE + "/", timeout=5.0
+        )
+    except ValueError as exc:
+        logger.warning("/docs asks for a bearer token: no sign-in endpoints (%s)", exc)
 
 
 def main() -> None:

@@ -61,6 +61,7 @@ def test_public_names_are_pinned() -> None:
     assert tokenguard.fastapi.__all__ == [
         "STATE_KEY",
         "IdentityDependency",
+        "OAuth2AuthorizationCode",
         "OptionalIdentityDependency",
         "RequirementDependency",
         "TokenGuard",

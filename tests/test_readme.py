@@ -506,6 +506,26 @@ async def check_claim_layouts(stand_ins: StandIns) -> None:
     await close_all(ns)
 
 
+def check_swagger_signin(stand_ins: StandIns) -> None:
+    issuer = stand_ins.add(V1_DISCOVERY, v1_issuer())
+    ns = stand_ins.run("swagger-signin")
+    with TestClient(ns["app"]) as client:
+        user = issuer.mint(MY_API, kind="user", scopes=["Secrets.Read"])
+        assert client.get("/secrets", headers=bearer(user)).status_code == 200
+        other = issuer.mint(MY_API, kind="user", scopes=["Other"])
+        assert client.get("/secrets", headers=bearer(other)).status_code == 403
+        schema = client.get("/openapi.json").json()
+        page = client.get("/docs").text
+    flow = schema["components"]["securitySchemes"]["oauth2"]["flows"]["authorizationCode"]
+    assert flow["authorizationUrl"] == f"{ENTRA}/{TENANT}/oauth2/v2.0/authorize"
+    assert flow["tokenUrl"] == f"{ENTRA}/{TENANT}/oauth2/v2.0/token"
+    assert flow["scopes"] == {"api://my-api/Secrets.Read": "Read the secrets"}
+    assert schema["paths"]["/secrets"]["get"]["security"] == [
+        {"oauth2": ["api://my-api/Secrets.Read"]}
+    ]
+    assert '"usePkceWithAuthorizationCodeGrant": true' in page and APP_ID in page
+
+
 CHECKS: Final[dict[str, Callable[..., Any]]] = {
     "quickstart-starlette": check_quickstart_starlette,
     "quickstart-fastapi": check_quickstart_fastapi,
@@ -522,6 +542,7 @@ CHECKS: Final[dict[str, Callable[..., Any]]] = {
     "metrics": check_metrics,
     "no-guests": check_no_guests,
     "claim-layouts": check_claim_layouts,
+    "swagger-signin": check_swagger_signin,
 }
 
 

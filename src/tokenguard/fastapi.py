@@ -8,7 +8,10 @@
         ...
 
 Every dependency is a FastAPI security scheme (HTTP bearer, JWT), so ``/docs`` shows
-the Authorize button and a lock on each protected route. The dependencies work with
+the Authorize button and a lock on each protected route. A guard given
+``oauth2=OAuth2AuthorizationCode(...)`` describes itself as OAuth2 authorization code
+instead, so Swagger UI signs users in (with PKCE) rather than asking for a pasted token.
+The dependencies work with
 :class:`~tokenguard.TokenGuardMiddleware` installed (they reuse the identity it
 attached) and without it (they validate the bearer token themselves through the same
 :class:`~tokenguard.TokenValidator`, given here or found on ``app.state``).
@@ -18,13 +21,21 @@ RFC 6750 ``WWW-Authenticate`` challenge; :func:`add_error_handler` renders them 
 the same flat JSON body the middleware sends.
 """
 
-from collections.abc import Iterator, Mapping
+import re
+import types
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Unpack
+from dataclasses import dataclass, field
+from typing import Any, Final, Unpack
+
+import httpx
 
 try:
     from fastapi import FastAPI, HTTPException
     from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+    from fastapi.openapi.models import OAuth2 as OAuth2Model
+    from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
+    from fastapi.openapi.models import SecurityBase as SecuritySchemeModel
     from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
 except ImportError:  # tested by hiding fastapi from sys.modules
@@ -44,12 +55,14 @@ from ._authz import (
     build_requirement,
     verified_by,
 )
+from ._config import check_url
 from ._errors import (
     InsufficientScope,
     MissingToken,
     Reason,
     TokenGuardError,
 )
+from ._fetch import FetchError, fetch_json
 from ._header import authorization_value, bearer_credentials
 from ._identity import Identity
 from ._responses import (
@@ -66,6 +79,7 @@ from .readiness import lifespan as validator_lifespan
 __all__ = [
     "STATE_KEY",
     "IdentityDependency",
+    "OAuth2AuthorizationCode",
     "OptionalIdentityDependency",
     "RequirementDependency",
     "TokenGuard",
@@ -101,6 +115,127 @@ def add_error_handler(app: FastAPI) -> None:
     app.add_exception_handler(TokenGuardHTTPException, handle)
 
 
+#: How long :meth:`OAuth2AuthorizationCode.discover` waits for the discovery document.
+DEFAULT_DISCOVERY_TIMEOUT: Final = 10.0
+#: Largest discovery document :meth:`OAuth2AuthorizationCode.discover` reads.
+MAX_DISCOVERY_BYTES: Final = 256 * 1024
+_SCOPE_NAME: Final = re.compile(r"[!#-\[\]-~]+")  # RFC 6749 scope-token: no spaces, " or \\
+
+
+@dataclass(frozen=True, kw_only=True)
+class OAuth2AuthorizationCode:
+    """How users sign in to the API: the OAuth2 authorization code flow (with PKCE).
+
+    ``authorization_url`` and ``token_url`` are the issuer's ``authorization_endpoint``
+    and ``token_endpoint`` (:meth:`from_discovery` reads them). ``scopes`` maps each
+    delegated scope the API exposes, as it appears in ``scp`` (``Secrets.Read``), to a
+    description. Entra wants scopes requested by their full name, the API's Application
+    ID URI and the scope (``api://my-api/Secrets.Read``): ``scope_prefix``
+    (``"api://my-api/"``) is put in front of each name in the OpenAPI document, so
+    Swagger UI asks for the full name while routes check the short one.
+    """
+
+    authorization_url: str
+    token_url: str
+    scopes: Mapping[str, str] = field(default_factory=dict)
+    scope_prefix: str = ""
+    refresh_url: str | None = None
+
+    def __post_init__(self) -> None:
+        check_url(self.authorization_url, "authorization_url")
+        check_url(self.token_url, "token_url")
+        if self.refresh_url is not None:
+            check_url(self.refresh_url, "refresh_url")
+        scopes = dict(self.scopes)
+        for name, description in scopes.items():
+            if not isinstance(name, str) or not _SCOPE_NAME.fullmatch(name):
+                raise ValueError(f"scope {name!r} is not an OAuth2 scope name")
+            if not isinstance(description, str):
+                raise ValueError(f"the description of scope {name!r} must be a string")
+        if self.scope_prefix and not _SCOPE_NAME.fullmatch(self.scope_prefix):
+            raise ValueError("scope_prefix must not contain spaces, quotes or backslashes")
+        object.__setattr__(self, "scopes", types.MappingProxyType(scopes))
+
+    def scope_uri(self, scope: str) -> str:
+        """The name Swagger UI requests for ``scope``: prefixed, unless already a URI."""
+        return scope if "://" in scope else self.scope_prefix + scope
+
+    @property
+    def openapi_model(self) -> OAuth2Model:
+        """The OpenAPI security scheme (``type: oauth2``, one ``authorizationCode`` flow)."""
+        flow = OAuthFlowAuthorizationCode(
+            authorizationUrl=self.authorization_url,
+            tokenUrl=self.token_url,
+            refreshUrl=self.refresh_url,
+            scopes={self.scope_uri(name): text for name, text in self.scopes.items()},
+        )
+        return OAuth2Model(flows=OAuthFlows(authorizationCode=flow))
+
+    def swagger_ui_init_oauth(
+        self, client_id: str, scopes: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """``FastAPI(swagger_ui_init_oauth=...)`` for a public client ``client_id``: PKCE
+        on, and ``scopes`` (default: all of them) preselected in the Authorize dialog."""
+        chosen = self.scopes if scopes is None else scopes
+        return {
+            "clientId": client_id,
+            "usePkceWithAuthorizationCodeGrant": True,
+            "scopes": " ".join(self.scope_uri(name) for name in chosen),
+        }
+
+    @classmethod
+    def from_discovery(
+        cls,
+        document: Mapping[str, Any],
+        *,
+        scopes: Mapping[str, str],
+        scope_prefix: str = "",
+    ) -> "OAuth2AuthorizationCode":
+        """Read ``authorization_endpoint`` and ``token_endpoint`` of an OpenID Connect
+        discovery document (Entra's v2 one for ``scp``-style scopes)."""
+        endpoints = [document.get(key) for key in ("authorization_endpoint", "token_endpoint")]
+        if not all(isinstance(url, str) and url for url in endpoints):
+            raise ValueError("no authorization_endpoint or token_endpoint in the document")
+        authorization_url, token_url = (str(url) for url in endpoints)
+        return cls(
+            authorization_url=authorization_url,
+            token_url=token_url,
+            scopes=scopes,
+            scope_prefix=scope_prefix,
+        )
+
+    @classmethod
+    async def discover(
+        cls,
+        discovery_url: str,
+        *,
+        scopes: Mapping[str, str],
+        scope_prefix: str = "",
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float = DEFAULT_DISCOVERY_TIMEOUT,
+    ) -> "OAuth2AuthorizationCode":
+        """:meth:`from_discovery` of the document at ``discovery_url`` (a bounded GET).
+
+        Raises ``ValueError`` naming the URL when it cannot be fetched or lacks the
+        endpoints. ``http_client`` is used when given (and left open).
+        """
+        check_url(discovery_url, "discovery_url")
+        client = http_client or httpx.AsyncClient(follow_redirects=False)
+        try:
+            result = await fetch_json(
+                client, discovery_url, timeout=timeout, max_bytes=MAX_DISCOVERY_BYTES
+            )
+        except FetchError as exc:
+            raise ValueError(f"discovery document {discovery_url}: {exc}") from exc
+        finally:
+            if http_client is None:
+                await client.aclose()
+        try:
+            return cls.from_discovery(result.document, scopes=scopes, scope_prefix=scope_prefix)
+        except ValueError as exc:
+            raise ValueError(f"discovery document {discovery_url}: {exc}") from None
+
+
 class TokenGuard:
     """FastAPI dependencies backed by one :class:`TokenValidator`.
 
@@ -110,7 +245,10 @@ class TokenGuard:
     ``realm`` and ``challenge_params`` shape the ``WWW-Authenticate`` challenge, unless a
     middleware with a custom realm or challenge parameters runs in front (its settings
     are then used, so both answer alike).
-    ``scheme_name`` and ``description`` appear in the OpenAPI security scheme.
+    ``scheme_name`` and ``description`` appear in the OpenAPI security scheme: HTTP bearer
+    (named ``bearer`` by default), or OAuth2 authorization code (named ``oauth2``) when
+    ``oauth2`` is given. ``oauth2`` may also be set later (e.g. after reading the
+    discovery document at startup): the OpenAPI document reads it when first built.
     ``strict_start=True`` makes :meth:`lifespan` fail the startup when the keys cannot
     be loaded (by default the app starts and answers 503 until they arrive).
     """
@@ -121,14 +259,17 @@ class TokenGuard:
         *,
         realm: str | None = DEFAULT_REALM,
         challenge_params: Mapping[str, str] | None = None,
-        scheme_name: str = "bearer",
+        scheme_name: str | None = None,
         description: str | None = "Azure managed-identity or OIDC access token (JWT)",
         strict_start: bool = False,
+        oauth2: OAuth2AuthorizationCode | None = None,
     ) -> None:
         self.validator = validator
         self.realm = realm
         self.challenge_params = dict(challenge_params or {})
-        self.scheme_name = scheme_name
+        self._scheme_name = scheme_name
+        #: The sign-in flow the OpenAPI document names; ``None``: HTTP bearer.
+        self.oauth2 = oauth2
         self.description = description
         self.strict_start = strict_start
         #: ``Depends(guard.identity)``: the verified :class:`Identity`, else 401.
@@ -137,6 +278,21 @@ class TokenGuard:
         #: ``Depends(guard.optional_identity)``: the :class:`Identity`, or ``None`` when
         #: no token was sent (a bad token is still 401).
         self.optional_identity = OptionalIdentityDependency(self)
+
+    @property
+    def scheme_name(self) -> str:
+        """The security scheme's name in the OpenAPI document."""
+        if self._scheme_name is not None:
+            return self._scheme_name
+        return "bearer" if self.oauth2 is None else "oauth2"
+
+    def security_scheme(self) -> SecuritySchemeModel:
+        """The OpenAPI security scheme every dependency of this guard declares."""
+        if self.oauth2 is not None:
+            scheme = self.oauth2.openapi_model
+            scheme.description = self.description
+            return scheme
+        return HTTPBearerModel(bearerFormat="JWT", description=self.description)
 
     def requires(
         self, requirement: Requirement | None = None, /, **options: Unpack[RequirementOptions]
@@ -226,12 +382,21 @@ def _check_security_scopes(identity: Identity, required: list[str]) -> None:
 
 
 class _GuardDependency(SecurityBase):
-    """A FastAPI security scheme (HTTP bearer) whose call runs the guard."""
+    """A FastAPI security scheme (the guard's: HTTP bearer or OAuth2) whose call runs the
+    guard. ``model`` and ``scheme_name`` are read from the guard when FastAPI builds the
+    OpenAPI document, so a guard's ``oauth2`` set at startup still shows."""
 
     def __init__(self, guard: TokenGuard) -> None:
-        self.model = HTTPBearerModel(bearerFormat="JWT", description=guard.description)
-        self.scheme_name = guard.scheme_name
         self.guard = guard
+
+    # FastAPI only reads these two; they follow the guard instead of being copies.
+    @property
+    def model(self) -> SecuritySchemeModel:  # type: ignore[override]
+        return self.guard.security_scheme()
+
+    @property
+    def scheme_name(self) -> str:  # type: ignore[override]
+        return self.guard.scheme_name
 
     async def _identity(self, conn: HTTPConnection, scopes: SecurityScopes) -> Identity:
         guard = self.guard
@@ -308,6 +473,10 @@ def add_openapi_responses(app: FastAPI) -> None:
     (no or bad bearer token), and 403 naming what the caller must hold when a
     :meth:`TokenGuard.requires` or ``Security(..., scopes=[...])`` applies.
 
+    For a guard with ``oauth2``, the operation's ``security`` also lists the delegated
+    scopes the route needs (``requires(scopes=...)``, and ``permissions`` the API exposes
+    as scopes), by the full names Swagger UI requests.
+
     Dependencies cannot add responses to an operation themselves, so this wraps
     ``app.openapi``; call it once, after the routes are added or before the first
     ``/openapi.json`` request. Responses a route declares itself are kept.
@@ -356,10 +525,56 @@ def _document_guards(app: FastAPI, schema: dict[str, Any]) -> None:
             operation = paths.get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
+            _document_scopes(operation, route.dependant)
             responses = operation.setdefault("responses", {})
             responses.setdefault("401", _refusal("Missing, malformed or invalid bearer token"))
             if needs:
                 responses.setdefault("403", _refusal("The caller lacks: " + "; ".join(needs)))
+
+
+def _document_scopes(operation: dict[str, Any], dependant: Any) -> None:
+    """Name the OAuth2 scopes each OAuth2 guard of the route checks in its ``security``.
+
+    FastAPI lists ``Security(..., scopes=[...])`` by the short names given there; they
+    are replaced by the full names Swagger UI requests.
+    """
+    wanted: dict[str, list[str]] = {}
+    flows: dict[str, OAuth2AuthorizationCode] = {}
+    for dependency, call in _guard_dependencies(dependant):
+        oauth2 = call.guard.oauth2
+        if oauth2 is None:
+            continue
+        flows[call.guard.scheme_name] = oauth2
+        names = list(
+            getattr(dependency, "own_oauth_scopes", None)
+            or getattr(dependency, "security_scopes", None)  # FastAPI before 0.120
+            or []
+        )
+        if isinstance(call, RequirementDependency):
+            need = call.requirement
+            names += sorted(need.scopes)
+            names += sorted(p for p in need.permissions if p in oauth2.scopes)
+        scopes = wanted.setdefault(call.guard.scheme_name, [])
+        scopes.extend(n for n in map(oauth2.scope_uri, names) if n not in scopes)
+    if not wanted:
+        return
+    security = operation.setdefault("security", [])
+    for entry in security:
+        for scheme in entry.keys() & wanted.keys():
+            scopes = wanted.pop(scheme)
+            given = map(flows[scheme].scope_uri, entry[scheme])
+            entry[scheme] = scopes + [name for name in given if name not in scopes]
+    security.extend({scheme: scopes} for scheme, scopes in wanted.items())
+
+
+def _guard_dependencies(dependant: Any) -> Iterator[tuple[Any, "_GuardDependency"]]:
+    """Every dependency among ``dependant``'s (nested) ones that is a guard's."""
+    pending = list(dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        pending.extend(dependency.dependencies)
+        if isinstance(dependency.call, _GuardDependency):
+            yield dependency, dependency.call
 
 
 def _refusal(description: str) -> dict[str, Any]:

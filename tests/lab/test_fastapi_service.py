@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
 import pytest
-from examples.fastapi_service import API_AUDIENCE, LAB_TENANT, Settings, create_app
+from examples.fastapi_service import (
+    API_AUDIENCE,
+    LAB_SWAGGER_CLIENT,
+    LAB_TENANT,
+    Settings,
+    create_app,
+)
 from examples.lab.runtime import Lab
 from starlette.testclient import TestClient
 
@@ -42,7 +52,15 @@ def test_settings_from_env() -> None:
             "LAB_ISSUER": "https://ignored/",
         }
     )
-    assert chosen == Settings(issuer="https://a/", discovery_url="https://b/d", audience="api://c")
+    assert (chosen.issuer, chosen.discovery_url, chosen.audience) == (
+        "https://a/",
+        "https://b/d",
+        "api://c",
+    )
+    assert defaults.signin_discovery_url == (
+        f"http://127.0.0.1:8700/{LAB_TENANT}/v2.0/.well-known/openid-configuration"
+    )
+    assert defaults.swagger_client_id == LAB_SWAGGER_CLIENT
     [trusted] = chosen.validator().issuers
     assert trusted.audiences == ("api://c",)
     assert trusted.require_roles_or_scopes  # an app-role API refuses permissionless tokens
@@ -135,3 +153,97 @@ async def test_through_the_lab_with_app_role_tokens(tmp_path: Path) -> None:
             assert (await client.get("/secrets/db")).status_code == 401
             assert (await client.get("/readyz")).status_code == 200
         await app.state.tokenguard_validator.aclose()
+
+
+def test_docs_are_served_without_a_cdn(issuer: LocalIssuer) -> None:
+    app = create_app(validator=issuer.validator([API_AUDIENCE]))
+    with TestClient(app) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assert "cdn" not in page.text.lower()
+        assert "/docs/static/swagger-ui-bundle.js" in page.text
+        assert "/docs/oauth2-redirect" in page.text
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            assert client.get(f"/docs/static/{asset}").status_code == 200
+        redirect = client.get("/docs/oauth2-redirect")
+        assert redirect.status_code == 200 and "oauth2" in redirect.text
+        # without sign-in endpoints: HTTP bearer, and no initOAuth on the page
+        assert client.get("/openapi.json").json()["components"]["securitySchemes"] == {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "Azure managed-identity or OIDC access token (JWT)",
+            }
+        }
+        assert "initOAuth" not in page.text
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@pytest.mark.lab
+@pytest.mark.anyio
+async def test_through_the_lab_with_a_signed_in_user(tmp_path: Path) -> None:
+    """The service reads the lab's sign-in endpoints at startup; a user's token (code + PKCE,
+    login_hint) reads secrets by its delegated scope and cannot write."""
+    async with Lab(tmp_path / "lab", base_port=0, log=None, services=()) as lab:
+        app = create_app(Settings.from_env(lab.env()))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1:8000"
+            ) as client:
+                schema = (await client.get("/openapi.json")).json()
+                oauth2 = schema["components"]["securitySchemes"]["oauth2"]
+                flow = oauth2["flows"]["authorizationCode"]
+                document = lab.issuer.discovery_document(lab.config.tenant_id, "2.0")
+                assert flow["authorizationUrl"] == document["authorization_endpoint"]
+                assert flow["tokenUrl"] == document["token_endpoint"]
+                read_scope = f"{API_AUDIENCE}/{READ}"
+                assert list(flow["scopes"]) == [read_scope]
+                get = schema["paths"]["/secrets/{name}"]["get"]
+                assert get["security"] == [{"oauth2": [read_scope]}]
+                page = (await client.get("/docs")).text
+                assert LAB_SWAGGER_CLIENT in page and "usePkceWithAuthorizationCodeGrant" in page
+
+                verifier, challenge = pkce()
+                redirect_uri = "http://127.0.0.1:8000/docs/oauth2-redirect"
+                async with httpx.AsyncClient(trust_env=False) as http:
+                    back = await http.get(
+                        flow["authorizationUrl"],
+                        params={
+                            "response_type": "code",
+                            "client_id": LAB_SWAGGER_CLIENT,
+                            "redirect_uri": redirect_uri,
+                            "scope": read_scope,
+                            "code_challenge": challenge,
+                            "code_challenge_method": "S256",
+                            "login_hint": "grace@tokenguard-lab.example",
+                        },
+                    )
+                    assert back.status_code == 302
+                    code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+                    answer = await http.post(
+                        flow["tokenUrl"],
+                        data={
+                            "grant_type": "authorization_code",
+                            "client_id": LAB_SWAGGER_CLIENT,
+                            "code": code,
+                            "redirect_uri": redirect_uri,
+                            "code_verifier": verifier,
+                        },
+                    )
+                assert answer.status_code == 200, answer.text
+                user = bearer(answer.json()["access_token"])
+                whoami = (await client.get("/whoami", headers=user)).json()
+                assert whoami["kind"] == "user"
+                grace = lab.config.user("grace@tokenguard-lab.example")
+                assert grace is not None and whoami["object_id"] == grace.object_id
+                assert whoami["scopes"] == [READ] and whoami["roles"] == []
+                assert (await client.get("/secrets", headers=user)).status_code == 200
+                put = await client.put("/secrets/x", json={"value": "v"}, headers=user)
+                assert put.status_code == 403

@@ -16,7 +16,14 @@ from .imds import create_imds_app
 from .issuer import ADMIN_HEADER, IssuedToken, LabIssuer
 from .keys import KeyRing
 from .rbac import KNOWN_ROLES, RoleAssignment, RoleAssignments
-from .tenant import ImdsSettings, IssuerSettings, LabConfig, ManagedIdentity, VirtualMachine
+from .tenant import (
+    ImdsSettings,
+    IssuerSettings,
+    LabConfig,
+    LabUser,
+    ManagedIdentity,
+    VirtualMachine,
+)
 from .tokens import MAX_CACHED_TOKENS, MAX_RESOURCE_LENGTH, REUSE_MARGIN, TokenService
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "KeyRing",
     "LabConfig",
     "LabIssuer",
+    "LabUser",
     "ManagedIdentity",
     "RoleAssignment",
     "RoleAssignments",

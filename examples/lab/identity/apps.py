@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 __all__ = [
     "AZURE_RESOURCES",
@@ -55,6 +56,42 @@ def _fold(resource: str) -> str:
     return resource.rstrip("/").lower()
 
 
+_LOOPBACK: Final = ("127.0.0.1", "localhost", "::1")
+
+
+def _redirect_uri_ok(uri: str) -> bool:
+    parts = urlsplit(uri)
+    if len(uri) > 512 or parts.fragment or not parts.hostname or not _port_ok(uri):
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
+
+
+def _port_ok(uri: str) -> bool:
+    """Whether the URI's port, if any, is a valid port number."""
+    try:
+        urlsplit(uri).port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return False
+    return True
+
+
+def _origin(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _same_redirect(given: str, registered: str) -> bool:
+    """Exact match, except that a loopback http URI matches on any port."""
+    if given == registered:
+        return True
+    a, b = urlsplit(given), urlsplit(registered)
+    if a.scheme != "http" or b.scheme != "http" or b.hostname not in _LOOPBACK:
+        return False
+    if not _port_ok(given):
+        return False
+    return (a.hostname, a.path, a.query, a.fragment) == (b.hostname, b.path, b.query, b.fragment)
+
+
 def _guid(value: str, what: str) -> str:
     try:
         parsed = uuid.UUID(value)
@@ -74,6 +111,12 @@ class AppRegistration:
     identifier_uri: str
     app_roles: tuple[str, ...]
     token_version: TokenVersion = 1
+    #: Delegated scopes the API exposes (``oauth2PermissionScopes``): what ``scp`` holds.
+    scopes: tuple[str, ...] = ()
+    #: Where a sign-in may send the user back with a code (a public client's, e.g. Swagger
+    #: UI's ``/docs/oauth2-redirect``). On ``http://127.0.0.1`` and ``http://localhost``
+    #: the port is ignored, as Entra does for loopback redirect URIs (RFC 8252 7.3).
+    redirect_uris: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -92,9 +135,36 @@ class AppRegistration:
         if len(set(roles)) != len(roles):
             raise ValueError("an app role is listed twice")
         object.__setattr__(self, "app_roles", roles)
+        scopes = tuple(self.scopes)
+        bad = [r for r in scopes if not isinstance(r, str) or not _ROLE.fullmatch(r)]
+        if bad:
+            raise ValueError(f"scope {bad[0]!r} is not valid (no spaces, at most 120)")
+        if len(set(scopes)) != len(scopes):
+            raise ValueError("a scope is listed twice")
+        object.__setattr__(self, "scopes", scopes)
+        uris = tuple(self.redirect_uris)
+        bad = [u for u in uris if not isinstance(u, str) or not _redirect_uri_ok(u)]
+        if bad:
+            raise ValueError(
+                f"redirect URI {bad[0]!r} is not valid (https, or http on a loopback host;"
+                " no fragment)"
+            )
+        object.__setattr__(self, "redirect_uris", uris)
         version: object = self.token_version  # from JSON: could be true or 2.0
         if type(version) is not int or version not in (1, 2):
             raise ValueError("token_version must be 1 or 2")
+
+    def accepts_redirect(self, uri: str) -> bool:
+        """Whether ``uri`` is one of the registered redirect URIs (loopback: any port)."""
+        return any(_same_redirect(uri, registered) for registered in self.redirect_uris)
+
+    def accepts_origin(self, origin: str) -> bool:
+        """Whether a browser at ``origin`` may redeem this client's codes (the origin of a
+        registered redirect URI, as Entra allows for single-page-app redirect URIs)."""
+        return any(
+            _same_redirect(origin + "/", _origin(registered) + "/")
+            for registered in self.redirect_uris
+        )
 
     def answers_to(self, resource: str) -> bool:
         """Whether a token request for ``resource`` names this API (URI or client id)."""
@@ -109,6 +179,8 @@ class AppRegistration:
             "identifier_uri": self.identifier_uri,
             "app_roles": list(self.app_roles),
             "token_version": self.token_version,
+            "scopes": list(self.scopes),
+            "redirect_uris": list(self.redirect_uris),
         }
 
 

@@ -6,15 +6,18 @@ Routes (``{tenant}`` is the lab's tenant id or ``common``)::
     GET  /{tenant}/v2.0/.well-known/openid-configuration   v2 discovery
     GET  /{tenant}/discovery/keys                          JWKS (v1)
     GET  /{tenant}/discovery/v2.0/keys                     JWKS (v2, entries carry "issuer")
+    GET|POST /{tenant}/oauth2/v2.0/authorize               users sign in (code + PKCE)
+    POST /{tenant}/oauth2/v2.0/token                       a code for a user's token
     GET  /_lab/keys, POST /_lab/rotate                     admin, loopback + X-Lab-Admin secret
     GET  /_lab/apps, PUT /_lab/apps/{name}                 admin: app registrations
     POST|DELETE /_lab/app-role-assignments                 admin: assign or remove an app role
 
-Tokens are not requested over HTTP: the IMDS emulator asks :meth:`LabIssuer.mint` in
+Managed identities do not request tokens here: the IMDS emulator asks :meth:`LabIssuer.mint` in
 process, as real IMDS asks Entra on the VM's behalf. A token carries ``roles`` only when
 its resource is a registered API (:mod:`examples.lab.identity.apps`) and the identity holds some
 of that API's app roles; tokens for Azure's own resources (Key Vault, Storage) never do:
-those services authorize by ``oid`` against their role assignments.
+those services authorize by ``oid`` against their role assignments. Users sign in through
+the authorize and token endpoints (:mod:`examples.lab.identity.signin`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from tokenguard.testing import generate_key
 from .._http import BodyTooLarge, read_body
 from .apps import AppDirectory, AppRegistration, AppRoleAssignment
 from .keys import KeyRing
+from .signin import SignIn
 from .tenant import LabConfig, ManagedIdentity
 
 __all__ = ["ADMIN_HEADER", "IssuedToken", "LabIssuer"]
@@ -110,6 +114,8 @@ class LabIssuer:
         #: App registrations and app-role assignments (the admin API changes them).
         self.apps: AppDirectory = config.app_directory()
         self.hits: Counter[str] = Counter()
+        #: The authorize page and the token endpoint (users signing in).
+        self.sign_in = SignIn(self)
 
     # -- URLs and names ---------------------------------------------------------
 
@@ -320,7 +326,8 @@ class LabIssuer:
         return JSONResponse(
             {
                 "error": "unsupported_grant_type",
-                "error_description": "The lab issues tokens to managed identities only, via IMDS.",
+                "error_description": "The lab issues tokens to managed identities via IMDS,"
+                " and to users through /oauth2/v2.0/authorize and /oauth2/v2.0/token.",
             },
             status_code=400,
         )
@@ -384,20 +391,31 @@ class LabIssuer:
         body = await self._admin_body(request)
         if isinstance(body, Response):
             return body
-        fields = {"app_id", "identifier_uri", "app_roles", "token_version"}
+        fields = {
+            "app_id",
+            "identifier_uri",
+            "app_roles",
+            "token_version",
+            "scopes",
+            "redirect_uris",
+        }
         try:
             if not set(body) <= fields or not isinstance(body.get("app_id"), str):
                 raise ValueError(f"expected an object with app_id and any of {sorted(fields)}")
             app_id = str(body["app_id"])
             roles = body.get("app_roles", [])
-            if not isinstance(roles, list):
-                raise ValueError("app_roles must be a list of strings")
+            scopes = body.get("scopes", [])
+            redirect_uris = body.get("redirect_uris", [])
+            if not all(isinstance(v, list) for v in (roles, scopes, redirect_uris)):
+                raise ValueError("app_roles, scopes and redirect_uris must be lists of strings")
             registration = AppRegistration(
                 name=str(request.path_params["name"]),
                 app_id=app_id,
                 identifier_uri=str(body.get("identifier_uri", f"api://{app_id}")),
                 app_roles=tuple(roles),
                 token_version=body.get("token_version", 1),
+                scopes=tuple(scopes),
+                redirect_uris=tuple(redirect_uris),
             )
             self.apps.register(registration)
         except ValueError as exc:
@@ -446,7 +464,7 @@ class LabIssuer:
                 Route("/{tenant}/discovery/keys", self._keys),
                 Route("/{tenant}/discovery/v2.0/keys", self._keys),
                 Route("/{tenant}/oauth2/token", self._token_endpoint, methods=["POST"]),
-                Route("/{tenant}/oauth2/v2.0/token", self._token_endpoint, methods=["POST"]),
+                *self.sign_in.routes(),
             ]
         )
 

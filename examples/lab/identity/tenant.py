@@ -13,7 +13,25 @@ from dataclasses import dataclass
 from .apps import AppDirectory, AppRegistration, AppRoleAssignment
 from .rbac import RoleAssignment, RoleAssignments
 
-__all__ = ["ImdsSettings", "IssuerSettings", "LabConfig", "ManagedIdentity", "VirtualMachine"]
+__all__ = [
+    "ImdsSettings",
+    "IssuerSettings",
+    "LabConfig",
+    "LabUser",
+    "ManagedIdentity",
+    "VirtualMachine",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabUser:
+    """A member user of the tenant, who signs in on the issuer's authorize page."""
+
+    #: Display name (the ``name`` claim).
+    name: str
+    #: Sign-in name (``preferred_username`` in v2 tokens, ``upn`` in v1); the login_hint.
+    preferred_username: str
+    object_id: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +97,7 @@ class LabConfig:
     role_assignments: tuple[RoleAssignment, ...]
     app_registrations: tuple[AppRegistration, ...] = ()
     app_role_assignments: tuple[AppRoleAssignment, ...] = ()
+    users: tuple[LabUser, ...] = ()
     issuer: IssuerSettings = IssuerSettings()
     imds: ImdsSettings = ImdsSettings()
     storage_account: str = "labstorage"
@@ -95,6 +114,15 @@ class LabConfig:
             if identity.name == name:
                 return identity
         raise KeyError(name)
+
+    def user(self, login_hint: str) -> LabUser | None:
+        """The user whose ``preferred_username`` (case-insensitive) or object id is
+        ``login_hint``, or ``None``."""
+        folded = login_hint.lower()
+        for user in self.users:
+            if folded in (user.preferred_username.lower(), user.object_id):
+                return user
+        return None
 
     def user_assigned(
         self,

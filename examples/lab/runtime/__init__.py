@@ -4,7 +4,9 @@
   :class:`~examples.lab.identity.LabConfig`, with :class:`ConfigError` naming any mistake;
 - :func:`ensure_tls`: the lab CA and the server certificate of the https toy services;
 - :class:`Lab`: every service on 127.0.0.1 in one asyncio loop (:class:`LabThread` runs
-  it in a background thread for synchronous clients), then ``$LAB_DIR/env``.
+  it in a background thread for synchronous clients), then ``$LAB_DIR/env``;
+- :func:`add_swagger_ui`: ``/docs`` of a FastAPI app served by the lab's machine, with
+  Swagger UI's files from a package instead of a CDN (works offline).
 """
 
 from .config import DEFAULT_CONFIG, MIN_TOKEN_LIFETIME, ConfigError, load_config, parse_config
@@ -18,6 +20,7 @@ from .runner import (
     port_from_env,
 )
 from .serving import HOST, LabError
+from .swagger import add_swagger_ui
 from .tls import SERVER_NAMES, TlsFiles, ensure_tls
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "LabUrls",
     "ServiceState",
     "TlsFiles",
+    "add_swagger_ui",
     "config_from_env",
     "ensure_tls",
     "load_config",

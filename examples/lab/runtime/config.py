@@ -29,6 +29,7 @@ from ..identity import (
     ImdsSettings,
     IssuerSettings,
     LabConfig,
+    LabUser,
     ManagedIdentity,
     RoleAssignment,
     VirtualMachine,
@@ -174,6 +175,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<memory>") -> LabCon
     )
     assignments = tuple(_assignment(t, partial) for t in top.array("role_assignments"))
     registrations = tuple(_registration(t) for t in top.array("app_registrations"))
+    users = tuple(_user(t) for t in top.array("users"))
+    for what in ("preferred_username", "object_id"):
+        values = [getattr(user, what).lower() for user in users]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{source}: users: a {what} is used twice")
     app_roles = tuple(_app_role_assignment(t, partial) for t in top.array("app_role_assignments"))
     top.done()
     config = dataclasses.replace(
@@ -181,6 +187,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<memory>") -> LabCon
         role_assignments=assignments,
         app_registrations=registrations,
         app_role_assignments=app_roles,
+        users=users,
     )
     try:
         config.app_directory()  # clashing registrations, unknown apps or roles
@@ -272,6 +279,8 @@ def _registration(table: _Table) -> AppRegistration:
     identifier_uri = table.text("identifier_uri", f"api://{app_id}")
     roles = tuple(table.strings("app_roles"))
     version = table.integer("token_version", 1, minimum=1)
+    scopes = tuple(table.strings("scopes"))
+    redirect_uris = tuple(table.strings("redirect_uris"))
     if version not in (1, 2):
         raise table.error("token_version", "must be 1 or 2 (accessTokenAcceptedVersion)")
     try:
@@ -281,11 +290,26 @@ def _registration(table: _Table) -> AppRegistration:
             identifier_uri=identifier_uri,
             app_roles=roles,
             token_version=2 if version == 2 else 1,
+            scopes=scopes,
+            redirect_uris=redirect_uris,
         )
     except ValueError as exc:
         raise ConfigError(f"{table.source}: {table.where.rstrip('.')}: {exc}") from None
     table.done()
     return registration
+
+
+_USERNAME: Final = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}")
+
+
+def _user(table: _Table) -> LabUser:
+    user = LabUser(
+        name=table.text("name"),
+        preferred_username=table.text("preferred_username", pattern=_USERNAME),
+        object_id=table.guid("object_id"),
+    )
+    table.done()
+    return user
 
 
 def _app_role_assignment(table: _Table, config: LabConfig) -> AppRoleAssignment:

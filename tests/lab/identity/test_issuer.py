@@ -260,7 +260,7 @@ async def test_admin_app_role_assignments_change_the_next_tokens(
 ) -> None:
     norole = lab_config.identity("norole-id")
     listed = (await apps.metadata.get("/_lab/apps", headers=ADMIN)).json()
-    assert [a["name"] for a in listed["applications"]] == [API_NAME]
+    assert [a["name"] for a in listed["applications"]] == [API_NAME, "tokenguard-lab-swagger"]
     assert {(a["principal"], a["role"]) for a in listed["app_role_assignments"]} == {
         (lab_config.vm.identity.object_id, READ),
         (lab_config.vm.identity.object_id, WRITE),

@@ -55,13 +55,19 @@ def test_default_role_assignments(lab_config: LabConfig) -> None:
 
 
 def test_default_app_registration_and_app_role_assignments(lab_config: LabConfig) -> None:
-    [api] = lab_config.app_registrations
+    api, swagger = lab_config.app_registrations
     assert (api.name, api.identifier_uri, api.token_version) == (
         "tokenguard-lab-api",
         "api://tokenguard-lab-api",
         1,
     )
     assert api.app_roles == ("Secrets.Read", "Secrets.Write")
+    assert api.scopes == ("Secrets.Read",)
+    # Swagger UI's public client: no roles, no scopes, a loopback redirect URI
+    assert (swagger.name, swagger.app_roles, swagger.scopes) == ("tokenguard-lab-swagger", (), ())
+    assert swagger.accepts_redirect("http://127.0.0.1:5555/docs/oauth2-redirect")
+    assert not swagger.accepts_redirect("http://127.0.0.1:5555/docs/oauth2-redirect/x")
+    assert not swagger.accepts_redirect("http://127.0.0.1:99999/docs/oauth2-redirect")
     apps = lab_config.app_directory()
     vm, reader, norole = lab_config.all_identities
     assert apps.roles_of(vm.object_id, api) == ["Secrets.Read", "Secrets.Write"]
@@ -228,3 +234,29 @@ def test_load_config_reads_a_file(tmp_path: Path) -> None:
     assert config.rbac().roles_at(config.vm.identity.object_id, "/keyvault") == {
         "Key Vault Secrets Officer"
     }
+
+
+def test_users(lab_config: LabConfig, raw: dict[str, Any]) -> None:
+    names = [user.name for user in lab_config.users]
+    assert names == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    ada = lab_config.users[0]
+    assert lab_config.user("ADA@tokenguard-lab.example") == ada
+    assert lab_config.user(ada.object_id) == ada
+    assert lab_config.user("nobody@example.com") is None
+    twice = {**raw, "users": [raw["users"][0], raw["users"][0]]}
+    with pytest.raises(ConfigError, match="preferred_username is used twice"):
+        parse_config(twice)
+    bad = {**raw, "users": [{**raw["users"][0], "preferred_username": "no at sign"}]}
+    with pytest.raises(ConfigError, match=r"users\[0\]\.preferred_username"):
+        parse_config(bad)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["http://example.com/cb", "https://example.com/cb#frag", "ftp://127.0.0.1/cb", "/relative"],
+)
+def test_redirect_uris_must_be_https_or_loopback(raw: dict[str, Any], uri: str) -> None:
+    apps = [dict(a) for a in raw["app_registrations"]]
+    apps[1]["redirect_uris"] = [uri]
+    with pytest.raises(ConfigError, match="redirect URI"):
+        parse_config({**raw, "app_registrations": apps})

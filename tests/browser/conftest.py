@@ -1,0 +1,31 @@
+"""The browser tests run only under ``make test-browser`` (it installs chromium and sets
+``TOKENGUARD_BROWSER_TEST=1``); ``make test`` skips them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+
+import pytest
+
+#: Set on a test whose call failed, so the browser fixture keeps a screenshot.
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("TOKENGUARD_BROWSER_TEST") == "1":
+        return
+    skip = pytest.mark.skip(reason="a real browser: run it with make test-browser")
+    for item in items:
+        if "tests/browser/" in item.nodeid:
+            item.add_marker(skip)
