@@ -1,9 +1,8 @@
 """The browser tests run only under ``make test-browser`` (it installs chromium and sets
-``TOKENGUARD_BROWSER_TEST=1``); ``make test`` skips them."""
+``TOKENGUARD_BROWSER_TEST=1``); ``make test`` does not collect them (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator
 
 import pytest
@@ -20,12 +19,3 @@ def pytest_runtest_makereport(
     if report.when == "call" and report.failed:
         item.stash[FAILED] = True
     return report
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if os.environ.get("TOKENGUARD_BROWSER_TEST") == "1":
-        return
-    skip = pytest.mark.skip(reason="a real browser: run it with make test-browser")
-    for item in items:
-        if "tests/browser/" in item.nodeid:
-            item.add_marker(skip)
