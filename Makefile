@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-lowest test-browser lint typecheck pytest demo demo-sdk quickstart lab bench soak fuzz clean
+.PHONY: help install test test-lowest test-browser test-wheel lint typecheck pytest demo demo-sdk quickstart lab bench soak fuzz clean
 
 help:
 	@echo "make demo   - start the local identity lab and walk the managed-identity flow"
@@ -104,4 +104,18 @@ fuzz: $(STAMP)
 	$(BIN)/python -m fuzz
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .lab .mypy_cache .pytest_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(LOWEST) .lab .mypy_cache .pytest_cache .ruff_cache .coverage .wheel-check site
+
+# What a user gets: the wheel, installed by its distribution name in a fresh venv (its
+# runtime dependencies only), imports as tokenguard, runs the CLI, and the README's quick
+# start type-checks there under mypy --strict.
+.PHONY: test-wheel
+test-wheel: $(STAMP)
+	rm -rf .wheel-check && mkdir -p .wheel-check
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir .wheel-check/dist .
+	$(PYTHON) -m venv .wheel-check/venv
+	.wheel-check/venv/bin/python -m pip install --quiet .wheel-check/dist/tokenguard_asgi-*.whl mypy
+	.wheel-check/venv/bin/tokenguard --version
+	.wheel-check/venv/bin/python -c "import tokenguard, importlib.metadata as m; assert m.version('tokenguard-asgi') == tokenguard.__version__"
+	$(BIN)/python -c "import re, pathlib; t = pathlib.Path('README.md').read_text(); print(re.search(r'<!-- test: quickstart-starlette -->\n\x60\x60\x60python\n(.*?)\x60\x60\x60', t, re.S)[1])" > .wheel-check/quickstart.py
+	.wheel-check/venv/bin/mypy --strict .wheel-check/quickstart.py

@@ -16,8 +16,10 @@ and a job of a finished loop is neither waited on nor cancelled, only forgotten.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -33,10 +35,16 @@ def current_loop() -> object:
     except RuntimeError:
         pass
     try:
-        import trio
+        trio = _trio()
     except ImportError:  # pragma: no cover - no loop at all: the asyncio message says so
         raise RuntimeError("tokenguard needs a running asyncio or trio event loop") from None
     return trio.lowlevel.current_trio_token()
+
+
+def _trio() -> Any:
+    """trio, imported by name: an optional runtime, so that a type checker run on an app
+    that does not install it finds no import of it in tokenguard."""
+    return importlib.import_module("trio")
 
 
 class Job:
@@ -87,7 +95,5 @@ def spawn(work: Callable[[], Awaitable[None]], *, name: str) -> Job:
     if isinstance(loop, asyncio.AbstractEventLoop):
         job._task = loop.create_task(run(), name=name)
     else:
-        import trio
-
-        trio.lowlevel.spawn_system_task(run, name=name)
+        _trio().lowlevel.spawn_system_task(run, name=name)
     return job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -151,8 +152,9 @@ class Identity:
     # hooks import pydantic only when pydantic asks, so tokenguard does not need it.
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        from pydantic_core import core_schema
-
+        # By name: pydantic is FastAPI's, not tokenguard's, and a type checker run on an
+        # app without it must find no import of it here.
+        core_schema = importlib.import_module("pydantic_core").core_schema
         return core_schema.is_instance_schema(
             cls,
             ref=f"{cls.__module__}.{cls.__qualname__}",
