@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._context import Bench
 from ._http import Load, get_request, run_load
 from ._measure import progress
-from ._report import Row
+from ._report import Bound, Row
 
 __all__ = ["describe", "run"]
 
@@ -21,14 +21,25 @@ def describe(load: Load) -> str:
     return note
 
 
-def _extra(load: Load) -> dict[str, float]:
-    return {
+def _row(
+    case: str,
+    name: str,
+    load: Load,
+    *,
+    reference: tuple[str, Load] | None = None,
+    target: float | None = None,
+) -> Row:
+    """A row of requests per second, with the load's latency and CPU in its notes."""
+    extra = {
         "requests": load.count,
         "p50_ms": load.ms(0.5),
         "p99_ms": load.ms(0.99),
         "server_cpu": load.server_cpu,
         "client_cpu": load.client_cpu,
     }
+    label, value = ("", None) if reference is None else (reference[0], reference[1].rate)
+    bound: Bound | None = None if target is None else ">="
+    return Row(case, name, load.rate, "req/s", label, value, bound, target, describe(load), extra)
 
 
 async def run(bench: Bench) -> list[Row]:
@@ -70,34 +81,18 @@ async def run(bench: Bench) -> list[Row]:
                 best[name] = load
     bare, headerless, guarded = best["open"], best["open, no header"], best["tokenguard"]
     return [
-        Row(
-            "7a",
-            "HTTP: Starlette route, no auth, same requests (uvicorn, loopback)",
-            bare.rate,
-            "req/s",
-            notes=describe(bare),
-            extra=_extra(bare),
-        ),
-        Row(
+        _row("7a", "HTTP: Starlette route, no auth, same requests (uvicorn, loopback)", bare),
+        _row(
             "7b",
             "HTTP: Starlette + TokenGuardMiddleware, repeated token",
-            guarded.rate,
-            "req/s",
-            "no auth",
-            bare.rate,
-            ">=",
-            0.9,
-            notes=describe(guarded),
-            extra=_extra(guarded),
+            guarded,
+            reference=("no auth", bare),
+            target=0.9,
         ),
-        Row(
+        _row(
             "7c",
             "HTTP: Starlette route, no auth, requests without the bearer header",
-            headerless.rate,
-            "req/s",
-            "no auth, same requests",
-            bare.rate,
-            notes=describe(headerless),
-            extra=_extra(headerless),
+            headerless,
+            reference=("no auth, same requests", bare),
         ),
     ]
