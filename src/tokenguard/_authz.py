@@ -335,60 +335,69 @@ def requires(
             options["permissions"] = _permissions(permissions)
         need = Requirement(**options)
 
-    def refusal(conn: HTTPConnection) -> TokenGuardError | None:
-        identity = get_identity(conn)
-        if identity is None:
-            exc: TokenGuardError = MissingToken()
-        else:
-            try:
-                need.check(identity)
-            except InsufficientScope as refused:
-                exc = refused
-            else:
-                return None
-        log_rejection(exc, identity)
-        return exc
-
-    def answer(conn: HTTPConnection, exc: TokenGuardError) -> JSONResponse:
-        realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (DEFAULT_REALM, None))
-        return error_response(exc, realm, params)
-
     def decorate(endpoint: Callable[_P, Any]) -> Callable[_P, Any]:
-        index, name = _connection_parameter(endpoint)
-
-        if name == "websocket":
-
-            @functools.wraps(endpoint)
-            async def websocket_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
-                websocket = _connection(args, kwargs, index, name, WebSocket)
-                exc = refusal(websocket)
-                if exc is not None:
-                    await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.description)
-                    return
-                await endpoint(*args, **kwargs)
-
-            return websocket_wrapper
-
-        if is_async_callable(endpoint):
-
-            @functools.wraps(endpoint)
-            async def async_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
-                request = _connection(args, kwargs, index, name, Request)
-                exc = refusal(request)
-                if exc is not None:
-                    return answer(request, exc)
-                return await endpoint(*args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(endpoint)
-        def sync_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
-            request = _connection(args, kwargs, index, name, Request)
-            exc = refusal(request)
-            if exc is not None:
-                return answer(request, exc)
-            return endpoint(*args, **kwargs)
-
-        return sync_wrapper
+        return _guard(endpoint, need)
 
     return decorate
+
+
+def _refusal(need: Requirement, conn: HTTPConnection) -> TokenGuardError | None:
+    """Why ``conn`` may not reach the endpoint (logged), or ``None``."""
+    identity = get_identity(conn)
+    if identity is None:
+        exc: TokenGuardError = MissingToken()
+    else:
+        try:
+            need.check(identity)
+        except InsufficientScope as refused:
+            exc = refused
+        else:
+            return None
+    log_rejection(exc, identity)
+    return exc
+
+
+def _answer(conn: HTTPConnection, exc: TokenGuardError) -> JSONResponse:
+    realm, params = conn.scope.get(CHALLENGE_SCOPE_KEY, (DEFAULT_REALM, None))
+    return error_response(exc, realm, params)
+
+
+def _guard(endpoint: Callable[_P, Any], need: Requirement) -> Callable[_P, Any]:
+    """``endpoint`` wrapped to check ``need`` first, keeping its kind (websocket, async
+    or sync: Starlette runs a sync endpoint in the threadpool)."""
+    index, name = _connection_parameter(endpoint)
+
+    if name == "websocket":
+
+        @functools.wraps(endpoint)
+        async def websocket_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
+            websocket = _connection(args, kwargs, index, name, WebSocket)
+            exc = _refusal(need, websocket)
+            if exc is not None:
+                await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.description)
+                return
+            await endpoint(*args, **kwargs)
+
+        return websocket_wrapper
+
+    if is_async_callable(endpoint):
+
+        @functools.wraps(endpoint)
+        async def async_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+            request = _connection(args, kwargs, index, name, Request)
+            exc = _refusal(need, request)
+            if exc is not None:
+                return _answer(request, exc)
+            return await endpoint(*args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(endpoint)
+    def sync_wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+        request = _connection(args, kwargs, index, name, Request)
+        exc = _refusal(need, request)
+        if exc is not None:
+            return _answer(request, exc)
+        return endpoint(*args, **kwargs)
+
+    return sync_wrapper

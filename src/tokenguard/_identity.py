@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -257,28 +257,11 @@ def _strings(values: list[Any]) -> frozenset[str]:
     return frozenset(v for v in found if type(v) is str and v)
 
 
-def identity_from_claims(
-    claims: dict[str, Any],
-    *,
-    audience: str,
-    mapping: Mapping[str, Any] | None = None,
-    roles_path: ClaimPath | None = None,
-    scopes_path: ClaimPath | None = None,
-) -> Identity:
-    """Build an :class:`Identity` from already verified claims (this runs per new token).
-
-    ``mapping`` is what ``Identity.claims`` holds (default: a read-only view of ``claims``).
-    Text fields take non-empty strings only; anything else counts as absent.
-    ``roles_path`` / ``scopes_path`` (an :class:`~tokenguard.Issuer`'s ``roles_claim`` /
-    ``scopes_claim``) say where roles and scopes are, each a space-separated string or a
-    list of strings; ``None`` reads Entra's ``roles`` and ``scp`` (else ``scope``).
-    """
+def _permissions(
+    claims: dict[str, Any], scopes_path: ClaimPath | None, roles_path: ClaimPath | None
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The token's scopes and roles, where the issuer's configuration says they are."""
     get = claims.get
-    # Written out rather than a helper per field: this runs once per new token.
-    oid = get("oid")
-    oid = oid if type(oid) is str and oid else None
-    sub = get("sub")
-    sub = sub if type(sub) is str and sub else None
     if scopes_path is None:
         # Entra puts delegated scopes in ``scp``; RFC 9068 servers in ``scope``.
         scp = get("scp")
@@ -302,6 +285,49 @@ def identity_from_claims(
             roles = _EMPTY
     else:
         roles = _names(claim_at(claims, roles_path))
+    return scopes, roles
+
+
+def _is_guest(get: Callable[[str], Any], tid: str | None, iss: str) -> bool:
+    """Whether a user token comes from a B2B guest: ``acct`` says so, else an ``idp``
+    that is neither the issuer nor the tenant (nor the consumers tenant)."""
+    acct = get("acct")
+    if acct is not None:
+        return acct in (1, "1")
+    if tid is None:
+        return False
+    idp = get("idp")
+    return (
+        type(idp) is str
+        and idp != iss
+        and tid.lower() not in idp.lower()
+        and tid != CONSUMERS_TENANT
+    )
+
+
+def identity_from_claims(
+    claims: dict[str, Any],
+    *,
+    audience: str,
+    mapping: Mapping[str, Any] | None = None,
+    roles_path: ClaimPath | None = None,
+    scopes_path: ClaimPath | None = None,
+) -> Identity:
+    """Build an :class:`Identity` from already verified claims (this runs per new token).
+
+    ``mapping`` is what ``Identity.claims`` holds (default: a read-only view of ``claims``).
+    Text fields take non-empty strings only; anything else counts as absent.
+    ``roles_path`` / ``scopes_path`` (an :class:`~tokenguard.Issuer`'s ``roles_claim`` /
+    ``scopes_claim``) say where roles and scopes are, each a space-separated string or a
+    list of strings; ``None`` reads Entra's ``roles`` and ``scp`` (else ``scope``).
+    """
+    get = claims.get
+    # Written out rather than a helper per field: this runs once per new token.
+    oid = get("oid")
+    oid = oid if type(oid) is str and oid else None
+    sub = get("sub")
+    sub = sub if type(sub) is str and sub else None
+    scopes, roles = _permissions(claims, scopes_path, roles_path)
     idtyp = get("idtyp")
     if idtyp is not None:
         app_only = idtyp == "app"
@@ -315,19 +341,7 @@ def identity_from_claims(
     tid = get("tid")
     tid = tid if type(tid) is str and tid else None
     iss = claims["iss"]
-    is_guest = False
-    if not app_only:
-        acct = get("acct")
-        if acct is not None:
-            is_guest = acct == 1 or acct == "1"
-        elif tid is not None:
-            idp = get("idp")
-            is_guest = (
-                type(idp) is str
-                and idp != iss
-                and tid.lower() not in idp.lower()
-                and tid != CONSUMERS_TENANT
-            )
+    is_guest = False if app_only else _is_guest(get, tid, iss)
     app_id = get("appid")
     if not (type(app_id) is str and app_id):
         app_id = get("azp")

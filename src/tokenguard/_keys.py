@@ -177,6 +177,59 @@ def _optional_text(jwk: dict[str, Any], name: str) -> tuple[bool, str | None]:
     return True, value if value.strip() else None
 
 
+class _Unusable(Exception):
+    """Why a JWK is skipped (logged with its kid)."""
+
+
+def _members(jwk: dict[str, Any], cloud_instance: str | None) -> tuple[str | None, str | None]:
+    """The key's ``issuer`` and ``cloud_instance_name``, once its members allow its use."""
+    usable, issuer = _optional_text(jwk, "issuer")
+    if not usable:
+        raise _Unusable("issuer is not a string")
+    usable, cloud = _optional_text(jwk, "cloud_instance_name")
+    if not usable:
+        raise _Unusable("cloud_instance_name is not a string")
+    if cloud_instance is not None and cloud is not None and cloud != cloud_instance:
+        raise _Unusable(f"key of another cloud instance ({cloud[:64]})")
+    use = jwk.get("use")
+    if use is not None and use != "sig":
+        raise _Unusable("use is not sig")
+    ops = jwk.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        raise _Unusable("key_ops lacks verify")
+    if _PRIVATE_MEMBERS & jwk.keys():
+        raise _Unusable("private or symmetric key material")
+    return issuer, cloud
+
+
+def _public_key(kty: object, jwk: dict[str, Any]) -> tuple[Any, frozenset[str]]:
+    """The public key and the algorithms its type (and size or curve) supports."""
+    text = json.dumps(jwk)
+    try:
+        if kty == "RSA":
+            key = RSAAlgorithm.from_jwk(text)
+            if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+                raise _Unusable("RSA key under 2048 bits")
+            if key.key_size > MAX_RSA_BITS:
+                raise _Unusable("RSA key over 8192 bits")
+            return key, algorithms_for_key_type("RSA")
+        if kty == "EC":
+            ec_key = ECAlgorithm.from_jwk(text)
+            curve = ec_key.curve.name if isinstance(ec_key, ec.EllipticCurvePublicKey) else None
+            algs = algorithms_for_curve(curve)
+            if not algs:
+                raise _Unusable("unsupported curve")
+            return ec_key, algs
+        if kty == "OKP":
+            okp_key = OKPAlgorithm.from_jwk(text)
+            if not isinstance(okp_key, ed25519.Ed25519PublicKey):
+                raise _Unusable("unsupported OKP curve")
+            return okp_key, algorithms_for_key_type("OKP")
+    except (InvalidKeyError, ValueError, TypeError, KeyError) as exc:
+        raise _Unusable(f"unreadable key: {type(exc).__name__}") from None
+    raise _Unusable("unsupported key type")
+
+
 def _load_one(
     jwk: dict[str, Any], allowed: frozenset[str], cloud_instance: str | None = None
 ) -> VerificationKey | None:
@@ -184,59 +237,12 @@ def _load_one(
     if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
         _skip(kid, "no usable kid")
         return None
-    usable, issuer = _optional_text(jwk, "issuer")
-    if not usable:
-        _skip(kid, "issuer is not a string")
-        return None
-    usable, cloud = _optional_text(jwk, "cloud_instance_name")
-    if not usable:
-        _skip(kid, "cloud_instance_name is not a string")
-        return None
-    if cloud_instance is not None and cloud is not None and cloud != cloud_instance:
-        _skip(kid, f"key of another cloud instance ({cloud[:64]})")
-        return None
-    use = jwk.get("use")
-    if use is not None and use != "sig":
-        _skip(kid, "use is not sig")
-        return None
-    ops = jwk.get("key_ops")
-    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-        _skip(kid, "key_ops lacks verify")
-        return None
-    if _PRIVATE_MEMBERS & jwk.keys():
-        _skip(kid, "private or symmetric key material")
-        return None
     kty = jwk.get("kty")
-    text = json.dumps(jwk)
-    key: Any
     try:
-        if kty == "RSA":
-            key = RSAAlgorithm.from_jwk(text)
-            if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
-                _skip(kid, "RSA key under 2048 bits")
-                return None
-            if key.key_size > MAX_RSA_BITS:
-                _skip(kid, "RSA key over 8192 bits")
-                return None
-            algs = algorithms_for_key_type("RSA")
-        elif kty == "EC":
-            key = ECAlgorithm.from_jwk(text)
-            curve = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
-            algs = algorithms_for_curve(curve)
-            if not algs:
-                _skip(kid, "unsupported curve")
-                return None
-        elif kty == "OKP":
-            key = OKPAlgorithm.from_jwk(text)
-            if not isinstance(key, ed25519.Ed25519PublicKey):
-                _skip(kid, "unsupported OKP curve")
-                return None
-            algs = algorithms_for_key_type("OKP")
-        else:
-            _skip(kid, "unsupported key type")
-            return None
-    except (InvalidKeyError, ValueError, TypeError, KeyError) as exc:
-        _skip(kid, f"unreadable key: {type(exc).__name__}")
+        issuer, cloud = _members(jwk, cloud_instance)
+        key, algs = _public_key(kty, jwk)
+    except _Unusable as exc:
+        _skip(kid, str(exc))
         return None
     jwk_alg = jwk.get("alg")
     if jwk_alg is not None:

@@ -127,6 +127,15 @@ class _IssuerState:
         else:
             self.template_parts = None
 
+    def check_header(self, alg: str, header: dict[str, Any]) -> None:
+        """Refuse an algorithm this issuer does not allow, or a ``typ`` it does not accept."""
+        if alg not in self.config.algorithms:
+            raise InvalidToken("algorithm not allowed", reason="algorithm_not_allowed")
+        if self.token_types is not None:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or _fold_typ(typ) not in self.token_types:
+                raise InvalidToken("token type not accepted", reason="wrong_type")
+
 
 class TokenValidator:
     """Validates bearer tokens against trusted issuers; owns their key caches.
@@ -388,12 +397,7 @@ class TokenValidator:
             state = self._select_issuer(claims)
         issuer = state.config
         try:
-            if alg not in issuer.algorithms:
-                raise InvalidToken("algorithm not allowed", reason="algorithm_not_allowed")
-            if state.token_types is not None:
-                typ = header.get("typ")
-                if not isinstance(typ, str) or _fold_typ(typ) not in state.token_types:
-                    raise InvalidToken("token type not accepted", reason="wrong_type")
+            state.check_header(alg, header)
             if key is None:  # several issuers: the payload's iss chose the key set
                 key = state.keys.get(kid) or await state.keys.resolve(kid)
             if alg not in key.algorithms:
@@ -427,11 +431,7 @@ class TokenValidator:
             _add_context(exc, issuer, kid)
             raise
         if known is None:
-            # Only headers of tokens that verified are remembered, so no caller can fill
-            # this; rotations add a header per key, so start afresh when it is full.
-            if len(self._headers) >= _MAX_KNOWN_HEADERS:
-                self._headers.clear()
-            self._headers[h64] = (header, alg, kid)
+            self._remember_header(h64, header, alg, kid)
         # The entry answers no longer than the key set stays usable (its monotonic
         # deadline moved to token time): past it the token is verified again, so it
         # gets a 503 like any other once the keys are too old, and costs the hit path
@@ -441,6 +441,13 @@ class TokenValidator:
         usable_until = now + min(state.keys.usable_for(), decided_for)
         self.cache.put(authorization, identity, key, min(not_after, usable_until), not_before)
         return identity
+
+    def _remember_header(self, h64: bytes, header: dict[str, Any], alg: str, kid: str) -> None:
+        # Only headers of tokens that verified are remembered, so no caller can fill
+        # this; rotations add a header per key, so start afresh when it is full.
+        if len(self._headers) >= _MAX_KNOWN_HEADERS:
+            self._headers.clear()
+        self._headers[h64] = (header, alg, kid)
 
     def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
         alg = header.get("alg")
