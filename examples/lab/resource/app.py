@@ -202,20 +202,11 @@ class Resource:
         return identity
 
 
-def protected_app(
-    resource: Resource, *, routes: Sequence[BaseRoute], headers: Middleware
-) -> Starlette:
-    """A toy resource: ``headers`` outermost, then tokenguard (Azure's bare challenge,
-    no realm; the lab closes the validator, not the app), then the routes, with every
-    error rendered by ``resource.dialect``. ``resource`` is at ``app.state.resource``;
-    its database is closed when the app stops.
-
-    The validator must accept the resource's audience only (with or without a trailing
-    slash): a token for another resource must never reach the routes. Its issuers must
-    pass ``require_roles_or_scopes=False``: tokens for Azure resources carry neither
-    ``roles`` nor ``scp``, and the resource authorizes by object id (RBAC).
-    """
-    validator, audience = resource.options["validator"], resource.audience
+def _check_validator(validator: TokenValidator, audience: str) -> None:
+    """The validator must accept ``audience`` only (with or without a trailing slash): a
+    token for another resource must never reach the routes. Its issuers must pass
+    ``require_roles_or_scopes=False``: tokens for Azure resources carry neither ``roles``
+    nor ``scp``, and the resource authorizes by object id (RBAC)."""
     others = {a for issuer in validator.issuers for a in issuer.audiences}
     others = {a for a in others if a.rstrip("/") != audience.rstrip("/")}
     if others:
@@ -226,6 +217,18 @@ def protected_app(
             "trust its issuer with Issuer(..., require_roles_or_scopes=False)"
         )
 
+
+def protected_app(
+    resource: Resource, *, routes: Sequence[BaseRoute], headers: Middleware
+) -> Starlette:
+    """A toy resource: ``headers`` outermost, then tokenguard (Azure's bare challenge,
+    no realm; the lab closes the validator, not the app), then the routes, with every
+    error rendered by ``resource.dialect``. ``resource`` is at ``app.state.resource``;
+    its database is closed when the app stops. The validator is checked first
+    (:func:`_check_validator`).
+    """
+    validator = resource.options["validator"]
+    _check_validator(validator, resource.audience)
     dialect = resource.dialect
 
     @contextlib.asynccontextmanager
