@@ -23,11 +23,9 @@ snapshots, leases and SAS are out of scope: such requests get a clear 400.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Final, Unpack
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -36,10 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tokenguard import TokenValidator
-
-from ..identity import RoleAssignments
-from ..resource import Database, LabHeaders, protected_app
+from ..resource import Database, LabHeaders, ServiceOptions, protected_app
 from . import bodies, shapes, store
 from .service import (
     STORAGE_RESOURCE,
@@ -201,50 +196,34 @@ _ROUTES: Final = [
 
 def create_app(
     *,
-    validator: TokenValidator,
-    rbac: RoleAssignments,
-    state_dir: Path,
-    public_url: str,
-    authority: str,
-    tenant_id: str,
     account: str | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    clock: Callable[[], float] = time.time,
+    **options: Unpack[ServiceOptions],
 ) -> Starlette:
     """The toy Blob Storage as a Starlette app; state under ``state_dir/storage/``.
 
-    ``validator`` must accept ``https://storage.azure.com/`` (and/or without the slash);
-    the app warms it up at startup but does not close it. ``public_url`` is the
-    service URL (clients add ``/{account}``); ``account`` limits the account name (any
-    valid name when None, each with its own containers). Uploads above
+    ``options`` are every toy service's (:class:`~examples.lab.resource.ServiceOptions`):
+    the validator must accept ``https://storage.azure.com/`` (and/or without the slash);
+    ``public_url`` is the service URL (clients add ``/{account}``). ``account`` limits the
+    account name (any valid name when None, each with its own containers). Uploads above
     ``max_upload_bytes`` get 413 ``RequestBodyTooLarge``.
     """
     if max_upload_bytes < 1:
         raise ValueError("max_upload_bytes must be positive")
-    root = Path(state_dir) / "storage"
+    root = Path(options["state_dir"]) / "storage"
     db = Database(root / "blob.db", store.SCHEMA)
     files = BlobFiles(root)
     swept = files.sweep(db.read_sync(store.referenced_files))
     if swept:
         logger.info("removed %d unfinished or unreferenced blob files", swept)
     storage = Storage(
+        options=options,
+        audience=STORAGE_RESOURCE,
         db=db,
-        rbac=rbac,
-        base_url=public_url.rstrip("/"),
-        challenge_params={
-            "authorization_uri": f"{authority.rstrip('/')}/{tenant_id}/oauth2/authorize",
-            "resource_id": STORAGE_RESOURCE,
-        },
         dialect=StorageErrors(),
-        clock=clock,
         files=files,
         account=account,
         max_upload_bytes=max_upload_bytes,
     )
-    return protected_app(
-        routes=_ROUTES,
-        validator=validator,
-        audience=STORAGE_RESOURCE,
-        resource=storage,
-        headers=Middleware(LabHeaders, version=DEFAULT_VERSION),
-    )
+    headers = Middleware(LabHeaders, version=DEFAULT_VERSION)
+    return protected_app(storage, routes=_ROUTES, headers=headers)

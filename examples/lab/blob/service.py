@@ -74,6 +74,9 @@ _AUTH_FAILED: Final = (
 class StorageErrors(Dialect):
     """Storage's XML errors: ``<Error><Code/><Message/></Error>`` and ``x-ms-error-code``."""
 
+    def challenge(self, authority: str, audience: str) -> dict[str, str]:
+        return {"authorization_uri": f"{authority}/oauth2/authorize", "resource_id": audience}
+
     def render(self, error: ServiceError, conn: HTTPConnection) -> Response:
         state = conn.scope.get("state") or {}
         return shapes.error_response(error, str(state.get("request_id", "-")))

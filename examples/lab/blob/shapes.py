@@ -7,7 +7,6 @@ import binascii
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Final
@@ -273,52 +272,95 @@ def decode_marker(marker: str | None) -> str:
         ) from None
 
 
-# -- response headers ----------------------------------------------------------------
+# -- properties: in listings and as response headers ---------------------------------
+
+#: No leases in the lab: every container and blob is unlocked and available.
+_UNLEASED: Final = {"LeaseStatus": "unlocked", "LeaseState": "available"}
+#: Listed properties a response sends under HTTP's own header of the same name; every
+#: other one goes as ``x-ms-`` and its name in kebab case (``LeaseStatus``:
+#: ``x-ms-lease-status``), as Storage names them.
+_HTTP_HEADERS: Final = frozenset(
+    {
+        "Last-Modified",
+        "Content-Length",
+        "Content-Type",
+        "Content-Encoding",
+        "Content-Language",
+        "Content-MD5",
+        "Cache-Control",
+        "Content-Disposition",
+    }
+)
+_WORD_START: Final = re.compile(r"(?<=[a-z])(?=[A-Z])")
+#: Blob properties whose headers depend on the range served: the handlers set them.
+_PER_RANGE: Final = frozenset({"Content-Length", "Content-MD5"})
 
 
-def _metadata_headers(meta: dict[str, str]) -> dict[str, str]:
-    return {f"x-ms-meta-{k}": v for k, v in meta.items()}
+def _header(element: str) -> str:
+    if element == "Etag":
+        return "ETag"
+    if element in _HTTP_HEADERS:
+        return element
+    return "x-ms-" + _WORD_START.sub("-", element).lower()
+
+
+def _headers(
+    properties: dict[str, str | None], meta: dict[str, str], *, skip: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    headers = {
+        _header(element): value
+        for element, value in properties.items()
+        if value is not None and element not in skip
+    }
+    headers.update({f"x-ms-meta-{k}": v for k, v in meta.items()})
+    return headers
+
+
+def _container_properties(c: Container) -> dict[str, str | None]:
+    """A container's properties, named and ordered as a listing shows them."""
+    return {
+        "Last-Modified": http_date(c.last_modified),
+        "Etag": c.etag,
+        **_UNLEASED,
+        "DefaultEncryptionScope": "$account-encryption-key",
+        "DenyEncryptionScopeOverride": "false",
+        "HasImmutabilityPolicy": "false",
+        "HasLegalHold": "false",
+        "ImmutableStorageWithVersioningEnabled": "false",
+    }
+
+
+def _blob_properties(b: Blob) -> dict[str, str | None]:
+    """A blob's properties, named and ordered as a listing shows them (``None``: unset)."""
+    content = b.content
+    return {
+        "Creation-Time": http_date(b.created),
+        "Last-Modified": http_date(b.last_modified),
+        "Etag": b.etag,
+        "Content-Length": str(b.size),
+        "Content-Type": content.content_type or "application/octet-stream",
+        "Content-Encoding": content.content_encoding,
+        "Content-Language": content.content_language,
+        "Content-MD5": b.md5_b64,
+        "Cache-Control": content.cache_control,
+        "Content-Disposition": content.content_disposition,
+        "BlobType": "BlockBlob",
+        "AccessTier": "Hot",
+        "AccessTierInferred": "true",
+        **_UNLEASED,
+        "ServerEncrypted": "true",
+    }
 
 
 def container_headers(c: Container) -> dict[str, str]:
     """Headers of Get Container Properties."""
-    return {
-        "ETag": c.etag,
-        "Last-Modified": http_date(c.last_modified),
-        "x-ms-lease-status": "unlocked",
-        "x-ms-lease-state": "available",
-        "x-ms-has-immutability-policy": "false",
-        "x-ms-has-legal-hold": "false",
-        "x-ms-default-encryption-scope": "$account-encryption-key",
-        "x-ms-deny-encryption-scope-override": "false",
-        "x-ms-immutable-storage-with-versioning-enabled": "false",
-        **_metadata_headers(c.metadata),
-    }
+    return _headers(_container_properties(c), c.metadata)
 
 
 def blob_headers(b: Blob) -> dict[str, str]:
     """Headers describing a blob (Get Blob / Get Blob Properties), without length or range."""
-    headers = {
-        "Last-Modified": http_date(b.last_modified),
-        "ETag": b.etag,
-        "Content-Type": b.content.content_type or "application/octet-stream",
-        "Accept-Ranges": "bytes",
-        "x-ms-blob-type": "BlockBlob",
-        "x-ms-creation-time": http_date(b.created),
-        "x-ms-lease-status": "unlocked",
-        "x-ms-lease-state": "available",
-        "x-ms-server-encrypted": "true",
-        "x-ms-access-tier": "Hot",
-        "x-ms-access-tier-inferred": "true",
-    }
-    optional = {
-        "Content-Encoding": b.content.content_encoding,
-        "Content-Language": b.content.content_language,
-        "Content-Disposition": b.content.content_disposition,
-        "Cache-Control": b.content.cache_control,
-    }
-    headers.update({k: v for k, v in optional.items() if v is not None})
-    headers.update(_metadata_headers(b.metadata))
+    headers = _headers(_blob_properties(b), b.metadata, skip=_PER_RANGE)
+    headers["Accept-Ranges"] = "bytes"
     return headers
 
 
@@ -332,16 +374,26 @@ def _listing(endpoint: str, query: Listing, extra: dict[str, str] | None = None)
     return root
 
 
-def _metadata_element(parent: ET.Element, meta: dict[str, str]) -> None:
-    element = ET.SubElement(parent, "Metadata")
-    for key, value in meta.items():
-        ET.SubElement(element, key).text = value
-
-
-def _fields(parent: ET.Element, values: Iterable[tuple[str, str | None]]) -> None:
-    for tag, text in values:
-        if text is not None:
-            ET.SubElement(parent, tag).text = text
+def _entry(
+    listed: ET.Element,
+    tag: str,
+    name: str,
+    properties: dict[str, str | None],
+    query: Listing,
+    meta: dict[str, str],
+) -> None:
+    """One listed container or blob: ``<Name>``, ``<Properties>`` (the unset left out) and,
+    when the listing asks for it, ``<Metadata>``."""
+    item = ET.SubElement(listed, tag)
+    ET.SubElement(item, "Name").text = name
+    element = ET.SubElement(item, "Properties")
+    for key, value in properties.items():
+        if value is not None:
+            ET.SubElement(element, key).text = value
+    if query.metadata:
+        element = ET.SubElement(item, "Metadata")
+        for key, value in meta.items():
+            ET.SubElement(element, key).text = value
 
 
 def _page_end(root: ET.Element, after: str | None) -> Response:
@@ -358,24 +410,7 @@ def containers_xml(
     root = _listing(endpoint, query)
     listed = ET.SubElement(root, "Containers")
     for c in containers:
-        item = ET.SubElement(listed, "Container")
-        ET.SubElement(item, "Name").text = c.name
-        _fields(
-            ET.SubElement(item, "Properties"),
-            [
-                ("Last-Modified", http_date(c.last_modified)),
-                ("Etag", c.etag),
-                ("LeaseStatus", "unlocked"),
-                ("LeaseState", "available"),
-                ("DefaultEncryptionScope", "$account-encryption-key"),
-                ("DenyEncryptionScopeOverride", "false"),
-                ("HasImmutabilityPolicy", "false"),
-                ("HasLegalHold", "false"),
-                ("ImmutableStorageWithVersioningEnabled", "false"),
-            ],
-        )
-        if query.metadata:
-            _metadata_element(item, c.metadata)
+        _entry(listed, "Container", c.name, _container_properties(c), query, c.metadata)
     return _page_end(root, after)
 
 
@@ -392,31 +427,6 @@ def blobs_xml(
     for entry in entries:
         if isinstance(entry, str):
             ET.SubElement(ET.SubElement(listed, "BlobPrefix"), "Name").text = entry
-            continue
-        item = ET.SubElement(listed, "Blob")
-        ET.SubElement(item, "Name").text = entry.name
-        content = entry.content
-        _fields(
-            ET.SubElement(item, "Properties"),
-            [
-                ("Creation-Time", http_date(entry.created)),
-                ("Last-Modified", http_date(entry.last_modified)),
-                ("Etag", entry.etag),
-                ("Content-Length", str(entry.size)),
-                ("Content-Type", content.content_type or "application/octet-stream"),
-                ("Content-Encoding", content.content_encoding),
-                ("Content-Language", content.content_language),
-                ("Content-MD5", entry.md5_b64),
-                ("Cache-Control", content.cache_control),
-                ("Content-Disposition", content.content_disposition),
-                ("BlobType", "BlockBlob"),
-                ("AccessTier", "Hot"),
-                ("AccessTierInferred", "true"),
-                ("LeaseStatus", "unlocked"),
-                ("LeaseState", "available"),
-                ("ServerEncrypted", "true"),
-            ],
-        )
-        if query.metadata:
-            _metadata_element(item, entry.metadata)
+        else:
+            _entry(listed, "Blob", entry.name, _blob_properties(entry), query, entry.metadata)
     return _page_end(root, after)

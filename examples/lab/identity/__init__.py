@@ -6,12 +6,14 @@
 - :class:`LabIssuer`: discovery, JWKS, admin routes, and the tokens themselves;
 - :class:`TokenService`: the token cache and rate limits IMDS and App Service share;
 - :func:`create_imds_app`, :func:`create_app_service_app`: the two token endpoints;
+- :class:`IdentityEndpoints`: the issuer, its token service and the three apps, wired in one call;
 - :class:`AppDirectory`: which API app roles go into tokens; :class:`RoleAssignments`:
   Azure RBAC, which the toy resources ask by object id (tokens for them carry no roles).
 """
 
 from .apps import AppDirectory, AppRegistration, AppRoleAssignment, TokenVersion
 from .appservice import TOKEN_PATH, create_app_service_app
+from .endpoints import IdentityEndpoints
 from .imds import create_imds_app
 from .issuer import ADMIN_HEADER, IssuedToken, LabIssuer
 from .keys import KeyRing
@@ -36,6 +38,7 @@ __all__ = [
     "AppDirectory",
     "AppRegistration",
     "AppRoleAssignment",
+    "IdentityEndpoints",
     "ImdsSettings",
     "IssuedToken",
     "IssuerSettings",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -49,6 +49,7 @@ MAX_ASSIGNMENTS: Final = 10_000
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: An app role's value: what appears in ``roles`` (Entra: no spaces, at most 120 characters).
 _ROLE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}")
+_ROLE_RULE: Final = "no spaces, at most 120"
 _URI: Final = re.compile(r"(?:api|https)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]{1,200}")
 
 
@@ -92,6 +93,26 @@ def _same_redirect(given: str, registered: str) -> bool:
     return (a.hostname, a.path, a.query, a.fragment) == (b.hostname, b.path, b.query, b.fragment)
 
 
+def _strings(
+    values: Iterable[object],
+    what: str,
+    valid: Callable[[str], object],
+    rule: str,
+    *,
+    unique: bool = True,
+) -> tuple[str, ...]:
+    """``values`` as a tuple of strings that ``valid`` accepts (``rule`` says which), each
+    listed once when ``unique``; else ValueError naming the first offending value."""
+    checked: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not valid(value):
+            raise ValueError(f"{what} {value!r} is not valid ({rule})")
+        if unique and value in checked:
+            raise ValueError(f"{what} {value!r} is listed twice")
+        checked.append(value)
+    return tuple(checked)
+
+
 def _guid(value: str, what: str) -> str:
     try:
         parsed = uuid.UUID(value)
@@ -128,27 +149,17 @@ class AppRegistration:
             )
         if _fold(self.identifier_uri) in AZURE_RESOURCES:
             raise ValueError(f"identifier_uri {self.identifier_uri!r} is an Azure service's")
-        roles = tuple(self.app_roles)
-        bad = [r for r in roles if not isinstance(r, str) or not _ROLE.fullmatch(r)]
-        if bad:
-            raise ValueError(f"app role {bad[0]!r} is not valid (no spaces, at most 120)")
-        if len(set(roles)) != len(roles):
-            raise ValueError("an app role is listed twice")
+        roles = _strings(self.app_roles, "app role", _ROLE.fullmatch, _ROLE_RULE)
+        scopes = _strings(self.scopes, "scope", _ROLE.fullmatch, _ROLE_RULE)
+        uris = _strings(
+            self.redirect_uris,
+            "redirect URI",
+            _redirect_uri_ok,
+            "https, or http on a loopback host; no fragment",
+            unique=False,
+        )
         object.__setattr__(self, "app_roles", roles)
-        scopes = tuple(self.scopes)
-        bad = [r for r in scopes if not isinstance(r, str) or not _ROLE.fullmatch(r)]
-        if bad:
-            raise ValueError(f"scope {bad[0]!r} is not valid (no spaces, at most 120)")
-        if len(set(scopes)) != len(scopes):
-            raise ValueError("a scope is listed twice")
         object.__setattr__(self, "scopes", scopes)
-        uris = tuple(self.redirect_uris)
-        bad = [u for u in uris if not isinstance(u, str) or not _redirect_uri_ok(u)]
-        if bad:
-            raise ValueError(
-                f"redirect URI {bad[0]!r} is not valid (https, or http on a loopback host;"
-                " no fragment)"
-            )
         object.__setattr__(self, "redirect_uris", uris)
         version: object = self.token_version  # from JSON: could be true or 2.0
         if type(version) is not int or version not in (1, 2):

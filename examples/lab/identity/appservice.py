@@ -37,15 +37,9 @@ __all__ = ["API_VERSION", "TOKEN_PATH", "create_app_service_app"]
 
 API_VERSION: Final = "2019-08-01"
 TOKEN_PATH: Final = "/msi/token"
-#: The user-assigned identity selectors, each with its ``LabConfig.user_assigned`` keyword.
-_SELECTORS: Final = {
-    "client_id": "client_id",
-    "principal_id": "object_id",
-    "object_id": "object_id",
-    "mi_res_id": "resource_id",
-}
-#: IMDS selectors this endpoint does not read, and what to send instead.
-_FOREIGN: Final = {"msi_res_id": "mi_res_id", "resource_id": "mi_res_id"}
+#: The user-assigned identity selectors the endpoint reads (see
+#: :data:`~examples.lab.identity.tokens.SELECTOR_KEYWORDS`).
+_SELECTORS: Final = ("client_id", "principal_id", "object_id", "mi_res_id")
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -64,7 +58,7 @@ class _AppService:
 
     def _identity(self, request: Request) -> ManagedIdentity | Response:
         try:
-            return select_identity(self.config, request.query_params, _SELECTORS, _FOREIGN)
+            return select_identity(self.config, request.query_params, _SELECTORS)
         except IdentityNotSelected as exc:
             return _error(exc.status, exc.description)
 

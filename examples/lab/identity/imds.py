@@ -46,16 +46,10 @@ API_VERSIONS: Final = (
     "2021-05-01", "2021-08-01", "2021-10-01", "2021-11-01", "2021-11-15", "2021-12-13",
     "2023-07-01", "2023-11-15", "2024-03-15",
 )  # fmt: skip
-#: The user-assigned identity selectors (at most one per request), each with the
-#: ``LabConfig.user_assigned`` keyword it maps to. MSAL's newer releases send ``mi_res_id``.
-SELECTORS: Final = {
-    "client_id": "client_id",
-    "object_id": "object_id",
-    "msi_res_id": "resource_id",
-    "mi_res_id": "resource_id",
-}
-#: Selectors of the App Service endpoint that IMDS does not read, and what to send instead.
-_FOREIGN: Final = {"principal_id": "object_id", "resource_id": "msi_res_id"}
+#: The user-assigned identity selectors IMDS reads (at most one per request; see
+#: :data:`~examples.lab.identity.tokens.SELECTOR_KEYWORDS`). MSAL's newer releases send
+#: ``mi_res_id``.
+SELECTORS: Final = ("client_id", "object_id", "msi_res_id", "mi_res_id")
 
 
 def imds_error(status: int, error: str, description: str, **headers: str) -> JSONResponse:
@@ -102,7 +96,7 @@ class _Imds:
 
     def _identity(self, request: Request) -> ManagedIdentity | Response:
         try:
-            return select_identity(self.config, request.query_params, SELECTORS, _FOREIGN)
+            return select_identity(self.config, request.query_params, SELECTORS)
         except IdentityNotSelected as exc:
             return imds_error(exc.status, "invalid_request", exc.description)
 

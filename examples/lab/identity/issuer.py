@@ -22,7 +22,6 @@ the authorize and token endpoints (:mod:`examples.lab.identity.signin`).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import ipaddress
@@ -31,7 +30,7 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -45,7 +44,7 @@ from tokenguard.testing import generate_key
 
 from .._http import BodyTooLarge, read_body
 from .apps import AppDirectory, AppRegistration, AppRoleAssignment
-from .keys import KeyRing
+from .keys import KeyRing, b64url
 from .signin import SignIn
 from .tenant import LabConfig, ManagedIdentity
 
@@ -56,10 +55,6 @@ ADMIN_HEADER: Final = "X-Lab-Admin"
 _MAX_ADMIN_BODY: Final = 4096
 #: Entra's tenant creation time claim; any fixed value will do in the lab.
 _TENANT_CREATED: Final = 1_600_000_000
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -79,6 +74,15 @@ class IssuedToken:
     def not_before(self) -> int:
         """``nbf`` of the token."""
         return int(self.claims["nbf"])
+
+
+#: Entra writes these claims first, in this order, and every other claim after them by name.
+_LEADING_CLAIMS: Final = ("aud", "iss", "iat", "nbf", "exp")
+
+
+def _entra_order(claims: Mapping[str, Any]) -> dict[str, Any]:
+    rest = sorted(name for name in claims if name not in _LEADING_CLAIMS)
+    return {name: claims[name] for name in (*_LEADING_CLAIMS, *rest) if name in claims}
 
 
 def _issuer_v1(tenant: str) -> str:
@@ -159,45 +163,69 @@ class LabIssuer:
         v1 unless ``resource`` is a registered API that accepts v2 tokens; ``roles`` only
         for a registered API, holding the app roles assigned to ``identity``.
         """
-        now = int(self.clock() if issued_at is None else issued_at)
-        lifetime = self.config.issuer.token_lifetime if lifetime is None else lifetime
         app = self.apps.for_resource(resource)
         v2 = app is not None and app.token_version == 2
-        issuer = _issuer_v2(self.tenant_id) if v2 else self.issuer
-        claims: dict[str, Any] = {
-            # v2: the API's client id, whichever of its names was requested
-            "aud": app.app_id if v2 and app is not None else resource,
-            "iss": issuer,
-            "iat": now,
-            "nbf": now,
-            "exp": now + lifetime,
-            "aio": _b64(secrets.token_bytes(48)),
+        own: dict[str, Any] = {
+            "idtyp": "app",
+            "oid": identity.object_id,
+            "sub": identity.object_id,
+            "xms_mirid": identity.resource_id,
+            "xms_tcdt": _TENANT_CREATED,
         }
-        if v2:
-            claims.update({"azp": identity.client_id, "azpacr": "2"})
-        else:
-            claims.update({"appid": identity.client_id, "appidacr": "2", "idp": issuer})
-        claims.update(
-            {
-                "idtyp": "app",
-                "oid": identity.object_id,
-                "rh": "0." + _b64(secrets.token_bytes(40)) + ".",
-            }
-        )
+        if not v2:
+            own["idp"] = self.issuer
         roles = [] if app is None else self.apps.roles_of(identity.object_id, app)
         if roles:
-            claims["roles"] = roles
-        claims.update(
+            own["roles"] = roles
+        return self.access_claims(
+            # v2: the API's client id, whichever of its names was requested
+            app.app_id if v2 and app is not None else resource,
+            v2=v2,
+            client=identity.client_id,
+            client_auth="2",
+            lifetime=self.config.issuer.token_lifetime if lifetime is None else lifetime,
+            issued_at=issued_at,
+            claims=own,
+        )
+
+    def access_claims(
+        self,
+        audience: str,
+        *,
+        v2: bool,
+        client: str,
+        client_auth: str,
+        lifetime: int,
+        issued_at: float | None = None,
+        claims: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """An access token's claims in Entra's order: what every token carries (audience,
+        issuer, times, ``tid``, ``ver``, unique ids), the ``client`` that asked for it as
+        the token version names it (v2 ``azp``, v1 ``appid``) with ``client_auth`` (how
+        it authenticated: ``"0"`` a public client, ``"2"`` a certificate or managed
+        identity), and the ``claims`` of the kind of token (subject, roles or scopes...).
+        """
+        now = int(self.clock() if issued_at is None else issued_at)
+        if v2:
+            by_client = {"azp": client, "azpacr": client_auth}
+        else:
+            by_client = {"appid": client, "appidacr": client_auth}
+        return _entra_order(
             {
-                "sub": identity.object_id,
+                "aud": audience,
+                "iss": _issuer_v2(self.tenant_id) if v2 else self.issuer,
+                "iat": now,
+                "nbf": now,
+                "exp": now + lifetime,
+                "aio": b64url(secrets.token_bytes(48)),
+                "rh": "0." + b64url(secrets.token_bytes(40)) + ".",
                 "tid": self.tenant_id,
-                "uti": _b64(secrets.token_bytes(16)),
+                "uti": b64url(secrets.token_bytes(16)),
                 "ver": "2.0" if v2 else "1.0",
-                "xms_mirid": identity.resource_id,
-                "xms_tcdt": _TENANT_CREATED,
+                **by_client,
+                **claims,
             }
         )
-        return claims
 
     def sign(self, claims: dict[str, Any]) -> IssuedToken:
         """Sign ``claims`` with the key that signs now."""

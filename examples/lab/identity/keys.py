@@ -31,12 +31,13 @@ from tokenguard.testing import SigningKey, generate_key, self_signed_certificate
 
 from .._files import write_atomic
 
-__all__ = ["KeyRing", "LabKey", "ScheduledKey"]
+__all__ = ["KeyRing", "LabKey", "ScheduledKey", "b64url"]
 
 _SCHEDULE: Final = "schedule.json"
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """``data`` in base64url without padding, as JOSE writes key ids and token parts."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
@@ -126,7 +127,7 @@ class KeyRing:
         assert isinstance(private_key, rsa.RSAPrivateKey)
         cert = _certificate(private_key, now)
         # kid = x5t, the certificate's SHA-1 thumbprint (SHA-1 by definition, as Entra's).
-        kid = _b64(hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).digest())
+        kid = b64url(hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).digest())
         pem = private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

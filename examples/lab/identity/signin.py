@@ -27,7 +27,6 @@ names), ``oid``, ``tid``, ``name``, and the v2 claims (``azp``, ``preferred_user
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import html
@@ -44,6 +43,7 @@ from starlette.routing import Route
 
 from .._http import BodyTooLarge, read_body
 from .apps import AppRegistration
+from .keys import b64url
 from .tenant import LabUser
 
 if TYPE_CHECKING:
@@ -326,10 +326,8 @@ class SignIn:
         if grant.redirect_uri != form["redirect_uri"]:
             raise OAuthError("invalid_grant", "redirect_uri differs from the authorize request's.")
         verifier = form["code_verifier"]
-        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-        if not _VERIFIER.fullmatch(verifier) or not hmac.compare_digest(
-            digest.rstrip(b"=").decode(), grant.challenge
-        ):
+        digest = b64url(hashlib.sha256(verifier.encode()).digest())
+        if not _VERIFIER.fullmatch(verifier) or not hmac.compare_digest(digest, grant.challenge):
             raise OAuthError(
                 "invalid_grant", "The code_verifier does not match the code_challenge."
             )
@@ -350,38 +348,27 @@ class SignIn:
         scopes: tuple[str, ...],
     ) -> dict[str, Any]:
         """Claims of ``user``'s access token for ``api`` requested by ``client``."""
-        issuer = self.issuer
-        now = int(issuer.clock())
         v2 = api.token_version == 2
-        claims: dict[str, Any] = {
-            "aud": api.app_id if v2 else api.identifier_uri,
-            "iss": _issuer_v2(issuer.tenant_id) if v2 else issuer.issuer,
-            "iat": now,
-            "nbf": now,
-            "exp": now + USER_TOKEN_LIFETIME,
-            "aio": _b64(secrets.token_bytes(48)),
+        own: dict[str, Any] = {
+            "name": user.name,
+            "oid": user.object_id,
+            "scp": " ".join(scopes),
+            # Entra's sub is pairwise: the same user has another sub in each app.
+            "sub": b64url(hashlib.sha256(f"{user.object_id}:{api.app_id}".encode()).digest()),
         }
         if v2:
-            claims.update({"azp": client.app_id, "azpacr": "0"})
+            own["preferred_username"] = user.preferred_username
         else:
-            claims.update({"amr": ["pwd"], "appid": client.app_id, "appidacr": "0"})
-        claims["name"] = user.name
-        claims["oid"] = user.object_id
-        if v2:
-            claims["preferred_username"] = user.preferred_username
-        claims.update(
-            {
-                "rh": "0." + _b64(secrets.token_bytes(40)) + ".",
-                "scp": " ".join(scopes),
-                # Entra's sub is pairwise: the same user has another sub in each app.
-                "sub": _b64(hashlib.sha256(f"{user.object_id}:{api.app_id}".encode()).digest()),
-                "tid": issuer.tenant_id,
-            }
+            own["amr"] = ["pwd"]
+            own["unique_name"] = own["upn"] = user.preferred_username
+        return self.issuer.access_claims(
+            api.app_id if v2 else api.identifier_uri,
+            v2=v2,
+            client=client.app_id,
+            client_auth="0",
+            lifetime=USER_TOKEN_LIFETIME,
+            claims=own,
         )
-        if not v2:
-            claims.update({"unique_name": user.preferred_username, "upn": user.preferred_username})
-        claims.update({"uti": _b64(secrets.token_bytes(16)), "ver": "2.0" if v2 else "1.0"})
-        return claims
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -457,11 +444,3 @@ def _page(title: str, body: str, status: int, *, escape: bool = True) -> HTMLRes
         status_code=status,
         headers={**_NO_STORE, "X-Frame-Options": "DENY"},
     )
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _issuer_v2(tenant: str) -> str:
-    return f"https://login.microsoftonline.com/{tenant}/v2.0"

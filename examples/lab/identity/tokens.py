@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from starlette.datastructures import QueryParams
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_CACHED_TOKENS",
     "MAX_RESOURCE_LENGTH",
     "REUSE_MARGIN",
+    "SELECTOR_KEYWORDS",
     "IdentityNotSelected",
     "RateLimiter",
     "TokenService",
@@ -71,6 +72,19 @@ def _is_guid(value: str) -> bool:
     return len(value) == 36
 
 
+#: Every identity selector either endpoint knows, with the ``LabConfig.user_assigned``
+#: keyword it means. Each endpoint reads some of them (:func:`select_identity`); the others
+#: are another endpoint's spelling, or (``resource_id``) a likely guess, refused with a hint.
+SELECTOR_KEYWORDS: Final = {
+    "client_id": "client_id",
+    "object_id": "object_id",
+    "principal_id": "object_id",
+    "msi_res_id": "resource_id",
+    "mi_res_id": "resource_id",
+    "resource_id": "resource_id",
+}
+
+
 class IdentityNotSelected(Exception):
     """The request's identity selector is refused: ``status`` 400 (malformed) or 404."""
 
@@ -81,21 +95,18 @@ class IdentityNotSelected(Exception):
 
 
 def select_identity(
-    config: LabConfig,
-    query: QueryParams,
-    selectors: Mapping[str, str],
-    foreign: Mapping[str, str],
+    config: LabConfig, query: QueryParams, selectors: Sequence[str]
 ) -> ManagedIdentity:
     """The identity a token request names: the system-assigned one when no selector is given.
 
-    ``selectors`` maps each query parameter the endpoint reads to the
-    :meth:`LabConfig.user_assigned` keyword it means; ``foreign`` maps parameters the
-    endpoint does *not* read (another endpoint's spelling) to the one it does. Two
-    selectors, a repeated or empty one, or a foreign one are 400; a selector naming no
-    user-assigned identity is 404. None of them ever falls back to the system identity.
+    ``selectors`` are the query parameters of :data:`SELECTOR_KEYWORDS` the endpoint reads;
+    another known one is 400 naming the endpoint's first selector with the same meaning. Two
+    selectors, a repeated or empty one are 400 too; a selector naming no user-assigned
+    identity is 404. None of them ever falls back to the system identity.
     """
-    for name, instead in foreign.items():
-        if name in query:
+    for name, keyword in SELECTOR_KEYWORDS.items():
+        if name in query and name not in selectors:
+            instead = next(s for s in selectors if SELECTOR_KEYWORDS[s] == keyword)
             raise IdentityNotSelected(400, f"This endpoint does not read {name}; use {instead}.")
     given = [name for name in selectors if name in query]
     if not given:
@@ -107,7 +118,7 @@ def select_identity(
     value = query[name]
     if not value:
         raise IdentityNotSelected(400, f"The {name} parameter is empty.")
-    found = config.user_assigned(**{selectors[name]: value})
+    found = config.user_assigned(**{SELECTOR_KEYWORDS[name]: value})
     if found is None:
         raise IdentityNotSelected(404, "Identity not found.")
     return found

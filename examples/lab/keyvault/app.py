@@ -20,12 +20,11 @@ writes, deletes, recovers and purges, and reads deleted secrets.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, Unpack
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -40,16 +39,15 @@ from tokenguard import (
     KeysUnavailable,
     MissingToken,
     TokenGuardError,
-    TokenValidator,
 )
 
-from ..identity import RoleAssignments
 from ..resource import (
     Database,
     Dialect,
     LabHeaders,
     Resource,
     ServiceError,
+    ServiceOptions,
     caller_label,
     protected_app,
 )
@@ -72,9 +70,14 @@ READ_ROLES: Final = frozenset(
 WRITE_ROLES: Final = frozenset({"Key Vault Secrets Officer", "Key Vault Administrator"})
 DEFAULT_RECOVERABLE_DAYS: Final = 90
 
+T = TypeVar("T")
+
 
 class _KeyVaultErrors(Dialect):
     """Key Vault's JSON errors: ``{"error": {"code", "message", "innererror"}}``."""
+
+    def challenge(self, authority: str, audience: str) -> dict[str, str]:
+        return {"authorization": authority, "resource": audience}
 
     def render(self, error: ServiceError, conn: HTTPConnection) -> Response:
         body: dict[str, Any] = {"code": error.code, "message": error.message}
@@ -125,6 +128,10 @@ class _Vault(Resource):
 
     def now(self) -> int:
         return int(self.clock())
+
+    async def write(self, change: Callable[..., T], **args: Any) -> T:
+        """The store's ``change`` in one durable transaction, made at :meth:`now`."""
+        return await self.db.write(partial(change, **args, now=self.now()))
 
     # -- request checks ---------------------------------------------------------
 
@@ -197,15 +204,7 @@ async def set_secret(request: Request) -> Response:
     name = parse.name(request)
     body = await parse.json_body(request)
     value = parse.text(body.get("value"), "value", parse.MAX_VALUE_BYTES)
-    saved = await vault.db.write(
-        partial(
-            store.set_secret,
-            name=name,
-            value=value,
-            **parse.properties(body),
-            now=vault.now(),
-        )
-    )
+    saved = await vault.write(store.set_secret, name=name, value=value, **parse.properties(body))
     return JSONResponse(vault.shape(saved, value=True))
 
 
@@ -231,15 +230,7 @@ async def update_secret(request: Request) -> Response:
     vault.begin(request, write=True)
     name, version = parse.name(request), parse.version(request)
     body = await parse.json_body(request)
-    saved = await vault.db.write(
-        partial(
-            store.update,
-            name=name,
-            version=version,
-            **parse.properties(body),
-            now=vault.now(),
-        )
-    )
+    saved = await vault.write(store.update, name=name, version=version, **parse.properties(body))
     return JSONResponse(vault.shape(saved))
 
 
@@ -252,8 +243,8 @@ async def secret_root(request: Request) -> Response:
     vault: _Vault = request.app.state.resource
     vault.begin(request, write=True)
     name = parse.name(request)
-    latest, deleted = await vault.db.write(
-        partial(store.delete, name=name, now=vault.now(), retention_days=vault.recoverable_days)
+    latest, deleted = await vault.write(
+        store.delete, name=name, retention_days=vault.recoverable_days
     )
     return JSONResponse(vault.deleted(latest, deleted))
 
@@ -323,7 +314,7 @@ async def deleted_secret(request: Request) -> Response:
     vault.begin(request, write=True)
     name = parse.name(request)
     if request.method == "DELETE":
-        await vault.db.write(partial(store.purge, name=name, now=vault.now()))
+        await vault.write(store.purge, name=name)
         return Response(status_code=204)
     latest, deleted = await vault.db.read(partial(store.get_deleted, name=name, now=vault.now()))
     return JSONResponse(vault.deleted(latest, deleted))
@@ -334,7 +325,7 @@ async def recover_deleted(request: Request) -> Response:
     vault: _Vault = request.app.state.resource
     vault.begin(request, write=True)
     name = parse.name(request)
-    recovered = await vault.db.write(partial(store.recover, name=name, now=vault.now()))
+    recovered = await vault.write(store.recover, name=name)
     return JSONResponse(vault.shape(recovered))
 
 
@@ -353,41 +344,23 @@ _ROUTES: Final = [
 
 
 def create_app(
-    *,
-    validator: TokenValidator,
-    rbac: RoleAssignments,
-    state_dir: Path,
-    public_url: str,
-    authority: str,
-    tenant_id: str,
-    clock: Callable[[], float] = time.time,
-    recoverable_days: int = DEFAULT_RECOVERABLE_DAYS,
+    *, recoverable_days: int = DEFAULT_RECOVERABLE_DAYS, **options: Unpack[ServiceOptions]
 ) -> Starlette:
     """The toy Key Vault as a Starlette app; state in ``state_dir/keyvault/vault.db``.
 
-    ``validator`` must accept the audience ``https://vault.azure.net``; the app warms it
-    up at startup but does not close it (whoever created it does). ``public_url`` is
-    the vault URL clients use (secret ids and ``nextLink`` are built from it);
-    ``authority`` the issuer's base URL, advertised in the 401 challenge.
+    ``options`` are every toy service's (:class:`~examples.lab.resource.ServiceOptions`):
+    the validator must accept the audience ``https://vault.azure.net``; secret ids and
+    ``nextLink`` are built from ``public_url``. Deleted secrets are kept
+    ``recoverable_days`` (7 to 90, as in Key Vault).
     """
     if not 7 <= recoverable_days <= 90:
         raise ValueError("recoverable_days must be from 7 to 90, as in Key Vault")
     vault = _Vault(
-        db=Database(Path(state_dir) / "keyvault" / "vault.db", store.SCHEMA),
-        rbac=rbac,
-        base_url=public_url.rstrip("/"),
-        challenge_params={
-            "authorization": f"{authority.rstrip('/')}/{tenant_id}",
-            "resource": KEYVAULT_AUDIENCE,
-        },
+        options=options,
+        audience=KEYVAULT_AUDIENCE,
+        db=Database(Path(options["state_dir"]) / "keyvault" / "vault.db", store.SCHEMA),
         dialect=_KeyVaultErrors(),
-        clock=clock,
         recoverable_days=recoverable_days,
     )
-    return protected_app(
-        routes=_ROUTES,
-        validator=validator,
-        audience=KEYVAULT_AUDIENCE,
-        resource=vault,
-        headers=Middleware(LabHeaders, static={"x-ms-keyvault-service-version": "lab"}),
-    )
+    static = {"x-ms-keyvault-service-version": "lab"}
+    return protected_app(vault, routes=_ROUTES, headers=Middleware(LabHeaders, static=static))

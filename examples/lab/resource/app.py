@@ -5,6 +5,7 @@ the :class:`tokenguard.Identity` it injects, and decide access from the lab's ro
 assignments by the caller's object id (as Azure RBAC does), not from token claims:
 tokens for Azure resources carry no roles. :class:`Resource` holds what every handler
 needs; :func:`protected_app` wires the middleware, the error dialect and the lifespan.
+Every service's ``create_app`` takes the same :class:`ServiceOptions` from the lab.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Final, NotRequired, TypedDict
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -45,6 +48,7 @@ __all__ = [
     "CALLER_HEADER",
     "LabHeaders",
     "Resource",
+    "ServiceOptions",
     "caller_label",
     "identity_of",
     "protected_app",
@@ -130,17 +134,56 @@ class LabHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class ServiceOptions(TypedDict):
+    """What the lab gives every toy service: the keyword arguments of its ``create_app``.
+
+    ``validator`` must accept the service's audience only (:func:`protected_app` checks);
+    the app warms it up at startup but does not close it (whoever created it does).
+    ``rbac`` holds the role assignments the service asks by the caller's object id;
+    ``state_dir`` the service's files, in a subfolder of its own; ``public_url`` is the
+    URL clients use (ids and links are built from it); ``authority`` (the issuer's base
+    URL) and ``tenant_id`` are named in the 401 challenge; ``clock`` gives wall-clock
+    seconds (default :func:`time.time`).
+    """
+
+    validator: TokenValidator
+    rbac: RoleAssignments
+    state_dir: Path
+    public_url: str
+    authority: str
+    tenant_id: str
+    clock: NotRequired[Callable[[], float]]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Resource:
-    """What every handler of a toy service shares: its database, the RBAC assignments,
-    its public URL, its challenge, its error dialect and its clock."""
+    """What every handler of a toy service shares: what the lab gave it, the ``audience``
+    its tokens carry, its database and its error dialect."""
 
+    options: ServiceOptions
+    audience: str
     db: Database
-    rbac: RoleAssignments
-    base_url: str
-    challenge_params: dict[str, str]
     dialect: Dialect
-    clock: Callable[[], float]
+
+    @property
+    def rbac(self) -> RoleAssignments:
+        """The role assignments, asked by the caller's object id."""
+        return self.options["rbac"]
+
+    @property
+    def base_url(self) -> str:
+        """The public URL without a trailing slash: ids and links start with it."""
+        return self.options["public_url"].rstrip("/")
+
+    @property
+    def challenge_params(self) -> dict[str, str]:
+        """The ``WWW-Authenticate`` parameters, naming the tenant and the resource."""
+        authority = f"{self.options['authority'].rstrip('/')}/{self.options['tenant_id']}"
+        return self.dialect.challenge(authority, self.audience)
+
+    def clock(self) -> float:
+        """Wall-clock seconds now."""
+        return self.options.get("clock", time.time)()
 
     def authorize(
         self, request: Request, roles: frozenset[str], scope: str, action: str
@@ -159,24 +202,11 @@ class Resource:
         return identity
 
 
-def protected_app(
-    *,
-    routes: Sequence[BaseRoute],
-    validator: TokenValidator,
-    audience: str,
-    resource: Resource,
-    headers: Middleware,
-) -> Starlette:
-    """A toy resource: ``headers`` outermost, then tokenguard (Azure's bare challenge,
-    no realm; the lab closes the validator, not the app), then the routes, with every
-    error rendered by ``resource.dialect``. ``resource`` is at ``app.state.resource``;
-    its database is closed when the app stops.
-
-    ``validator`` must accept this resource's ``audience`` only (with or without a
-    trailing slash): a token for another resource must never reach the routes. Its
-    issuers must pass ``require_roles_or_scopes=False``: tokens for Azure resources carry
-    neither ``roles`` nor ``scp``, and the resource authorizes by object id (RBAC).
-    """
+def _check_validator(validator: TokenValidator, audience: str) -> None:
+    """The validator must accept ``audience`` only (with or without a trailing slash): a
+    token for another resource must never reach the routes. Its issuers must pass
+    ``require_roles_or_scopes=False``: tokens for Azure resources carry neither ``roles``
+    nor ``scp``, and the resource authorizes by object id (RBAC)."""
     others = {a for issuer in validator.issuers for a in issuer.audiences}
     others = {a for a in others if a.rstrip("/") != audience.rstrip("/")}
     if others:
@@ -187,6 +217,18 @@ def protected_app(
             "trust its issuer with Issuer(..., require_roles_or_scopes=False)"
         )
 
+
+def protected_app(
+    resource: Resource, *, routes: Sequence[BaseRoute], headers: Middleware
+) -> Starlette:
+    """A toy resource: ``headers`` outermost, then tokenguard (Azure's bare challenge,
+    no realm; the lab closes the validator, not the app), then the routes, with every
+    error rendered by ``resource.dialect``. ``resource`` is at ``app.state.resource``;
+    its database is closed when the app stops. The validator is checked first
+    (:func:`_check_validator`).
+    """
+    validator = resource.options["validator"]
+    _check_validator(validator, resource.audience)
     dialect = resource.dialect
 
     @contextlib.asynccontextmanager

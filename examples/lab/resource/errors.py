@@ -48,6 +48,11 @@ class Dialect(abc.ABC):
     """How one toy service words and renders its errors."""
 
     @abc.abstractmethod
+    def challenge(self, authority: str, audience: str) -> dict[str, str]:
+        """The ``WWW-Authenticate`` parameters naming the tenant's ``authority`` URL and
+        the resource (``audience``) a client must get a token for."""
+
+    @abc.abstractmethod
     def render(self, error: ServiceError, conn: HTTPConnection) -> Response:
         """The response carrying ``error`` (with its headers)."""
 

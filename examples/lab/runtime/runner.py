@@ -32,15 +32,7 @@ import httpx
 from tokenguard import Issuer, TokenValidator
 
 from .. import blob, keyvault
-from ..identity import (
-    TOKEN_PATH,
-    KeyRing,
-    LabConfig,
-    LabIssuer,
-    TokenService,
-    create_app_service_app,
-    create_imds_app,
-)
+from ..identity import TOKEN_PATH, IdentityEndpoints, KeyRing, LabConfig, LabIssuer, TokenService
 from . import tls
 from .config import load_config
 from .envfile import lab_environment, write_env_files
@@ -230,25 +222,20 @@ class Lab:
         keys = KeyRing(self.state_dir / "keys", clock=self.clock)
         for kid in keys.forget_retired():
             self.log(f"  removed retired key {kid}")
-        issuer_url = f"http://{HOST}:{sockets['issuer'].getsockname()[1]}"
-        issuer = LabIssuer(
+        self.identity_header = _secret_file(self.state_dir / "identity-header")
+        identity = IdentityEndpoints.create(
             config,
             keys,
-            base_url=issuer_url,
-            clock=self.clock,
+            base_url=f"http://{HOST}:{sockets['issuer'].getsockname()[1]}",
             admin_secret=_secret_file(self.state_dir / "admin-secret"),
+            identity_header=self.identity_header,
+            clock=self.clock,
+            monotonic=self.monotonic,
         )
-        self._issuer = issuer
-        self._tokens = tokens = TokenService(issuer)
-        await self._serve("issuer", issuer.app(), sockets)
-        await self._serve(
-            "imds", create_imds_app(config, tokens, monotonic=self.monotonic), sockets
-        )
-        self.identity_header = _secret_file(self.state_dir / "identity-header")
-        app_service = create_app_service_app(
-            config, tokens, secret=self.identity_header, monotonic=self.monotonic
-        )
-        await self._serve("app_service", app_service, sockets)
+        self._issuer = issuer = identity.issuer
+        self._tokens = identity.tokens
+        for name, app in identity.apps().items():
+            await self._serve(name, app, sockets)
         urls: dict[str, str | None] = {"keyvault": None, "storage": None}
         if self.services:
             files = tls.ensure_tls(self.state_dir)

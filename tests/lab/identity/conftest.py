@@ -9,14 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.lab.identity import (
-    KeyRing,
-    LabConfig,
-    LabIssuer,
-    TokenService,
-    create_app_service_app,
-    create_imds_app,
-)
+from examples.lab.identity import IdentityEndpoints, KeyRing, LabConfig, LabIssuer, TokenService
 
 from ...helpers import FakeClock
 
@@ -57,27 +50,30 @@ def copy_keys(source: Path, target: Path) -> Path:
 async def apps(lab_config: LabConfig, key_dir: Path, tmp_path: Path) -> AsyncIterator[Apps]:
     clock, monotonic = FakeClock(time.time()), FakeClock(1000.0)
     keys = KeyRing(copy_keys(key_dir, tmp_path / "keys"), clock=clock)
-    issuer = LabIssuer(
+    lab = IdentityEndpoints.create(
         lab_config,
         keys,
         base_url="http://127.0.0.1:8700",
-        clock=clock,
         admin_secret=ADMIN_SECRET,
-    )
-    tokens = TokenService(issuer)
-    imds = create_imds_app(lab_config, tokens, monotonic=monotonic)
-    app_service = create_app_service_app(
-        lab_config, tokens, secret=IDENTITY_HEADER, monotonic=monotonic
+        identity_header=IDENTITY_HEADER,
+        clock=clock,
+        monotonic=monotonic,
     )
 
     def client(app: object, base: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)  # type: ignore[arg-type]
 
     async with (
-        client(imds, "http://169.254.169.254") as imds_client,
-        client(app_service, "http://127.0.0.1:8702") as app_service_client,
-        client(issuer.app(), "http://127.0.0.1:8700") as metadata_client,
+        client(lab.imds, "http://169.254.169.254") as imds_client,
+        client(lab.app_service, "http://127.0.0.1:8702") as app_service_client,
+        client(lab.issuer_app, "http://127.0.0.1:8700") as metadata_client,
     ):
         yield Apps(
-            issuer, tokens, clock, monotonic, imds_client, app_service_client, metadata_client
+            lab.issuer,
+            lab.tokens,
+            clock,
+            monotonic,
+            imds_client,
+            app_service_client,
+            metadata_client,
         )
