@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import httpx
@@ -72,9 +72,9 @@ def make(
 ) -> tuple[TokenValidator, SwitchableIssuer]:
     server = SwitchableIssuer(issuer)
     options.setdefault("error_backoff", BACKOFF)
-    validator = TokenValidator(
-        [issuer.issuer_config(VAULT, **options)],
-        http_client=server.client(),
+    validator = server.validator(
+        VAULT,
+        options,
         clock=clock,
         monotonic=clock,
         sleep=clock.sleep,
@@ -346,12 +346,27 @@ async def test_warm_up_loads_every_issuer_and_names_each_failing_one(clock: Fake
 # -- cached tokens are never better than their key set ----------------------------------
 
 
-async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
-    issuer: LocalIssuer, clock: FakeClock
-) -> None:
+class DayToken(NamedTuple):
+    validator: TokenValidator
+    server: SwitchableIssuer
+    observer: RecordingObserver
+    token: str
+
+
+@asynccontextmanager
+async def day_token(issuer: LocalIssuer, clock: FakeClock) -> AsyncIterator[DayToken]:
+    """:func:`warmed` with ``max_stale`` 600 s and an observer, and a token that lives a
+    day: its cache entries outlast key sets, not the token."""
     observer = RecordingObserver()
     async with warmed(issuer, clock, max_stale=600.0, observer=observer) as (validator, server):
         token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
+        yield DayToken(validator, server, observer, token)
+
+
+async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
+    issuer: LocalIssuer, clock: FakeClock
+) -> None:
+    async with day_token(issuer, clock) as (validator, server, observer, token):
         assert await validator.validate(token)
         assert validator.cached(token) is not None
         server.override = lambda request: httpx.Response(503)  # the issuer goes down
@@ -377,9 +392,7 @@ async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
 async def test_cached_token_past_its_cap_is_verified_again_while_keys_stay_fresh(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
-    observer = RecordingObserver()
-    async with warmed(issuer, clock, max_stale=600.0, observer=observer) as (validator, _):
-        token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
+    async with day_token(issuer, clock) as (validator, _, observer, token):
         for _ in range(3):  # three lifetimes, refreshed in the background
             assert await validator.validate(token)
             clock.advance(REFRESH_AFTER)
