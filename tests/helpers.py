@@ -39,6 +39,11 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def validator_clocks(self) -> dict[str, Any]:
+        """A validator's options that put its wall clock, its monotonic clock and its
+        refresh timer's sleeps all on this clock."""
+        return {"clock": self, "monotonic": self, "sleep": self.sleep}
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
         due = [event for deadline, event in self._sleepers if deadline <= self.now]

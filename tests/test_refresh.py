@@ -2,8 +2,9 @@
 
 Time is an injected fake clock: the validator's wall clock, its monotonic clock and the
 issuer's clock are one :class:`FakeClock`, and the refresh timer sleeps on it
-(``sleep=clock.sleep``), so a test moves hours in microseconds. No test sends a request
-unless it says so: the point is what happens without traffic.
+(``sleep=clock.sleep``; ``clock.validator_clocks()`` gives all three), so a test moves
+hours in microseconds. No test sends a request unless it says so: the point is what
+happens without traffic.
 """
 
 from __future__ import annotations
@@ -73,13 +74,7 @@ def make(
     server = SwitchableIssuer(issuer)
     options.setdefault("error_backoff", BACKOFF)
     validator = server.validator(
-        VAULT,
-        options,
-        clock=clock,
-        monotonic=clock,
-        sleep=clock.sleep,
-        jitter=jitter,
-        observer=observer,
+        VAULT, options, jitter=jitter, observer=observer, **clock.validator_clocks()
     )
     return validator, server
 
@@ -320,9 +315,7 @@ async def test_warm_up_loads_every_issuer_and_names_each_failing_one(clock: Fake
     validator = TokenValidator(
         [i.issuer_config(VAULT, error_backoff=BACKOFF) for i in (bad_first, good, bad_last)],
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(route)),
-        clock=clock,
-        monotonic=clock,
-        sleep=clock.sleep,
+        **clock.validator_clocks(),
     )
     with pytest.raises(KeysUnavailable) as info:
         await validator.warm_up()
