@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -38,6 +38,11 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+    def validator_clocks(self) -> dict[str, Any]:
+        """A validator's options that put its wall clock, its monotonic clock and its
+        refresh timer's sleeps all on this clock."""
+        return {"clock": self, "monotonic": self, "sleep": self.sleep}
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -79,6 +84,14 @@ class SwitchableIssuer:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.MockTransport(self.handle))
+
+    def validator(
+        self, audience: str, issuer_options: Mapping[str, Any], **options: Any
+    ) -> TokenValidator:
+        """A validator trusting the issuer for ``audience`` (``issuer_options`` to its
+        ``Issuer``, ``options`` to the validator) that fetches its keys from here."""
+        config = self.issuer.issuer_config(audience, **issuer_options)
+        return TokenValidator([config], http_client=self.client(), **options)
 
     def count(self, suffix: str) -> int:
         return sum(1 for r in self.requests if r.url.path.endswith(suffix))

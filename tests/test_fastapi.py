@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import fastapi
@@ -63,6 +63,28 @@ def who(identity: Identity | None) -> dict[str, Any]:
     return {"kind": identity.kind, "oid": identity.object_id, "roles": sorted(identity.roles)}
 
 
+def who_endpoint(dependency: object) -> Callable[[Identity | None], Awaitable[dict[str, Any]]]:
+    """An endpoint answering :func:`who` for the identity that ``dependency`` (one of the
+    aliases above) resolves."""
+
+    async def endpoint(identity: Identity | None) -> dict[str, Any]:
+        return who(identity)
+
+    # The alias object, not its name: FastAPI evaluates names in module globals only.
+    endpoint.__annotations__["identity"] = dependency
+    return endpoint
+
+
+#: Endpoints that only answer who the caller is, by the dependency that resolves it.
+WHO_ROUTES = {
+    "/me": Caller,
+    "/maybe": MaybeCaller,
+    "/read": Reader,
+    "/scoped": Writer,
+    "/kv": KvCaller,
+}
+
+
 def build_app(validator: TokenValidator | None, **fastapi_options: Any) -> FastAPI:
     app = FastAPI(**fastapi_options)
     if validator is not None:
@@ -72,21 +94,8 @@ def build_app(validator: TokenValidator | None, **fastapi_options: Any) -> FastA
     async def public() -> dict[str, bool]:
         return {"ok": True}
 
-    @app.get("/me")
-    async def me(identity: Caller) -> dict[str, Any]:
-        return who(identity)
-
-    @app.get("/maybe")
-    async def maybe(identity: MaybeCaller) -> dict[str, Any]:
-        return who(identity)
-
-    @app.get("/read")
-    async def read(identity: Reader) -> dict[str, Any]:
-        return who(identity)
-
-    @app.get("/scoped")
-    async def scoped(identity: Writer) -> dict[str, Any]:
-        return who(identity)
+    for path, dependency in WHO_ROUTES.items():
+        app.get(path)(who_endpoint(dependency))
 
     @app.get("/reporter", dependencies=[ONLY_REPORTER])
     async def reporter(request: Request) -> dict[str, Any]:
@@ -96,10 +105,6 @@ def build_app(validator: TokenValidator | None, **fastapi_options: Any) -> FastA
     @app.get("/both")
     async def both(first: Caller, second: ManagedIdentity) -> dict[str, Any]:
         return {"same": first is second}
-
-    @app.get("/kv")
-    async def kv(identity: KvCaller) -> dict[str, Any]:
-        return who(identity)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket, identity: Caller) -> None:

@@ -1,5 +1,6 @@
 """tokenguard.fastapi with ``oauth2=``: the guard as an OAuth2 authorization-code scheme."""
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import httpx
@@ -33,6 +34,26 @@ Writer = Annotated[Identity, Security(SIGNIN.identity, scopes=["Secrets.Write"])
 Plain = Annotated[Identity, Security(BEARER.requires(scopes=["Secrets.Read"]))]
 
 
+def ok_endpoint(dependency: object) -> Callable[[Identity], Awaitable[dict[str, bool]]]:
+    """An endpoint answering ``{"ok": True}`` to callers that ``dependency`` (one of the
+    aliases above) lets through."""
+
+    async def endpoint(user: Identity) -> dict[str, bool]:
+        return {"ok": True}
+
+    endpoint.__annotations__["user"] = dependency  # where FastAPI finds the dependency
+    return endpoint
+
+
+#: Endpoints that only check the caller, by method, path and the dependency that checks.
+OK_ROUTES = [
+    ("GET", "/read", Reader),
+    ("GET", "/either", ReadOrRole),
+    ("POST", "/write", Writer),
+    ("GET", "/plain", Plain),
+]
+
+
 def build_app(issuer: LocalIssuer, *, responses: bool = True) -> FastAPI:
     app = FastAPI()
     app.state.tokenguard_validator = issuer.validator([API])
@@ -41,21 +62,8 @@ def build_app(issuer: LocalIssuer, *, responses: bool = True) -> FastAPI:
     async def me(user: User) -> dict[str, Any]:
         return {"oid": user.object_id, "scopes": sorted(user.scopes)}
 
-    @app.get("/read")
-    async def read(user: Reader) -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/either")
-    async def either(user: ReadOrRole) -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.post("/write")
-    async def write(user: Writer) -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/plain")
-    async def plain(user: Plain) -> dict[str, bool]:
-        return {"ok": True}
+    for method, path, dependency in OK_ROUTES:
+        app.add_api_route(path, ok_endpoint(dependency), methods=[method])
 
     if responses:
         add_openapi_responses(app)

@@ -27,12 +27,7 @@ def make(
     server = SwitchableIssuer(issuer)
     # The tokens are Key Vault managed-identity tokens: they carry no roles.
     options.setdefault("require_roles_or_scopes", False)
-    validator = TokenValidator(
-        [issuer.issuer_config(VAULT, **options)],
-        http_client=server.client(),
-        monotonic=clock,
-    )
-    return validator, server
+    return server.validator(VAULT, options, monotonic=clock), server
 
 
 async def test_cold_start_shares_one_discovery_and_one_jwks_fetch(issuer: LocalIssuer) -> None:

@@ -156,6 +156,14 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch) -> StandIns:
     return found
 
 
+def multi_tenant_issuer(stand_ins: StandIns) -> LocalIssuer:
+    """The issuer behind Entra's common endpoint, which the multi-tenant recipes read."""
+    multi = stand_in(
+        "multi", lambda: LocalIssuer(tenant_id="common", issuer=f"{ENTRA}/{{tenantid}}/v2.0")
+    )
+    return stand_ins.add(f"{ENTRA}/common/v2.0/.well-known/openid-configuration", multi)
+
+
 def run_block(page: str, name: str) -> dict[str, Any]:
     """Execute the block ``name`` of ``page`` (relative to the repository) as a module."""
     code = page_blocks(ROOT / page)[name]
@@ -248,13 +256,7 @@ def check_cors_mount(stand_ins: StandIns) -> None:
 
 
 async def check_multi_tenant(stand_ins: StandIns) -> None:
-    issuer = stand_ins.add(
-        f"{ENTRA}/common/v2.0/.well-known/openid-configuration",
-        stand_in(
-            "multi",
-            lambda: LocalIssuer(tenant_id="common", issuer=f"{ENTRA}/{{tenantid}}/v2.0"),
-        ),
-    )
+    issuer = multi_tenant_issuer(stand_ins)
     ns = stand_ins.run("multi-tenant")
     validator: TokenValidator = ns["validator"]
     for tenant in (TENANT_A, TENANT_B):
@@ -269,13 +271,7 @@ async def check_multi_tenant(stand_ins: StandIns) -> None:
 
 
 async def check_dynamic_tenants(stand_ins: StandIns) -> None:
-    issuer = stand_ins.add(
-        f"{ENTRA}/common/v2.0/.well-known/openid-configuration",
-        stand_in(
-            "multi",
-            lambda: LocalIssuer(tenant_id="common", issuer=f"{ENTRA}/{{tenantid}}/v2.0"),
-        ),
-    )
+    issuer = multi_tenant_issuer(stand_ins)
     ns = stand_ins.run("dynamic-tenants")
     validator: TokenValidator = ns["validator"]
     asked: list[str] = []

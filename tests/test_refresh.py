@@ -2,8 +2,9 @@
 
 Time is an injected fake clock: the validator's wall clock, its monotonic clock and the
 issuer's clock are one :class:`FakeClock`, and the refresh timer sleeps on it
-(``sleep=clock.sleep``), so a test moves hours in microseconds. No test sends a request
-unless it says so: the point is what happens without traffic.
+(``sleep=clock.sleep``; ``clock.validator_clocks()`` gives all three), so a test moves
+hours in microseconds. No test sends a request unless it says so: the point is what
+happens without traffic.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import httpx
@@ -72,14 +73,8 @@ def make(
 ) -> tuple[TokenValidator, SwitchableIssuer]:
     server = SwitchableIssuer(issuer)
     options.setdefault("error_backoff", BACKOFF)
-    validator = TokenValidator(
-        [issuer.issuer_config(VAULT, **options)],
-        http_client=server.client(),
-        clock=clock,
-        monotonic=clock,
-        sleep=clock.sleep,
-        jitter=jitter,
-        observer=observer,
+    validator = server.validator(
+        VAULT, options, jitter=jitter, observer=observer, **clock.validator_clocks()
     )
     return validator, server
 
@@ -320,9 +315,7 @@ async def test_warm_up_loads_every_issuer_and_names_each_failing_one(clock: Fake
     validator = TokenValidator(
         [i.issuer_config(VAULT, error_backoff=BACKOFF) for i in (bad_first, good, bad_last)],
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(route)),
-        clock=clock,
-        monotonic=clock,
-        sleep=clock.sleep,
+        **clock.validator_clocks(),
     )
     with pytest.raises(KeysUnavailable) as info:
         await validator.warm_up()
@@ -346,12 +339,27 @@ async def test_warm_up_loads_every_issuer_and_names_each_failing_one(clock: Fake
 # -- cached tokens are never better than their key set ----------------------------------
 
 
-async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
-    issuer: LocalIssuer, clock: FakeClock
-) -> None:
+class DayToken(NamedTuple):
+    validator: TokenValidator
+    server: SwitchableIssuer
+    observer: RecordingObserver
+    token: str
+
+
+@asynccontextmanager
+async def day_token(issuer: LocalIssuer, clock: FakeClock) -> AsyncIterator[DayToken]:
+    """:func:`warmed` with ``max_stale`` 600 s and an observer, and a token that lives a
+    day: its cache entries outlast key sets, not the token."""
     observer = RecordingObserver()
     async with warmed(issuer, clock, max_stale=600.0, observer=observer) as (validator, server):
         token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
+        yield DayToken(validator, server, observer, token)
+
+
+async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
+    issuer: LocalIssuer, clock: FakeClock
+) -> None:
+    async with day_token(issuer, clock) as (validator, server, observer, token):
         assert await validator.validate(token)
         assert validator.cached(token) is not None
         server.override = lambda request: httpx.Response(503)  # the issuer goes down
@@ -377,9 +385,7 @@ async def test_cached_token_gets_503_once_its_key_set_is_too_old_then_recovers(
 async def test_cached_token_past_its_cap_is_verified_again_while_keys_stay_fresh(
     issuer: LocalIssuer, clock: FakeClock
 ) -> None:
-    observer = RecordingObserver()
-    async with warmed(issuer, clock, max_stale=600.0, observer=observer) as (validator, _):
-        token = issuer.mint(VAULT, roles=["Secrets.Read"], lifetime=86_400)
+    async with day_token(issuer, clock) as (validator, _, observer, token):
         for _ in range(3):  # three lifetimes, refreshed in the background
             assert await validator.validate(token)
             clock.advance(REFRESH_AFTER)

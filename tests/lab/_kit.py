@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import httpx
 import pytest
 import uvicorn
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
@@ -188,15 +187,6 @@ def error_code(exc: HttpResponseError) -> str | None:
     """Storage's ``x-ms-error-code`` as the storage SDK attaches it to its errors."""
     code = getattr(exc, "error_code", None)
     return None if code is None else str(code.value if hasattr(code, "value") else code)
-
-
-def get_without_token(https: httpx.Client, url: str, challenge: str) -> httpx.Response:
-    """``GET url`` with no token: 401 carrying exactly ``challenge`` (the service's own
-    ``WWW-Authenticate``); the response, for the service's own checks."""
-    response = https.get(url)
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == challenge
-    return response
 
 
 def refused_with_401(call: Callable[[], object]) -> HttpResponse:

@@ -20,7 +20,16 @@ from starlette.applications import Starlette
 
 from tokenguard.testing import LocalIssuer
 
-from ._kit import STORAGE, VAULT, Principals, serve_app, ssl_context
+from ._kit import (
+    STORAGE,
+    VAULT,
+    Mint,
+    Principals,
+    mint_expired,
+    mint_forged,
+    serve_app,
+    ssl_context,
+)
 
 #: Environment that steers azure-identity (and HTTP clients) elsewhere; tests unset it.
 AZURE_ENV = (
@@ -102,6 +111,13 @@ def lab_issuer() -> LocalIssuer:
 @pytest.fixture(scope="session")
 def principals() -> Principals:
     return Principals()
+
+
+@pytest.fixture(params=[mint_forged, mint_expired], ids=["forged", "expired"])
+def bad_mint(request: pytest.FixtureRequest) -> Mint:
+    """The tokens every toy service refuses with 401: forged, and expired."""
+    mint: Mint = request.param
+    return mint
 
 
 @contextlib.contextmanager
@@ -196,3 +212,23 @@ def https(tls: TlsFiles) -> Iterator[httpx.Client]:
     """A plain https client that trusts the lab CA."""
     with httpx.Client(verify=ssl_context(tls), timeout=30) as client:
         yield client
+
+
+#: ``(url, challenge)`` -> the 401 answer to ``GET url`` without a token.
+WithoutToken = Callable[[str, str], httpx.Response]
+
+
+@pytest.fixture
+def without_token(https: httpx.Client, lab_issuer: LocalIssuer) -> WithoutToken:
+    """``GET url`` with no token: 401 carrying exactly ``challenge`` (the service's own
+    ``WWW-Authenticate``, ``{authority}`` in it standing for the lab tenant's authority);
+    the response, for the service's own checks."""
+    authority = f"{AUTHORITY}/{lab_issuer.tenant_id}"
+
+    def get(url: str, challenge: str) -> httpx.Response:
+        response = https.get(url)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == challenge.format(authority=authority)
+        return response
+
+    return get

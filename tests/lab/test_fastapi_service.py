@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -25,6 +21,7 @@ from tokenguard.metrics import PrometheusObserver
 from tokenguard.testing import LocalIssuer
 
 from ..helpers import bearer
+from ._signin import PublicClient, pkce
 
 MI_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg/providers/"
@@ -179,12 +176,6 @@ def test_docs_are_served_without_a_cdn(issuer: LocalIssuer) -> None:
         assert "initOAuth" not in page.text
 
 
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 @pytest.mark.lab
 @pytest.mark.anyio
 async def test_through_the_lab_with_a_signed_in_user(tmp_path: Path) -> None:
@@ -211,32 +202,17 @@ async def test_through_the_lab_with_a_signed_in_user(tmp_path: Path) -> None:
                 assert LAB_SWAGGER_CLIENT in page and "usePkceWithAuthorizationCodeGrant" in page
 
                 verifier, challenge = pkce()
-                redirect_uri = "http://127.0.0.1:8000/docs/oauth2-redirect"
+                swagger_ui = PublicClient(
+                    LAB_SWAGGER_CLIENT, "http://127.0.0.1:8000/docs/oauth2-redirect"
+                )
+                query = swagger_ui.authorize_query(
+                    read_scope, challenge, login_hint="grace@tokenguard-lab.example"
+                )
                 async with httpx.AsyncClient(trust_env=False) as http:
-                    back = await http.get(
-                        flow["authorizationUrl"],
-                        params={
-                            "response_type": "code",
-                            "client_id": LAB_SWAGGER_CLIENT,
-                            "redirect_uri": redirect_uri,
-                            "scope": read_scope,
-                            "code_challenge": challenge,
-                            "code_challenge_method": "S256",
-                            "login_hint": "grace@tokenguard-lab.example",
-                        },
-                    )
-                    assert back.status_code == 302
-                    code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
-                    answer = await http.post(
-                        flow["tokenUrl"],
-                        data={
-                            "grant_type": "authorization_code",
-                            "client_id": LAB_SWAGGER_CLIENT,
-                            "code": code,
-                            "redirect_uri": redirect_uri,
-                            "code_verifier": verifier,
-                        },
-                    )
+                    back = await http.get(flow["authorizationUrl"], params=query)
+                    code = swagger_ui.redirected(back)["code"]
+                    form = swagger_ui.redeem_form(code, verifier)
+                    answer = await http.post(flow["tokenUrl"], data=form)
                 assert answer.status_code == 200, answer.text
                 user = bearer(answer.json()["access_token"])
                 whoami = (await client.get("/whoami", headers=user)).json()

@@ -73,6 +73,16 @@ def as_json(value: Mapping[str, Any] | bytes | str) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
+def _overridden(members: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``members`` with ``overrides`` set, each ``None`` among them removing its member."""
+    for name, value in overrides.items():
+        if value is None:
+            members.pop(name, None)
+        else:
+            members[name] = value
+    return members
+
+
 def compact(
     header: Mapping[str, Any] | bytes | str,
     payload: Mapping[str, Any] | bytes | str,
@@ -193,23 +203,11 @@ class Kit:
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
         """Valid main-issuer MI claims at ``NOW``; an override of ``None`` removes a claim."""
-        body = self.main.claims(VAULT, roles=["Secrets.Read"])
-        for name, value in overrides.items():
-            if value is None:
-                body.pop(name, None)
-            else:
-                body[name] = value
-        return body
+        return _overridden(self.main.claims(VAULT, roles=["Secrets.Read"]), overrides)
 
     def header(self, kid: str | None = None, alg: str = "RS256", **extra: Any) -> dict[str, Any]:
         """An Entra-shaped JWS header; ``extra`` members are added (``None`` removes)."""
-        header: dict[str, Any] = {"typ": "JWT", "alg": alg, "kid": kid or self.rsa_kid}
-        for name, value in extra.items():
-            if value is None:
-                header.pop(name, None)
-            else:
-                header[name] = value
-        return header
+        return _overridden({"typ": "JWT", "alg": alg, "kid": kid or self.rsa_kid}, extra)
 
     def signed(
         self,

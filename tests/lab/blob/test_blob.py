@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,6 @@ from .._kit import (
     Mint,
     Principals,
     error_code,
-    get_without_token,
-    mint_expired,
-    mint_forged,
     mint_valid,
     refused_naming_the_caller,
     refused_with_401,
@@ -39,10 +38,12 @@ from .._kit import (
     ssl_context,
     storage_client,
 )
-from ..conftest import AUTHORITY, running_storage
+from ..conftest import WithoutToken, running_storage
 
 ACCOUNT = "labstorage"
 LIMIT = 256 * 1024  # the module's storage fixture refuses larger uploads
+LISTING = "?restype=container&comp=list"
+BLOCK = {"x-ms-blob-type": "BlockBlob"}
 
 
 def _service(
@@ -51,11 +52,30 @@ def _service(
     return storage_client(f"{url}/{ACCOUNT}", tls, LabCredential(issuer, object_id, mint))
 
 
+#: ``(object_id, mint=mint_valid)`` -> an SDK client of the module's storage account.
+ServiceAs = Callable[..., BlobServiceClient]
+
+
 @pytest.fixture
-def contributor(
-    storage_url: str, tls: TlsFiles, lab_issuer: LocalIssuer, principals: Principals
+def service_as(storage_url: str, tls: TlsFiles, lab_issuer: LocalIssuer) -> ServiceAs:
+    return functools.partial(_service, storage_url, tls, lab_issuer)
+
+
+@pytest.fixture
+def contributor(service_as: ServiceAs, principals: Principals) -> Iterator[BlobServiceClient]:
+    with service_as(principals.storage_contributor) as service:
+        yield service
+
+
+@pytest.fixture
+def own_storage(
+    tmp_path: Path, tls: TlsFiles, lab_issuer: LocalIssuer, principals: Principals
 ) -> Iterator[BlobServiceClient]:
-    with _service(storage_url, tls, lab_issuer, principals.storage_contributor) as service:
+    """A storage of the test's own (its state under ``tmp_path``), as the contributor."""
+    with (
+        running_storage(lab_issuer, principals, tls, tmp_path) as url,
+        _service(url, tls, lab_issuer, principals.storage_contributor) as service,
+    ):
         yield service
 
 
@@ -71,49 +91,71 @@ def _bearer(issuer: LocalIssuer, object_id: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Wire:
+    """Plain HTTPS to the module's storage account, for what the SDK never sends."""
+
+    https: httpx.Client
+    account_url: str
+    container: str
+    issuer: LocalIssuer
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        caller: str,
+        headers: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> httpx.Response:
+        """``method`` on ``path`` below the account (``{c}`` stands for the test's
+        container) with a token of ``caller`` (an object id) and ``headers``."""
+        url = self.account_url + path.replace("{c}", self.container)
+        headers = {**_bearer(self.issuer, caller), **(headers or {})}
+        return self.https.request(method, url, headers=headers, **options)
+
+
+@pytest.fixture
+def wire(
+    storage_url: str, container: ContainerClient, https: httpx.Client, lab_issuer: LocalIssuer
+) -> Wire:
+    return Wire(https, f"{storage_url}/{ACCOUNT}", container.container_name, lab_issuer)
+
+
 # -- containers ----------------------------------------------------------------------
 
 
-def test_create_list_and_delete_containers(
-    tmp_path: Path, tls: TlsFiles, lab_issuer: LocalIssuer, principals: Principals
-) -> None:
-    with (
-        running_storage(lab_issuer, principals, tls, tmp_path) as url,
-        _service(url, tls, lab_issuer, principals.storage_contributor) as service,
-    ):
-        for name in ("alpha", "beta", "gamma", "other"):
-            service.create_container(name, metadata={"team": name})
-        with pytest.raises(ResourceExistsError):
-            service.create_container("alpha")
-        listed = list(service.list_containers(name_starts_with="", include_metadata=True))
-        assert [c.name for c in listed] == ["alpha", "beta", "gamma", "other"]
-        assert listed[1].metadata == {"team": "beta"}
-        pages = list(service.list_containers(results_per_page=3).by_page())
-        assert [len(list(p)) for p in pages] == [3, 1]
-        assert [c.name for c in service.list_containers(name_starts_with="g")] == ["gamma"]
-        properties = service.get_container_client("beta").get_container_properties()
-        assert properties.metadata == {"team": "beta"}
-        assert properties.etag.startswith('"0x')
+def test_create_list_and_delete_containers(own_storage: BlobServiceClient) -> None:
+    service = own_storage
+    for name in ("alpha", "beta", "gamma", "other"):
+        service.create_container(name, metadata={"team": name})
+    with pytest.raises(ResourceExistsError):
+        service.create_container("alpha")
+    listed = list(service.list_containers(name_starts_with="", include_metadata=True))
+    assert [c.name for c in listed] == ["alpha", "beta", "gamma", "other"]
+    assert listed[1].metadata == {"team": "beta"}
+    pages = list(service.list_containers(results_per_page=3).by_page())
+    assert [len(list(p)) for p in pages] == [3, 1]
+    assert [c.name for c in service.list_containers(name_starts_with="g")] == ["gamma"]
+    properties = service.get_container_client("beta").get_container_properties()
+    assert properties.metadata == {"team": "beta"}
+    assert properties.etag.startswith('"0x')
+    service.delete_container("beta")
+    with pytest.raises(ResourceNotFoundError):
         service.delete_container("beta")
-        with pytest.raises(ResourceNotFoundError):
-            service.delete_container("beta")
-        assert not service.get_container_client("beta").exists()
-        assert [c.name for c in service.list_containers()] == ["alpha", "gamma", "other"]
+    assert not service.get_container_client("beta").exists()
+    assert [c.name for c in service.list_containers()] == ["alpha", "gamma", "other"]
 
 
 def test_deleting_a_container_removes_its_blob_files(
-    tmp_path: Path, tls: TlsFiles, lab_issuer: LocalIssuer, principals: Principals
+    own_storage: BlobServiceClient, tmp_path: Path
 ) -> None:
-    with (
-        running_storage(lab_issuer, principals, tls, tmp_path) as url,
-        _service(url, tls, lab_issuer, principals.storage_contributor) as service,
-    ):
-        box = service.create_container("box")
-        for i in range(3):
-            box.upload_blob(f"b{i}", os.urandom(100))
-        assert len(os.listdir(tmp_path / "storage" / "blobs")) == 3
-        service.delete_container("box")
-        assert os.listdir(tmp_path / "storage" / "blobs") == []
+    box = own_storage.create_container("box")
+    for i in range(3):
+        box.upload_blob(f"b{i}", os.urandom(100))
+    assert len(os.listdir(tmp_path / "storage" / "blobs")) == 3
+    own_storage.delete_container("box")
+    assert os.listdir(tmp_path / "storage" / "blobs") == []
 
 
 # -- upload and download ---------------------------------------------------------------
@@ -153,27 +195,25 @@ def test_ranged_download(container: ContainerClient) -> None:
 
 
 def test_ranged_download_on_the_wire(
-    storage_url: str,
-    container: ContainerClient,
-    https: httpx.Client,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    container: ContainerClient, wire: Wire, principals: Principals
 ) -> None:
     data = os.urandom(5000)
     container.upload_blob("wire", data)
-    url = f"{storage_url}/{ACCOUNT}/{container.container_name}/wire"
-    headers = _bearer(lab_issuer, principals.storage_reader)
-    partial = https.get(url, headers={**headers, "x-ms-range": "bytes=100-199"})
+
+    def get(headers: dict[str, str]) -> httpx.Response:
+        return wire.request("GET", "/{c}/wire", principals.storage_reader, headers)
+
+    partial = get({"x-ms-range": "bytes=100-199"})
     assert partial.status_code == 206
     assert partial.headers["content-range"] == "bytes 100-199/5000"
     assert partial.content == data[100:200]
-    plain_range = https.get(url, headers={**headers, "Range": "bytes=4990-"})
+    plain_range = get({"Range": "bytes=4990-"})
     assert plain_range.status_code == 206
     assert plain_range.content == data[4990:]
-    whole = https.get(url, headers=headers)
+    whole = get({})
     assert whole.status_code == 200
     assert whole.headers["content-md5"] == base64.b64encode(hashlib.md5(data).digest()).decode()
-    unsatisfiable = https.get(url, headers={**headers, "x-ms-range": "bytes=5000-"})
+    unsatisfiable = get({"x-ms-range": "bytes=5000-"})
     assert unsatisfiable.status_code == 416
     assert unsatisfiable.headers["content-range"] == "bytes */5000"
     assert unsatisfiable.headers["x-ms-error-code"] == "InvalidRange"
@@ -248,23 +288,14 @@ def test_upload_over_the_limit_is_413(container: ContainerClient) -> None:
 
 
 def test_chunked_upload_over_the_limit_is_413(
-    storage_url: str,
-    container: ContainerClient,
-    https: httpx.Client,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    container: ContainerClient, wire: Wire, principals: Principals
 ) -> None:
     def body() -> Iterator[bytes]:  # no Content-Length: the limit is found while streaming
         for _ in range(LIMIT // 65536 + 2):
             yield b"y" * 65536
 
-    response = https.put(
-        f"{storage_url}/{ACCOUNT}/{container.container_name}/chunked",
-        content=body(),
-        headers={
-            **_bearer(lab_issuer, principals.storage_contributor),
-            "x-ms-blob-type": "BlockBlob",
-        },
+    response = wire.request(
+        "PUT", "/{c}/chunked", principals.storage_contributor, BLOCK, content=body()
     )
     assert response.status_code == 413
     assert response.headers["x-ms-error-code"] == "RequestBodyTooLarge"
@@ -272,20 +303,12 @@ def test_chunked_upload_over_the_limit_is_413(
 
 
 def test_wrong_content_md5_is_refused(
-    storage_url: str,
-    container: ContainerClient,
-    https: httpx.Client,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    container: ContainerClient, wire: Wire, principals: Principals
 ) -> None:
-    response = https.put(
-        f"{storage_url}/{ACCOUNT}/{container.container_name}/checked",
-        content=b"payload",
-        headers={
-            **_bearer(lab_issuer, principals.storage_contributor),
-            "x-ms-blob-type": "BlockBlob",
-            "Content-MD5": base64.b64encode(hashlib.md5(b"other").digest()).decode(),
-        },
+    md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    headers = {**BLOCK, "Content-MD5": md5}
+    response = wire.request(
+        "PUT", "/{c}/checked", principals.storage_contributor, headers, content=b"payload"
     )
     assert response.status_code == 400
     assert response.headers["x-ms-error-code"] == "Md5Mismatch"
@@ -295,42 +318,30 @@ def test_wrong_content_md5_is_refused(
 # -- refusals ------------------------------------------------------------------------
 
 
-def test_no_token_gets_the_storage_challenge(
-    storage_url: str, https: httpx.Client, lab_issuer: LocalIssuer
-) -> None:
-    response = get_without_token(
-        https,
+def test_no_token_gets_the_storage_challenge(storage_url: str, without_token: WithoutToken) -> None:
+    response = without_token(
         f"{storage_url}/{ACCOUNT}/?comp=list",
-        f'Bearer authorization_uri="{AUTHORITY}/{lab_issuer.tenant_id}/oauth2/authorize", '
+        'Bearer authorization_uri="{authority}/oauth2/authorize", '
         'resource_id="https://storage.azure.com"',
     )
     assert response.headers["x-ms-error-code"] == "NoAuthenticationInformation"
     assert "<Code>NoAuthenticationInformation</Code>" in response.text
 
 
-@pytest.mark.parametrize("mint", [mint_forged, mint_expired], ids=["forged", "expired"])
 def test_bad_tokens_are_refused_with_401(
-    storage_url: str,
-    tls: TlsFiles,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
-    mint: Mint,
+    service_as: ServiceAs, principals: Principals, bad_mint: Mint
 ) -> None:
-    with _service(storage_url, tls, lab_issuer, principals.storage_contributor, mint) as service:
+    with service_as(principals.storage_contributor, bad_mint) as service:
         response = refused_with_401(lambda: list(service.list_containers()))
     assert response.headers["x-ms-error-code"] == "InvalidAuthenticationInfo"
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
 def test_reader_reads_but_cannot_write(
-    storage_url: str,
-    tls: TlsFiles,
-    container: ContainerClient,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    container: ContainerClient, service_as: ServiceAs, principals: Principals
 ) -> None:
     container.upload_blob("readable", b"content")
-    with _service(storage_url, tls, lab_issuer, principals.storage_reader) as reader:
+    with service_as(principals.storage_reader) as reader:
         mine = reader.get_container_client(container.container_name)
         assert mine.download_blob("readable").readall() == b"content"
         assert [b.name for b in mine.list_blobs()] == ["readable"]
@@ -350,16 +361,12 @@ def test_reader_reads_but_cannot_write(
 
 
 def test_container_scoped_role_stops_at_its_container(
-    storage_url: str,
-    tls: TlsFiles,
-    contributor: BlobServiceClient,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    contributor: BlobServiceClient, service_as: ServiceAs, principals: Principals
 ) -> None:
     if not contributor.get_container_client("scoped").exists():
         contributor.create_container("scoped")
     other = contributor.create_container(f"o-{uuid.uuid4().hex[:8]}")
-    with _service(storage_url, tls, lab_issuer, principals.scoped_contributor) as scoped:
+    with service_as(principals.scoped_contributor) as scoped:
         inside = scoped.get_container_client("scoped")
         inside.upload_blob("mine", b"ok", overwrite=True)
         assert inside.download_blob("mine").readall() == b"ok"
@@ -375,13 +382,9 @@ def test_container_scoped_role_stops_at_its_container(
 
 
 def test_identity_without_a_role_is_forbidden(
-    storage_url: str,
-    tls: TlsFiles,
-    container: ContainerClient,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    container: ContainerClient, service_as: ServiceAs, principals: Principals
 ) -> None:
-    with _service(storage_url, tls, lab_issuer, principals.nobody) as service:
+    with service_as(principals.nobody) as service:
         box = service.get_container_client(container.container_name)
         refused_naming_the_caller(
             lambda hook: box.get_container_properties(raw_response_hook=hook), principals.nobody
@@ -398,62 +401,20 @@ def test_identity_without_a_role_is_forbidden(
         ("PUT", "/ab?restype=container", {}, 400, "InvalidResourceName"),
         ("PUT", "/a--b?restype=container", {}, 400, "InvalidResourceName"),
         ("GET", "/{c}", {}, 400, "InvalidQueryParameterValue"),
-        (
-            "GET",
-            "/{c}?restype=container&comp=list&maxresults=0",
-            {},
-            400,
-            "OutOfRangeQueryParameterValue",
-        ),
-        (
-            "GET",
-            "/{c}?restype=container&comp=list&maxresults=x",
-            {},
-            400,
-            "InvalidQueryParameterValue",
-        ),
-        (
-            "GET",
-            "/{c}?restype=container&comp=list&maxresults=%C2%B2",
-            {},
-            400,
-            "InvalidQueryParameterValue",
-        ),
-        (
-            "GET",
-            "/{c}?restype=container&comp=list&maxresults=-5",
-            {},
-            400,
-            "InvalidQueryParameterValue",
-        ),
-        (
-            "GET",
-            "/{c}?restype=container&comp=list&marker=bogus",
-            {},
-            400,
-            "InvalidQueryParameterValue",
-        ),
+        ("GET", "/{c}" + LISTING + "&maxresults=0", {}, 400, "OutOfRangeQueryParameterValue"),
+        ("GET", "/{c}" + LISTING + "&maxresults=x", {}, 400, "InvalidQueryParameterValue"),
+        ("GET", "/{c}" + LISTING + "&maxresults=%C2%B2", {}, 400, "InvalidQueryParameterValue"),
+        ("GET", "/{c}" + LISTING + "&maxresults=-5", {}, 400, "InvalidQueryParameterValue"),
+        ("GET", "/{c}" + LISTING + "&marker=bogus", {}, 400, "InvalidQueryParameterValue"),
         ("GET", "/{c}?restype=container&comp=acl", {}, 400, "InvalidQueryParameterValue"),
         ("PUT", "/{c}/b?comp=block&blockid=AAAA", {}, 400, "InvalidQueryParameterValue"),
         ("PUT", "/{c}/b", {}, 400, "MissingRequiredHeader"),
         ("PUT", "/{c}/b", {"x-ms-blob-type": "PageBlob"}, 400, "InvalidHeaderValue"),
-        (
-            "PUT",
-            "/{c}/b",
-            {"x-ms-blob-type": "BlockBlob", "x-ms-meta-1x": "v"},
-            400,
-            "InvalidMetadata",
-        ),
-        (
-            "PUT",
-            "/{c}/b",
-            {"x-ms-blob-type": "BlockBlob", "Content-MD5": "%%%"},
-            400,
-            "InvalidHeaderValue",
-        ),
-        ("PUT", "/{c}/b%01c", {"x-ms-blob-type": "BlockBlob"}, 400, "InvalidResourceName"),
-        ("PUT", "/{c}/" + "n" * 1025, {"x-ms-blob-type": "BlockBlob"}, 400, "InvalidResourceName"),
-        ("PUT", "/nosuchcontainer/b", {"x-ms-blob-type": "BlockBlob"}, 404, "ContainerNotFound"),
+        ("PUT", "/{c}/b", {**BLOCK, "x-ms-meta-1x": "v"}, 400, "InvalidMetadata"),
+        ("PUT", "/{c}/b", {**BLOCK, "Content-MD5": "%%%"}, 400, "InvalidHeaderValue"),
+        ("PUT", "/{c}/b%01c", BLOCK, 400, "InvalidResourceName"),
+        ("PUT", "/{c}/" + "n" * 1025, BLOCK, 400, "InvalidResourceName"),
+        ("PUT", "/nosuchcontainer/b", BLOCK, 404, "ContainerNotFound"),
         ("GET", "/{c}/missing", {}, 404, "BlobNotFound"),
         ("GET", "/{c}/x", {"x-ms-range": "bytes=abc"}, 400, "InvalidHeaderValue"),
         ("GET", "/{c}/x", {"x-ms-range": "bytes=9-3"}, 400, "InvalidHeaderValue"),
@@ -470,10 +431,8 @@ def test_identity_without_a_role_is_forbidden(
     ],
 )
 def test_bad_requests_get_storage_errors(
-    storage_url: str,
     container: ContainerClient,
-    https: httpx.Client,
-    lab_issuer: LocalIssuer,
+    wire: Wire,
     principals: Principals,
     method: str,
     path: str,
@@ -482,19 +441,11 @@ def test_bad_requests_get_storage_errors(
     code: str,
 ) -> None:
     container.upload_blob("x", b"0123456789")
-    url = f"{storage_url}/{ACCOUNT}" + path.replace("{c}", container.container_name)
-    response = https.request(
-        method,
-        url,
-        headers={**_bearer(lab_issuer, principals.storage_contributor), **headers},
-        content=b"body" if method == "PUT" else None,
-    )
+    content = b"body" if method == "PUT" else None
+    response = wire.request(method, path, principals.storage_contributor, headers, content=content)
     assert response.status_code == status, response.text
     assert response.headers["x-ms-error-code"] == code
     assert response.text.startswith('<?xml version="1.0" encoding="utf-8"?><Error><Code>')
-
-
-LISTING = "?restype=container&comp=list"
 
 
 @pytest.mark.parametrize(
@@ -517,34 +468,25 @@ LISTING = "?restype=container&comp=list"
     ],
 )
 def test_listings_refuse_what_xml_cannot_carry(
-    storage_url: str,
-    container: ContainerClient,
-    https: httpx.Client,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
-    path: str,
+    wire: Wire, principals: Principals, path: str
 ) -> None:
-    url = f"{storage_url}/{ACCOUNT}" + path.replace("{c}", container.container_name)
-    response = https.get(url, headers=_bearer(lab_issuer, principals.storage_reader))
+    response = wire.request("GET", path, principals.storage_reader)
     assert response.status_code == 400, response.text
     assert response.headers["x-ms-error-code"] == "InvalidQueryParameterValue"
     ET.fromstring(response.content)  # the error itself is well-formed XML
 
 
 def test_listings_echo_unusual_but_valid_text_as_well_formed_xml(
-    storage_url: str,
-    container: ContainerClient,
-    https: httpx.Client,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    container: ContainerClient, wire: Wire, principals: Principals
 ) -> None:
     name = "caf\u00e9/\U0001f600 <&>\u00a7.txt"
     container.upload_blob(name, b"x")
     prefix, delimiter = "caf\u00e9/\U0001f600 <&>", "\u00a7"
-    response = https.get(
-        f"{storage_url}/{ACCOUNT}/{container.container_name}",
+    response = wire.request(
+        "GET",
+        "/{c}",
+        principals.storage_reader,
         params={"restype": "container", "comp": "list", "prefix": prefix, "delimiter": delimiter},
-        headers=_bearer(lab_issuer, principals.storage_reader),
     )
     assert response.status_code == 200, response.text
     root = ET.fromstring(response.content)
@@ -567,20 +509,11 @@ def test_account_name_is_checked_when_configured(
 
 
 def test_response_headers_look_like_azure(
-    storage_url: str,
-    container: ContainerClient,
-    https: httpx.Client,
-    lab_issuer: LocalIssuer,
-    principals: Principals,
+    container: ContainerClient, wire: Wire, principals: Principals
 ) -> None:
     container.upload_blob("h", b"abc")
-    response = https.head(
-        f"{storage_url}/{ACCOUNT}/{container.container_name}/h",
-        headers={
-            **_bearer(lab_issuer, principals.storage_reader),
-            "x-ms-client-request-id": "my-request",
-        },
-    )
+    reader = principals.storage_reader
+    response = wire.request("HEAD", "/{c}/h", reader, {"x-ms-client-request-id": "my-request"})
     assert response.status_code == 200
     assert response.headers["content-length"] == "3"
     assert response.headers["x-ms-blob-type"] == "BlockBlob"
@@ -590,11 +523,7 @@ def test_response_headers_look_like_azure(
     assert response.headers["etag"].startswith('"0x')
     assert response.headers["last-modified"].endswith(" GMT")
     assert f"oid={principals.storage_reader}" in response.headers["x-ms-lab-caller"]
-    not_modified = https.get(
-        f"{storage_url}/{ACCOUNT}/{container.container_name}/h",
-        headers={
-            **_bearer(lab_issuer, principals.storage_reader),
-            "If-None-Match": response.headers["etag"],
-        },
+    not_modified = wire.request(
+        "GET", "/{c}/h", reader, {"If-None-Match": response.headers["etag"]}
     )
     assert not_modified.status_code == 304

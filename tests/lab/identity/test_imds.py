@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from examples.lab.identity import MAX_CACHED_TOKENS, MAX_RESOURCE_LENGTH, REUSE_MARGIN, LabConfig
@@ -141,181 +144,111 @@ READER_MI = (
     "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/reader-id"
 )
 NO_HEADER = "Required metadata header not specified"
+NOT_FOUND = "Identity not found"
 BAD = "invalid_request"
 
-BAD_REQUESTS = [
-    pytest.param({}, _query(), "GET", 400, BAD, NO_HEADER, id="no Metadata header"),
-    pytest.param({"Metadata": "false"}, _query(), "GET", 400, BAD, NO_HEADER, id="Metadata false"),
-    pytest.param(
-        META,
-        {"api-version": "2018-02-01"},
-        "GET",
-        400,
-        BAD,
-        "Required query variable 'resource' is missing",
-        id="missing resource",
+
+@dataclass(frozen=True)
+class Refusal:
+    """A token request an endpoint refuses, and what its answer says."""
+
+    params: dict[str, str] | tuple[tuple[str, str], ...]
+    #: In IMDS's ``error_description``, in App Service's ``message``.
+    says: str
+    status: int = 400
+    #: IMDS's ``error`` (App Service answers carry no code).
+    error: str = BAD
+    #: None: the header the endpoint requires, as a client sends it.
+    headers: dict[str, str] | None = None
+    method: str = "GET"
+
+    async def send(
+        self, client: httpx.AsyncClient, path: str, required: dict[str, str]
+    ) -> httpx.Response:
+        headers = required if self.headers is None else self.headers
+        return await client.request(self.method, path, params=self.params, headers=headers)
+
+
+def _selection_refusals(
+    query: Callable[..., dict[str, str]],
+    selectors: str,
+    conflicts: dict[str, tuple[tuple[str, str], ...]],
+    unknown: dict[str, str],
+) -> dict[str, Refusal]:
+    """The identity-selection rules both endpoints share, in one endpoint's spelling:
+    ``conflicts`` (case -> the selectors sent) name more than one identity: 400 naming
+    the endpoint's ``selectors``; an ``unknown`` selector (name -> value), or the system
+    identity's client id, names no user-assigned identity: 404."""
+    refusals = {
+        case: Refusal((*query().items(), *sent), f"Specify at most one of {selectors}")
+        for case, sent in conflicts.items()
+    }
+    for name, value in unknown.items():
+        refusals[f"unknown {name}"] = Refusal(query(**{name: value}), NOT_FOUND, 404)
+    system = Refusal(query(client_id=SYSTEM_CLIENT_ID), NOT_FOUND, 404)
+    return refusals | {"the system identity as a selector": system}
+
+
+IMDS_REFUSALS = {
+    "no Metadata header": Refusal(_query(), NO_HEADER, headers={}),
+    "Metadata false": Refusal(_query(), NO_HEADER, headers={"Metadata": "false"}),
+    "missing resource": Refusal(
+        {"api-version": "2018-02-01"}, "Required query variable 'resource' is missing"
     ),
-    pytest.param(
-        META,
-        {"resource": VAULT},
-        "GET",
-        400,
-        BAD,
-        "Required query variable 'api-version' is missing",
-        id="missing api-version",
+    "missing api-version": Refusal(
+        {"resource": VAULT}, "Required query variable 'api-version' is missing"
     ),
-    pytest.param(
-        META,
-        _query(**{"api-version": "2099-01-01"}),
-        "GET",
-        400,
-        BAD,
-        "Invalid api-version",
-        id="unknown api-version",
+    "unknown api-version": Refusal(_query(**{"api-version": "2099-01-01"}), "Invalid api-version"),
+    "a scope, not a resource": Refusal(
+        _query(resource=VAULT + "/.default"), "AADSTS500011", error="invalid_resource"
     ),
-    pytest.param(
-        META,
-        _query(resource=VAULT + "/.default"),
-        "GET",
-        400,
-        "invalid_resource",
-        "AADSTS500011",
-        id="a scope, not a resource",
-    ),
-    pytest.param(
-        META, _query(resource="vault"), "GET", 400, "invalid_resource", "AADSTS500011", id="no URI"
-    ),
-    pytest.param(META, _query(), "POST", 405, BAD, "Method not allowed", id="POST"),
-    pytest.param(
-        META,
+    "no URI": Refusal(_query(resource="vault"), "AADSTS500011", error="invalid_resource"),
+    "POST": Refusal(_query(), "Method not allowed", 405, method="POST"),
+    "resource too long": Refusal(
         _query(resource="https://x.example/" + "a" * MAX_RESOURCE_LENGTH),
-        "GET",
-        400,
-        "invalid_resource",
         "longer than",
-        id="resource too long",
+        error="invalid_resource",
     ),
-    pytest.param(
-        META,
-        _query(client_id=READER_CLIENT_ID, object_id=READER_OBJECT_ID),
-        "GET",
-        400,
-        BAD,
-        "Specify at most one of client_id, object_id, msi_res_id, mi_res_id",
-        id="two selectors",
+    "empty": Refusal(_query(client_id=""), "client_id parameter is empty"),
+    "empty mi": Refusal(_query(mi_res_id=""), "mi_res_id parameter is empty"),
+    "App Service spelling": Refusal(
+        _query(principal_id=READER_OBJECT_ID), "does not read principal_id; use object_id"
     ),
-    pytest.param(
-        META,
-        _query(msi_res_id=READER_MI, mi_res_id=READER_MI),
-        "GET",
-        400,
-        BAD,
-        "at most one",
-        id="msi_res_id and mi_res_id",
+    "X-Forwarded-For": Refusal(
+        _query(), "X-Forwarded-For", headers={**META, "X-Forwarded-For": "203.0.113.7"}
     ),
-    pytest.param(
-        META,
-        (*_query().items(), ("client_id", READER_CLIENT_ID), ("client_id", UNKNOWN_ID)),
-        "GET",
-        400,
-        BAD,
-        "at most one",
-        id="client_id twice",
+    **_selection_refusals(
+        _query,
+        "client_id, object_id, msi_res_id, mi_res_id",
+        {
+            "two selectors": (("client_id", READER_CLIENT_ID), ("object_id", READER_OBJECT_ID)),
+            "msi_res_id and mi_res_id": (("msi_res_id", READER_MI), ("mi_res_id", READER_MI)),
+            "client_id twice": (("client_id", READER_CLIENT_ID), ("client_id", UNKNOWN_ID)),
+        },
+        {
+            "object_id": UNKNOWN_ID,
+            "mi_res_id": UNKNOWN_MI,
+            "client_id": UNKNOWN_ID,
+            "msi_res_id": UNKNOWN_MI,
+        },
     ),
-    pytest.param(
-        META, _query(client_id=""), "GET", 400, BAD, "client_id parameter is empty", id="empty"
-    ),
-    pytest.param(
-        META, _query(mi_res_id=""), "GET", 400, BAD, "mi_res_id parameter is empty", id="empty mi"
-    ),
-    pytest.param(
-        META,
-        _query(principal_id=READER_OBJECT_ID),
-        "GET",
-        400,
-        BAD,
-        "does not read principal_id; use object_id",
-        id="App Service spelling",
-    ),
-    pytest.param(
-        META,
-        _query(object_id=UNKNOWN_ID),
-        "GET",
-        404,
-        BAD,
-        "Identity not found",
-        id="unknown object_id",
-    ),
-    pytest.param(
-        META,
-        _query(mi_res_id=UNKNOWN_MI),
-        "GET",
-        404,
-        BAD,
-        "Identity not found",
-        id="unknown mi_res_id",
-    ),
-    pytest.param(
-        META,
-        _query(client_id=UNKNOWN_ID),
-        "GET",
-        404,
-        BAD,
-        "Identity not found",
-        id="unknown client_id",
-    ),
-    pytest.param(
-        META,
-        _query(msi_res_id=UNKNOWN_MI),
-        "GET",
-        404,
-        BAD,
-        "Identity not found",
-        id="unknown msi_res_id",
-    ),
-    pytest.param(
-        META,
-        _query(client_id=SYSTEM_CLIENT_ID),
-        "GET",
-        404,
-        BAD,
-        "Identity not found",
-        id="the system identity as a selector",
-    ),
-    pytest.param(
-        {**META, "X-Forwarded-For": "203.0.113.7"},
-        _query(),
-        "GET",
-        400,
-        BAD,
-        "X-Forwarded-For",
-        id="X-Forwarded-For",
-    ),
-]
+}
 
 
-@pytest.mark.parametrize(
-    ("headers", "params", "method", "status", "error", "description"), BAD_REQUESTS
-)
+@pytest.mark.parametrize("refusal", IMDS_REFUSALS.values(), ids=list(IMDS_REFUSALS))
 async def test_bad_requests_get_the_documented_status_and_json_error(
-    apps: Apps,
-    headers: dict[str, str],
-    params: dict[str, str] | tuple[tuple[str, str], ...],
-    method: str,
-    status: int,
-    error: str,
-    description: str,
+    apps: Apps, refusal: Refusal
 ) -> None:
-    response = await apps.imds.request(method, TOKEN, params=params, headers=headers)
-    assert response.status_code == status
+    response = await refusal.send(apps.imds, TOKEN, META)
+    assert response.status_code == refusal.status
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert {"error", "error_description"} <= set(body)
     assert set(body) <= {"error", "error_description", "newest-versions"}
-    assert body["error"] == error
-    assert description in body["error_description"]
+    assert body["error"] == refusal.error
+    assert refusal.says in body["error_description"]
     assert apps.tokens.minted == 0
-    if status == 405:
+    if refusal.status == 405:
         assert response.headers["allow"] == "GET"
 
 
@@ -407,121 +340,43 @@ async def test_app_service_selectors(apps: Apps, lab_config: LabConfig, selector
     assert _claims(response.json()["access_token"])["oid"] == reader.object_id
 
 
-APP_SERVICE_BAD = [
-    pytest.param({}, _app_query(), "GET", 400, "X-IDENTITY-HEADER header is required", id="none"),
-    pytest.param(
-        {"X-IDENTITY-HEADER": "guess"}, _app_query(), "GET", 401, "not valid", id="wrong header"
+APP_SERVICE_REFUSALS = {
+    "none": Refusal(_app_query(), "X-IDENTITY-HEADER header is required", headers={}),
+    "wrong header": Refusal(_app_query(), "not valid", 401, headers={"X-IDENTITY-HEADER": "guess"}),
+    "IMDS api-version": Refusal(
+        _app_query(**{"api-version": "2018-02-01"}), "api-version must be 2019-08-01"
     ),
-    pytest.param(
-        SECRET,
-        _app_query(**{"api-version": "2018-02-01"}),
-        "GET",
-        400,
-        "api-version must be 2019-08-01",
-        id="IMDS api-version",
+    "missing resource": Refusal({"api-version": "2019-08-01"}, "resource parameter is required"),
+    "a scope": Refusal(_app_query(resource=VAULT + "/.default"), "AADSTS500011"),
+    "empty": Refusal(_app_query(principal_id=""), "principal_id parameter is empty"),
+    "IMDS spelling": Refusal(
+        _app_query(msi_res_id=READER_MI), "does not read msi_res_id; use mi_res_id"
     ),
-    pytest.param(
-        SECRET,
-        {"api-version": "2019-08-01"},
-        "GET",
-        400,
-        "resource parameter is required",
-        id="missing resource",
+    "POST": Refusal(_app_query(), "Method not allowed", 405, method="POST"),
+    **_selection_refusals(
+        _app_query,
+        "client_id, principal_id, object_id, mi_res_id",
+        {
+            "two selectors": (("client_id", READER_CLIENT_ID), ("principal_id", READER_OBJECT_ID)),
+            "principal_id and its alias": (
+                ("principal_id", READER_OBJECT_ID),
+                ("object_id", READER_OBJECT_ID),
+            ),
+            "mi_res_id twice": (("mi_res_id", READER_MI), ("mi_res_id", READER_MI)),
+        },
+        {"client_id": UNKNOWN_ID, "principal_id": UNKNOWN_ID, "mi_res_id": UNKNOWN_MI},
     ),
-    pytest.param(
-        SECRET, _app_query(resource=VAULT + "/.default"), "GET", 400, "AADSTS500011", id="a scope"
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(client_id=READER_CLIENT_ID, principal_id=READER_OBJECT_ID),
-        "GET",
-        400,
-        "at most one",
-        id="two selectors",
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(principal_id=READER_OBJECT_ID, object_id=READER_OBJECT_ID),
-        "GET",
-        400,
-        "at most one",
-        id="principal_id and its alias",
-    ),
-    pytest.param(
-        SECRET,
-        (*_app_query().items(), ("mi_res_id", READER_MI), ("mi_res_id", READER_MI)),
-        "GET",
-        400,
-        "at most one",
-        id="mi_res_id twice",
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(principal_id=""),
-        "GET",
-        400,
-        "principal_id parameter is empty",
-        id="empty",
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(msi_res_id=READER_MI),
-        "GET",
-        400,
-        "does not read msi_res_id; use mi_res_id",
-        id="IMDS spelling",
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(client_id=UNKNOWN_ID),
-        "GET",
-        404,
-        "Identity not found",
-        id="unknown identity",
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(principal_id=UNKNOWN_ID),
-        "GET",
-        404,
-        "Identity not found",
-        id="unknown principal_id",
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(mi_res_id=UNKNOWN_MI),
-        "GET",
-        404,
-        "Identity not found",
-        id="unknown mi_res_id",
-    ),
-    pytest.param(
-        SECRET,
-        _app_query(client_id=SYSTEM_CLIENT_ID),
-        "GET",
-        404,
-        "Identity not found",
-        id="the system identity as a selector",
-    ),
-    pytest.param(SECRET, _app_query(), "POST", 405, "Method not allowed", id="POST"),
-]
+}
 
 
-@pytest.mark.parametrize(("headers", "params", "method", "status", "message"), APP_SERVICE_BAD)
-async def test_app_service_refusals(
-    apps: Apps,
-    headers: dict[str, str],
-    params: dict[str, str] | tuple[tuple[str, str], ...],
-    method: str,
-    status: int,
-    message: str,
-) -> None:
-    response = await apps.app_service.request(method, APP_SERVICE, params=params, headers=headers)
-    assert response.status_code == status
+@pytest.mark.parametrize("refusal", APP_SERVICE_REFUSALS.values(), ids=list(APP_SERVICE_REFUSALS))
+async def test_app_service_refusals(apps: Apps, refusal: Refusal) -> None:
+    response = await refusal.send(apps.app_service, APP_SERVICE, SECRET)
+    assert response.status_code == refusal.status
     body = response.json()
     assert sorted(body) == ["correlationId", "message", "statusCode"]
-    assert body["statusCode"] == status
-    assert message in body["message"]
+    assert body["statusCode"] == refusal.status
+    assert refusal.says in body["message"]
     assert apps.tokens.minted == 0
 
 

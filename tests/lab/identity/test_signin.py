@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
-import secrets
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -16,6 +12,7 @@ from examples.lab.identity.signin import CODE_LIFETIME, MAX_FORM_BODY
 
 from tokenguard import Issuer, TokenValidator
 
+from .._signin import PublicClient, pkce
 from .conftest import Apps
 
 pytestmark = pytest.mark.anyio
@@ -28,53 +25,23 @@ API = "api://tokenguard-lab-api"
 REDIRECT = "http://127.0.0.1:8123/docs/oauth2-redirect"
 ADA = "ada@tokenguard-lab.example"
 ADA_OID = "e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a5b"
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+SWAGGER_UI = PublicClient(SWAGGER, REDIRECT)
+#: The query sent back to Swagger UI's redirect URI (asserting it went there).
+back = SWAGGER_UI.redirected
+#: Swagger UI's form redeeming a code.
+redeem_form = SWAGGER_UI.redeem_form
 
 
 def authorize_params(challenge: str, **changes: str | None) -> dict[str, str]:
-    params: dict[str, str | None] = {
-        "response_type": "code",
-        "client_id": SWAGGER,
-        "redirect_uri": REDIRECT,
-        "scope": f"{API}/Secrets.Read openid",
-        "state": "xyz",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "login_hint": ADA,
-    }
-    params.update(changes)
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def back(response: httpx.Response) -> dict[str, str]:
-    """The query sent back to the redirect URI (asserting it went there)."""
-    assert response.status_code == 302
-    location = response.headers["location"]
-    assert location.startswith(REDIRECT + "?")
-    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    """Ada's sign-in for the lab API's Secrets.Read, with ``state`` "xyz"."""
+    changes = {"state": "xyz", "login_hint": ADA, **changes}
+    return SWAGGER_UI.authorize_query(f"{API}/Secrets.Read openid", challenge, **changes)
 
 
 async def get_code(apps: Apps, challenge: str, **changes: str | None) -> str:
     answer = back(await apps.metadata.get(AUTHORIZE, params=authorize_params(challenge, **changes)))
     assert answer["state"] == "xyz"
     return answer["code"]
-
-
-def redeem_form(the_code: str, verifier: str, **changes: str | None) -> dict[str, str]:
-    form: dict[str, str | None] = {
-        "grant_type": "authorization_code",
-        "client_id": SWAGGER,
-        "code": the_code,
-        "redirect_uri": REDIRECT,
-        "code_verifier": verifier,
-    }
-    form.update(changes)
-    return {k: v for k, v in form.items() if v is not None}
 
 
 async def test_discovery_names_the_endpoints(apps: Apps) -> None:

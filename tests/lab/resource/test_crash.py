@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,7 +28,9 @@ from typing import Final, TypeVar
 
 import pytest
 from azure.core.exceptions import IncompleteReadError, ServiceRequestError, ServiceResponseError
-from examples.lab.runtime import ensure_tls
+from azure.keyvault.secrets import SecretClient
+from azure.storage.blob import BlobServiceClient
+from examples.lab.runtime import TlsFiles, ensure_tls
 from starlette.applications import Starlette
 
 from tokenguard.testing import LocalIssuer
@@ -148,41 +151,59 @@ def until_failure(
         seq += 1
 
 
-@contextlib.contextmanager
-def killed_and_restarted(
-    service: str,
-    state_dir: Path,
-    issuer: LocalIssuer,
-    oid: str,
-    writer: Callable[[str, int, Burst], None],
-    prepare: Callable[[str], None] = lambda url: None,
-) -> Iterator[str]:
-    """Start ``service``, ``prepare(url)`` it, run ``writer(url, i, burst)`` in threads
-    until the SIGKILL (:func:`run_burst`); yield the URL of the service started again on
-    the same state."""
-    with service_process(service, state_dir, issuer, oid) as (proc, url):
-        prepare(url)
-        run_burst(proc.pid, partial(writer, url))
-        assert proc.wait(timeout=60) == -signal.SIGKILL
-    with service_process(service, state_dir, issuer, oid) as (_, url):
-        yield url
+@dataclass(frozen=True)
+class Crash:
+    """One crash test: its state directory (and TLS files in it), and the identity its
+    writers use, which the service grants the writer role."""
+
+    state_dir: Path
+    issuer: LocalIssuer
+    oid: str
+    tls: TlsFiles
+    credential: LabCredential
+
+    @contextlib.contextmanager
+    def killed_and_restarted(
+        self,
+        service: str,
+        writer: Callable[[str, int, Burst], None],
+        prepare: Callable[[str], None] = lambda url: None,
+    ) -> Iterator[str]:
+        """Start ``service``, ``prepare(url)`` it, run ``writer(url, i, burst)`` in threads
+        until the SIGKILL (:func:`run_burst`); yield the URL of the service started again
+        on the same state."""
+        with service_process(service, self.state_dir, self.issuer, self.oid) as (proc, url):
+            prepare(url)
+            run_burst(proc.pid, partial(writer, url))
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        with service_process(service, self.state_dir, self.issuer, self.oid) as (_, url):
+            yield url
+
+    def vault(self, url: str) -> SecretClient:
+        """An SDK client of the Key Vault at ``url``, as the writers' identity."""
+        return vault_client(url, self.tls, self.credential)
+
+    def storage(self, url: str) -> BlobServiceClient:
+        """An SDK client of the Storage account at ``url``, as the writers' identity."""
+        return storage_client(f"{url}/labstorage", self.tls, self.credential)
+
+
+@pytest.fixture
+def crash(tmp_path: Path, served_issuer: LocalIssuer) -> Crash:
+    oid = str(uuid.uuid4())
+    credential = LabCredential(served_issuer, oid)
+    return Crash(tmp_path, served_issuer, oid, ensure_tls(tmp_path), credential)
 
 
 # -- Key Vault -------------------------------------------------------------------------
 
 
-def test_key_vault_keeps_every_acknowledged_secret(
-    tmp_path: Path, served_issuer: LocalIssuer
-) -> None:
-    issuer = served_issuer
-    oid = "11111111-2222-3333-4444-555555555555"
-    tls = ensure_tls(tmp_path)
-    credential = LabCredential(issuer, oid)
+def test_key_vault_keeps_every_acknowledged_secret(crash: Crash) -> None:
     acked: dict[int, list[tuple[str, str]]] = {i: [] for i in range(WRITERS)}  # (version, value)
     in_flight: dict[int, str] = {}
 
     def writer(url: str, i: int, burst: Burst) -> None:
-        with vault_client(url, tls, credential) as client:
+        with crash.vault(url) as client:
 
             def attempt(seq: int) -> str:
                 in_flight[i] = f"writer {i} value {seq} " + "x" * (seq % 50)
@@ -196,8 +217,8 @@ def test_key_vault_keeps_every_acknowledged_secret(
             until_failure(attempt, record, burst)
 
     with (
-        killed_and_restarted("keyvault", tmp_path, issuer, oid, writer) as url,
-        vault_client(url, tls, credential) as client,
+        crash.killed_and_restarted("keyvault", writer) as url,
+        crash.vault(url) as client,
     ):
         for i, writes in acked.items():
             for version, value in writes:
@@ -214,23 +235,17 @@ def test_key_vault_keeps_every_acknowledged_secret(
 # -- Blob Storage ------------------------------------------------------------------------
 
 
-def test_blob_storage_keeps_every_acknowledged_blob(
-    tmp_path: Path, served_issuer: LocalIssuer
-) -> None:
-    issuer = served_issuer
-    oid = "66666666-7777-8888-9999-000000000000"
-    tls = ensure_tls(tmp_path)
-    credential = LabCredential(issuer, oid)
+def test_blob_storage_keeps_every_acknowledged_blob(crash: Crash) -> None:
     acked: dict[str, bytes] = {}  # blob name -> MD5 of its acknowledged content
     latest_acked: dict[int, bytes] = {}
     latest_in_flight: dict[int, bytes] = {}
 
     def create_container(url: str) -> None:
-        with storage_client(f"{url}/labstorage", tls, credential) as service:
+        with crash.storage(url) as service:
             service.create_container("burst")
 
     def writer(url: str, i: int, burst: Burst) -> None:
-        with storage_client(f"{url}/labstorage", tls, credential) as service:
+        with crash.storage(url) as service:
             box = service.get_container_client("burst")
 
             def attempt(seq: int) -> str:
@@ -249,8 +264,8 @@ def test_blob_storage_keeps_every_acknowledged_blob(
             until_failure(attempt, record, burst)
 
     with (
-        killed_and_restarted("storage", tmp_path, issuer, oid, writer, create_container) as url,
-        storage_client(f"{url}/labstorage", tls, credential) as service,
+        crash.killed_and_restarted("storage", writer, create_container) as url,
+        crash.storage(url) as service,
     ):
         box = service.get_container_client("burst")
         for name, digest in acked.items():
@@ -260,7 +275,7 @@ def test_blob_storage_keeps_every_acknowledged_blob(
             assert latest in (data, latest_in_flight[i])
         # Restart swept unfinished uploads and replaced bodies: one file per blob.
         listed = list(box.list_blobs())
-        assert len(os.listdir(tmp_path / "storage" / "blobs")) == len(listed)
-        assert os.listdir(tmp_path / "storage" / "tmp") == []
+        assert len(os.listdir(crash.state_dir / "storage" / "blobs")) == len(listed)
+        assert os.listdir(crash.state_dir / "storage" / "tmp") == []
         del box, service
         gc.collect()

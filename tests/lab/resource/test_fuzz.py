@@ -9,17 +9,19 @@ Requests go in-process through Starlette's TestClient.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from examples.lab import blob, keyvault
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp
 
 from tokenguard.testing import LocalIssuer
 
@@ -172,45 +174,63 @@ _FUZZ = settings(
 SEEN: dict[str, Counter[int]] = {"vault": Counter(), "storage": Counter()}
 
 
+#: ``(create_app, audience, object_id, url, **options)`` -> a context manager giving a
+#: client of that toy service (see the fixture).
+ServiceClient = Callable[..., contextlib.AbstractContextManager[TestClient]]
+
+
 @pytest.fixture(scope="module")
-def vault_client(
+def service_client(
     tmp_path_factory: pytest.TempPathFactory, lab_issuer: LocalIssuer, principals: Principals
-) -> Iterator[TestClient]:
-    state_dir = tmp_path_factory.mktemp("fuzz-vault")
-    token = mint_valid(lab_issuer, VAULT, principals.vault_officer)
-    with (
-        service_app(keyvault.create_app, [VAULT], lab_issuer, principals, state_dir) as app_for,
-        _client(app_for, "https://vault.test", token) as client,
-    ):
+) -> ServiceClient:
+    """An in-process client of a toy service (a fresh state directory, ``options`` to its
+    ``create_app``, served as ``url``) that sends ``object_id``'s token for ``audience``
+    and sees 500s; the ``with`` runs the app's lifespan."""
+
+    @contextlib.contextmanager
+    def open_client(
+        create_app: Callable[..., Starlette],
+        audience: str,
+        object_id: str,
+        url: str,
+        **options: Any,
+    ) -> Iterator[TestClient]:
+        state_dir = tmp_path_factory.mktemp("fuzz")
+        token = mint_valid(lab_issuer, audience, object_id)
+        with service_app(
+            create_app, [audience], lab_issuer, principals, state_dir, **options
+        ) as app_for:
+            client = TestClient(app_for(url), base_url=url, raise_server_exceptions=False)
+            client.headers["Authorization"] = f"Bearer {token}"
+            with client:
+                yield client
+
+    return open_client
+
+
+@pytest.fixture(scope="module")
+def vault_client(service_client: ServiceClient, principals: Principals) -> Iterator[TestClient]:
+    with service_client(
+        keyvault.create_app, VAULT, principals.vault_officer, "https://vault.test"
+    ) as client:
         assert client.put("/secrets/known?api-version=1", json={"value": "v"}).status_code == 200
         yield client
 
 
 @pytest.fixture(scope="module")
-def storage_client(
-    tmp_path_factory: pytest.TempPathFactory, lab_issuer: LocalIssuer, principals: Principals
-) -> Iterator[TestClient]:
-    state_dir = tmp_path_factory.mktemp("fuzz-storage")
-    token = mint_valid(lab_issuer, STORAGE, principals.storage_contributor)
-    with (
-        service_app(
-            blob.create_app, [STORAGE], lab_issuer, principals, state_dir, max_upload_bytes=100
-        ) as app_for,
-        _client(app_for, "https://storage.test", token) as client,
-    ):
+def storage_client(service_client: ServiceClient, principals: Principals) -> Iterator[TestClient]:
+    with service_client(
+        blob.create_app,
+        STORAGE,
+        principals.storage_contributor,
+        "https://storage.test",
+        max_upload_bytes=100,
+    ) as client:
         assert client.put("/acct/box?restype=container").status_code == 201
         for name, data in (("known", b"0123456789"), ("empty", b"")):
             response = client.put(f"/acct/box/{name}", content=data, headers=_BLOCK)
             assert response.status_code == 201
         yield client
-
-
-def _client(app_for: Callable[[str], ASGIApp], url: str, token: str) -> TestClient:
-    """An in-process client of the app for ``url`` that sends ``token`` and sees 500s (use it
-    with ``with``: that runs the app's lifespan)."""
-    client = TestClient(app_for(url), base_url=url, raise_server_exceptions=False)
-    client.headers["Authorization"] = f"Bearer {token}"
-    return client
 
 
 @_FUZZ
