@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, padding, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from tokenguard._keys import VerificationKey, load_jwks
 from tokenguard.testing import LocalIssuer, SigningKey, generate_key
@@ -120,6 +120,27 @@ def test_unsupported_curves_are_skipped() -> None:
     assert keys["p521"].algorithms == {"ES512"}
     with pytest.raises(ValueError):
         load_jwks({"keys": [p521]}, ALL, 10)
+
+
+def _skip_reasons(jwks: dict[str, Any], caplog: pytest.LogCaptureFixture) -> list[str]:
+    with caplog.at_level(logging.WARNING, logger="tokenguard"), pytest.raises(ValueError):
+        load_jwks(jwks, ALL, 10)
+    return [getattr(r, "why", "") for r in caplog.records]
+
+
+def test_keys_of_unsupported_curves_and_types_are_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    k1 = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256K1()).public_key()))
+    ed448_key = ed448.Ed448PrivateKey.generate().public_key()
+    ed448_jwk = json.loads(OKPAlgorithm.to_jwk(ed448_key))
+    other = {"kty": "XYZ", "x": "AQAB"}
+    jwks = {"keys": [k1 | {"kid": "k1"}, ed448_jwk | {"kid": "ed448"}, other | {"kid": "xyz"}]}
+    assert _skip_reasons(jwks, caplog) == [
+        "unsupported curve",
+        "unsupported OKP curve",
+        "unsupported key type",
+    ]
 
 
 def test_duplicate_kids_drop_both(rsa_jwk: dict[str, Any]) -> None:

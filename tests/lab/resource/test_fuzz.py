@@ -71,6 +71,15 @@ class Fuzzed:
     body: bytes | None
 
 
+def unmutated(template: Template, names: dict[str, list[str]]) -> Fuzzed:
+    """The template as the SDK sends it, each hole filled with the first known name."""
+    path = template.path
+    for hole, known in names.items():
+        path = path.replace("{" + hole + "}", quote(known[0], safe=""))
+    query, headers = dict(template.query), dict(template.headers)
+    return Fuzzed(template.method, path, query, headers, template.body)
+
+
 def _requests(
     templates: list[Template], names: dict[str, list[str]], extra_headers: list[str]
 ) -> st.SearchStrategy[Fuzzed]:
@@ -101,55 +110,55 @@ def _requests(
 
 
 _API = {"api-version": "7.5"}
+_VAULT_TEMPLATES = [
+    Template("PUT", "/secrets/{n}", _API, {"content-type": "application/json"}, b'{"value": "v"}'),
+    Template("GET", "/secrets/{n}/", _API),
+    Template("GET", "/secrets/{n}/{v}", _API),
+    Template("PATCH", "/secrets/{n}/", _API, {}, b'{"attributes": {"enabled": true}}'),
+    Template("DELETE", "/secrets/{n}", _API),
+    Template("GET", "/secrets", {**_API, "maxresults": "1"}),
+    Template("GET", "/secrets", {**_API, "maxresults": "1", "$skiptoken": "known"}),
+    Template("GET", "/secrets/{n}/versions", {**_API, "maxresults": "1", "$skiptoken": "1"}),
+    Template("GET", "/deletedsecrets", _API),
+    Template("GET", "/deletedsecrets/{n}", _API),
+    Template("POST", "/deletedsecrets/{n}/recover", _API),
+    Template("DELETE", "/deletedsecrets/{n}", _API),
+]
+_VAULT_NAMES = {"n": ["known", "other", "fresh"], "v": ["a" * 32, "versions"]}
 _VAULT_REQUESTS = _requests(
-    [
-        Template(
-            "PUT", "/secrets/{n}", _API, {"content-type": "application/json"}, b'{"value": "v"}'
-        ),
-        Template("GET", "/secrets/{n}/", _API),
-        Template("GET", "/secrets/{n}/{v}", _API),
-        Template("PATCH", "/secrets/{n}/", _API, {}, b'{"attributes": {"enabled": true}}'),
-        Template("DELETE", "/secrets/{n}", _API),
-        Template("GET", "/secrets", {**_API, "maxresults": "1"}),
-        Template("GET", "/secrets", {**_API, "maxresults": "1", "$skiptoken": "known"}),
-        Template("GET", "/secrets/{n}/versions", {**_API, "maxresults": "1", "$skiptoken": "1"}),
-        Template("GET", "/deletedsecrets", _API),
-        Template("GET", "/deletedsecrets/{n}", _API),
-        Template("POST", "/deletedsecrets/{n}/recover", _API),
-        Template("DELETE", "/deletedsecrets/{n}", _API),
-    ],
-    {"n": ["known", "other", "fresh"], "v": ["a" * 32, "versions"]},
-    ["content-type", "x-ms-client-request-id"],
+    _VAULT_TEMPLATES, _VAULT_NAMES, ["content-type", "x-ms-client-request-id"]
 )
 _BLOCK = {"x-ms-blob-type": "BlockBlob"}
+_STORAGE_TEMPLATES = [
+    Template("GET", "/acct/", {"comp": "list", "maxresults": "1", "include": "metadata"}),
+    Template("GET", "/acct/", {"comp": "list", "marker": "1!Ym94"}),
+    Template("GET", "/acct/", {"restype": "account", "comp": "properties"}),
+    Template("PUT", "/acct/{c}", {"restype": "container"}, {"x-ms-meta-team": "a"}),
+    Template("DELETE", "/acct/{c}", {"restype": "container"}),
+    Template("GET", "/acct/{c}", {"restype": "container"}),
+    Template(
+        "GET",
+        "/acct/{c}",
+        {"restype": "container", "comp": "list", "prefix": "d", "delimiter": "/"},
+    ),
+    Template("GET", "/acct/{c}", {"restype": "container", "comp": "list", "maxresults": "1"}),
+    Template("PUT", "/acct/{c}/{b}", {}, {**_BLOCK, "If-None-Match": "*"}, b"data"),
+    Template("PUT", "/acct/{c}/{b}", {}, {**_BLOCK, "x-ms-meta-k": "v"}, b"0123456789"),
+    Template("GET", "/acct/{c}/{b}", {}, {"x-ms-range": "bytes=2-5"}),
+    Template("GET", "/acct/{c}/{b}", {}, {"Range": "bytes=0-", "If-Match": "*"}),
+    Template(
+        "GET",
+        "/acct/{c}/{b}",
+        {},
+        {"x-ms-range": "bytes=0-3", "x-ms-range-get-content-md5": "true"},
+    ),
+    Template("HEAD", "/acct/{c}/{b}", {}, {"If-None-Match": '"0x1"'}),
+    Template("DELETE", "/acct/{c}/{b}"),
+]
+_STORAGE_NAMES = {"c": ["box", "box", "box", "nobox"], "b": ["known", "dir/new", "empty"]}
 _STORAGE_REQUESTS = _requests(
-    [
-        Template("GET", "/acct/", {"comp": "list", "maxresults": "1", "include": "metadata"}),
-        Template("GET", "/acct/", {"comp": "list", "marker": "1!Ym94"}),
-        Template("GET", "/acct/", {"restype": "account", "comp": "properties"}),
-        Template("PUT", "/acct/{c}", {"restype": "container"}, {"x-ms-meta-team": "a"}),
-        Template("DELETE", "/acct/{c}", {"restype": "container"}),
-        Template("GET", "/acct/{c}", {"restype": "container"}),
-        Template(
-            "GET",
-            "/acct/{c}",
-            {"restype": "container", "comp": "list", "prefix": "d", "delimiter": "/"},
-        ),
-        Template("GET", "/acct/{c}", {"restype": "container", "comp": "list", "maxresults": "1"}),
-        Template("PUT", "/acct/{c}/{b}", {}, {**_BLOCK, "If-None-Match": "*"}, b"data"),
-        Template("PUT", "/acct/{c}/{b}", {}, {**_BLOCK, "x-ms-meta-k": "v"}, b"0123456789"),
-        Template("GET", "/acct/{c}/{b}", {}, {"x-ms-range": "bytes=2-5"}),
-        Template("GET", "/acct/{c}/{b}", {}, {"Range": "bytes=0-", "If-Match": "*"}),
-        Template(
-            "GET",
-            "/acct/{c}/{b}",
-            {},
-            {"x-ms-range": "bytes=0-3", "x-ms-range-get-content-md5": "true"},
-        ),
-        Template("HEAD", "/acct/{c}/{b}", {}, {"If-None-Match": '"0x1"'}),
-        Template("DELETE", "/acct/{c}/{b}"),
-    ],
-    {"c": ["box", "box", "box", "nobox"], "b": ["known", "dir/new", "empty"]},
+    _STORAGE_TEMPLATES,
+    _STORAGE_NAMES,
     [
         "content-md5",
         "x-ms-blob-content-md5",
@@ -208,41 +217,65 @@ def service_client(
     return open_client
 
 
+def _seed_vault(client: TestClient) -> None:
+    assert client.put("/secrets/known?api-version=1", json={"value": "v"}).status_code == 200
+
+
+def _seed_storage(client: TestClient) -> None:
+    assert client.put("/acct/box?restype=container").status_code == 201
+    for name, data in (("known", b"0123456789"), ("empty", b"")):
+        response = client.put(f"/acct/box/{name}", content=data, headers=_BLOCK)
+        assert response.status_code == 201
+
+
+def _seeded(
+    service_client: ServiceClient, principals: Principals, service: str
+) -> contextlib.AbstractContextManager[TestClient]:
+    """A client of ``service`` ("vault" or "storage") on the state the properties
+    start from; ``with`` runs its lifespan."""
+    args: tuple[Callable[..., Starlette], str, str, str]
+    if service == "vault":
+        args = (keyvault.create_app, VAULT, principals.vault_officer, "https://vault.test")
+        seed = _seed_vault
+    else:
+        args = (blob.create_app, STORAGE, principals.storage_contributor, "https://storage.test")
+        seed = _seed_storage
+
+    @contextlib.contextmanager
+    def seeded() -> Iterator[TestClient]:
+        with service_client(*args, max_upload_bytes=100) as client:
+            seed(client)
+            yield client
+
+    return seeded()
+
+
 @pytest.fixture(scope="module")
 def vault_client(service_client: ServiceClient, principals: Principals) -> Iterator[TestClient]:
-    with service_client(
-        keyvault.create_app, VAULT, principals.vault_officer, "https://vault.test"
-    ) as client:
-        assert client.put("/secrets/known?api-version=1", json={"value": "v"}).status_code == 200
+    with _seeded(service_client, principals, "vault") as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def storage_client(service_client: ServiceClient, principals: Principals) -> Iterator[TestClient]:
-    with service_client(
-        blob.create_app,
-        STORAGE,
-        principals.storage_contributor,
-        "https://storage.test",
-        max_upload_bytes=100,
-    ) as client:
-        assert client.put("/acct/box?restype=container").status_code == 201
-        for name, data in (("known", b"0123456789"), ("empty", b"")):
-            response = client.put(f"/acct/box/{name}", content=data, headers=_BLOCK)
-            assert response.status_code == 201
+    with _seeded(service_client, principals, "storage") as client:
         yield client
 
 
-@_FUZZ
-@given(request=_VAULT_REQUESTS)
-def test_vault_never_answers_5xx(vault_client: TestClient, request: Fuzzed) -> None:
-    response = vault_client.request(
+def _send(client: TestClient, request: Fuzzed) -> Any:  # httpx or httpx2, as Starlette found
+    return client.request(
         request.method,
         request.path,
         params=request.query,
         headers=request.headers,
         content=request.body,
     )
+
+
+@_FUZZ
+@given(request=_VAULT_REQUESTS)
+def test_vault_never_answers_5xx(vault_client: TestClient, request: Fuzzed) -> None:
+    response = _send(vault_client, request)
     SEEN["vault"][response.status_code] += 1
     assert response.status_code < 500, (request, response.text)
     if request.method != "HEAD" and response.status_code >= 400:
@@ -252,13 +285,7 @@ def test_vault_never_answers_5xx(vault_client: TestClient, request: Fuzzed) -> N
 @_FUZZ
 @given(request=_STORAGE_REQUESTS)
 def test_storage_never_answers_5xx(storage_client: TestClient, request: Fuzzed) -> None:
-    response = storage_client.request(
-        request.method,
-        request.path,
-        params=request.query,
-        headers=request.headers,
-        content=request.body,
-    )
+    response = _send(storage_client, request)
     SEEN["storage"][response.status_code] += 1
     assert response.status_code < 500, (request, response.text)
     if response.status_code >= 400:
@@ -267,7 +294,14 @@ def test_storage_never_answers_5xx(storage_client: TestClient, request: Fuzzed) 
 
 @pytest.mark.parametrize("service", ["vault", "storage"])
 def test_the_fuzzing_reached_the_handlers(service: str, request: pytest.FixtureRequest) -> None:
-    """The properties above mean little if every example stopped at routing."""
+    """The properties above mean little if every example stopped at routing.
+
+    Which examples Hypothesis draws depends on more than this module (it mixes in
+    constants from every module loaded in the run), and so does the share of them that
+    succeed: 15 % to 35 % of 300 have been seen. The bar is the floor that catches a
+    fuzzer stuck at routing, not a figure of one draw; the templates' own reach is
+    checked exactly by the test below.
+    """
     seen = SEEN[service]
     if not seen:  # selected on its own: run the property first
         client = request.getfixturevalue(f"{service}_client")
@@ -276,4 +310,37 @@ def test_the_fuzzing_reached_the_handlers(service: str, request: pytest.FixtureR
         else:
             test_storage_never_answers_5xx(client)
     successes = sum(n for status, n in seen.items() if status < 300)
-    assert successes >= 0.15 * sum(seen.values()), (successes, seen)
+    assert successes >= 0.05 * sum(seen.values()), (successes, seen)
+
+
+#: What a handler answers when the state, not the request, says no.
+_STATE_CODES = {"SecretNotFound", "ContainerAlreadyExists", "BlobAlreadyExists"}
+
+
+@pytest.mark.parametrize(
+    ("service", "templates", "names"),
+    [
+        ("vault", _VAULT_TEMPLATES, _VAULT_NAMES),
+        ("storage", _STORAGE_TEMPLATES, _STORAGE_NAMES),
+    ],
+    ids=["vault", "storage"],
+)
+def test_every_template_reaches_its_handler(
+    service_client: ServiceClient,
+    principals: Principals,
+    service: str,
+    templates: list[Template],
+    names: dict[str, list[str]],
+) -> None:
+    """Unmutated, each template gets past routing, auth and request checks on the
+    state the properties start from: a success, or the handler's not-found/exists."""
+    successes = 0
+    for template in templates:
+        with _seeded(service_client, principals, service) as client:
+            response = _send(client, unmutated(template, names))
+        if response.status_code < 300:
+            successes += 1
+            continue
+        code = response.headers.get("x-ms-error-code") or response.json()["error"]["code"]
+        assert code in _STATE_CODES, (template, response.status_code, code)
+    assert successes >= len(templates) * 2 // 3, successes
