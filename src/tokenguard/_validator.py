@@ -34,7 +34,7 @@ from ._claims import (
 from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
 from ._errors import InvalidToken, KeysUnavailable, Reason, TokenGuardError
 from ._identity import Identity, identity_from_claims
-from ._keys import MAX_KID_LENGTH
+from ._keys import MAX_KID_LENGTH, VerificationKey
 from ._keyset import FetchOutcome, KeyDocument, KeySet, KeySetStatus, PolicyKeySets
 from ._responses import log_rejection
 from ._tenants import TenantDecisions
@@ -100,6 +100,44 @@ def _add_context(exc: TokenGuardError, issuer: Issuer, kid: str) -> None:
     """Name the issuer and kid on a rejection, for the log line (never for the caller)."""
     exc.issuer = issuer.issuer
     exc.kid = _loggable(kid)
+
+
+def _check_signature(
+    key: VerificationKey,
+    alg: str,
+    signing_input: bytes,
+    signature: bytes,
+    issuer: Issuer,
+    claims: dict[str, Any],
+) -> None:
+    """The key must allow ``alg``, the signature verify, and a key bound to an issuer
+    (Entra v2's ``issuer`` member) must have signed a token of that issuer."""
+    if alg not in key.algorithms:
+        raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
+    if not key.verify(alg, signing_input, signature):
+        raise InvalidToken("signature does not verify", reason="bad_signature")
+    if key.issuer is not None and issuer.validate_key_issuer:
+        check_key_issuer(key.issuer, claims)
+
+
+def _identity_of(
+    issuer: Issuer,
+    claims: dict[str, Any],
+    audience: str,
+    authorization: bytes,
+    header_length: int,
+    payload_length: int,
+) -> Identity:
+    """The identity of verified ``claims``. It keeps the token's bytes (the cache holds
+    them anyway), not the decoded claims: they are decoded again if the app reads them."""
+    start = len(BEARER) + header_length + 1
+    return identity_from_claims(
+        claims,
+        audience=audience,
+        mapping=TokenClaims(authorization, start, start + payload_length),
+        roles_path=issuer._roles_path,
+        scopes_path=issuer._scopes_path,
+    )
 
 
 class _IssuerState:
@@ -400,25 +438,11 @@ class TokenValidator:
             state.check_header(alg, header)
             if key is None:  # several issuers: the payload's iss chose the key set
                 key = state.keys.get(kid) or await state.keys.resolve(kid)
-            if alg not in key.algorithms:
-                raise InvalidToken("algorithm does not fit the key", reason="algorithm_not_allowed")
-            if not key.verify(alg, signing_input, signature):
-                raise InvalidToken("signature does not verify", reason="bad_signature")
-            if key.issuer is not None and issuer.validate_key_issuer:
-                check_key_issuer(key.issuer, claims)
+            _check_signature(key, alg, signing_input, signature, issuer, claims)
             audience, not_after, not_before = self._check_claims(state, claims, now)
-            # The identity keeps the token's bytes (the cache holds them anyway), not the
-            # decoded claims: they are decoded again if the app ever reads them. The cache
-            # keeps them as the Authorization value that carries them.
+            # The cache keeps the token as the Authorization value that carries it.
             authorization = BEARER + raw
-            start = len(BEARER) + len(h64) + 1
-            identity = identity_from_claims(
-                claims,
-                audience=audience,
-                mapping=TokenClaims(authorization, start, start + len(p64)),
-                roles_path=issuer._roles_path,
-                scopes_path=issuer._scopes_path,
-            )
+            identity = _identity_of(issuer, claims, audience, authorization, len(h64), len(p64))
             if issuer.require_roles_or_scopes:
                 check_permissions(identity)
             decided_for = float("inf")
