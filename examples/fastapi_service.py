@@ -40,12 +40,12 @@ the lab's defaults (tenant of ``examples/lab/default.toml`` on port 8700). For s
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import Body, FastAPI, HTTPException, Security
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Security
 from pydantic import BaseModel
 
 from examples.lab.runtime import add_swagger_ui
@@ -147,11 +147,29 @@ def create_app(
         settings = settings or Settings.from_env()
         validator = settings.validator(observer)
     observer.watch(validator)
-    # The guard finds its validator on app.state (set here and by the lifespan). No
-    # `from __future__ import annotations` here: FastAPI reads these local aliases.
+    # The guard finds its validator on app.state (set here and by the lifespan).
     guard = TokenGuard(oauth2=oauth2)
     signin_url = None if settings is None or oauth2 else settings.signin_discovery_url
-    client_id = (settings or Settings.from_env({})).swagger_client_id
+    app = FastAPI(
+        title="tokenguard example: secrets",
+        lifespan=_lifespan(validator, guard, signin_url),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.tokenguard_validator = validator  # also for servers that skip the lifespan
+    add_error_handler(app)
+    _add_docs(app, guard, client_id=(settings or Settings.from_env({})).swagger_client_id)
+    _add_probes(app, validator, observer)
+    app.include_router(_secrets_router(guard))
+    add_openapi_responses(app)  # /docs lists each route's 401 and the roles behind its 403
+    return app
+
+
+def _lifespan(
+    validator: TokenValidator, guard: TokenGuard, signin_url: str | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Find the sign-in endpoints (when ``signin_url`` is given), then run the validator:
+    its keys are loaded at startup and it is closed at shutdown."""
     validator_lifespan = lifespan(validator)
 
     @asynccontextmanager
@@ -161,50 +179,7 @@ def create_app(
         async with validator_lifespan(app):
             yield
 
-    app = FastAPI(title="tokenguard example: secrets", lifespan=run, docs_url=None, redoc_url=None)
-    app.state.tokenguard_validator = validator  # also for servers that skip the lifespan
-    add_error_handler(app)
-
-    def init_oauth() -> dict[str, Any] | None:
-        return None if guard.oauth2 is None else guard.oauth2.swagger_ui_init_oauth(client_id)
-
-    add_swagger_ui(app, init_oauth=init_oauth)
-    Caller = Annotated[Identity, Security(guard.identity)]
-    # Managed identities hold the app role, users the delegated scope of the same name.
-    Reader = Annotated[Identity, Security(guard.requires(permissions=[READ_ROLE]))]
-    Writer = Annotated[
-        Identity, Security(guard.requires(roles=[WRITE_ROLE], kinds=["managed_identity"]))
-    ]
-    store: dict[str, Secret] = {}
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, bool]:
-        return {"ok": True}
-
-    app.add_api_route("/readyz", readiness_endpoint(validator), include_in_schema=False)
-    app.add_api_route("/metrics", metrics_endpoint(observer.registry), include_in_schema=False)
-
-    @app.get("/whoami")
-    async def whoami(caller: Caller) -> Identity:
-        return caller  # its public fields as JSON, never the token or its claims
-
-    @app.get("/secrets")
-    async def list_secrets(caller: Reader) -> list[str]:
-        return sorted(store)
-
-    @app.get("/secrets/{name}")
-    async def get_secret(name: str, caller: Reader) -> Secret:
-        if name not in store:
-            raise HTTPException(404, "no such secret")
-        return store[name]
-
-    @app.put("/secrets/{name}")
-    async def put_secret(name: str, value: SecretValue, caller: Writer) -> Secret:
-        store[name] = Secret(name=name, value=value, updated_by=caller.display_name)
-        return store[name]
-
-    add_openapi_responses(app)  # /docs lists each route's 401 and the roles behind its 403
-    return app
+    return run
 
 
 async def _discover_signin(guard: TokenGuard, discovery_url: str) -> None:
@@ -215,6 +190,61 @@ async def _discover_signin(guard: TokenGuard, discovery_url: str) -> None:
         )
     except ValueError as exc:
         logger.warning("/docs asks for a bearer token: no sign-in endpoints (%s)", exc)
+
+
+def _add_docs(app: FastAPI, guard: TokenGuard, *, client_id: str) -> None:
+    """Serve ``/docs``, signing users in as ``client_id`` once the guard knows the
+    issuer's endpoints (asked on each page load: the lifespan may find them later)."""
+
+    def init_oauth() -> dict[str, Any] | None:
+        return None if guard.oauth2 is None else guard.oauth2.swagger_ui_init_oauth(client_id)
+
+    add_swagger_ui(app, init_oauth=init_oauth)
+
+
+def _add_probes(app: FastAPI, validator: TokenValidator, observer: PrometheusObserver) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics``: no token, and not in ``/docs``."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_api_route("/readyz", readiness_endpoint(validator), include_in_schema=False)
+    app.add_api_route("/metrics", metrics_endpoint(observer.registry), include_in_schema=False)
+
+
+def _secrets_router(guard: TokenGuard) -> APIRouter:
+    """The API: who the caller is, and the secrets in memory behind the app roles."""
+    # No `from __future__ import annotations` in this module: FastAPI reads these aliases.
+    Caller = Annotated[Identity, Security(guard.identity)]
+    # Managed identities hold the app role, users the delegated scope of the same name.
+    Reader = Annotated[Identity, Security(guard.requires(permissions=[READ_ROLE]))]
+    Writer = Annotated[
+        Identity, Security(guard.requires(roles=[WRITE_ROLE], kinds=["managed_identity"]))
+    ]
+    store: dict[str, Secret] = {}
+    router = APIRouter()
+
+    @router.get("/whoami")
+    async def whoami(caller: Caller) -> Identity:
+        return caller  # its public fields as JSON, never the token or its claims
+
+    @router.get("/secrets")
+    async def list_secrets(caller: Reader) -> list[str]:
+        return sorted(store)
+
+    @router.get("/secrets/{name}")
+    async def get_secret(name: str, caller: Reader) -> Secret:
+        if name not in store:
+            raise HTTPException(404, "no such secret")
+        return store[name]
+
+    @router.put("/secrets/{name}")
+    async def put_secret(name: str, value: SecretValue, caller: Writer) -> Secret:
+        store[name] = Secret(name=name, value=value, updated_by=caller.display_name)
+        return store[name]
+
+    return router
 
 
 def main() -> None:
