@@ -34,13 +34,7 @@ async def put_blob(
     request: Request, svc: Storage, account: str, container: str, name: str
 ) -> Response:
     """Put Blob (block blob, one request): stream to a durable file, then commit the row."""
-    blob_type = request.headers.get("x-ms-blob-type")
-    if blob_type is None:
-        raise StorageError(400, "MissingRequiredHeader", "The header x-ms-blob-type is required.")
-    if blob_type != "BlockBlob":
-        raise StorageError(
-            400, "InvalidHeaderValue", "The lab stores block blobs only (x-ms-blob-type)."
-        )
+    _check_blob_type(request)
     conditions = shapes.conditions(request)
     content = shapes.content_settings(request)
     metadata = shapes.metadata(request)
@@ -65,13 +59,7 @@ async def put_blob(
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is listening; nothing was stored
     try:
-        if any(md5 is not None and md5 != upload.md5 for md5 in expected):
-            raise StorageError(
-                400,
-                "Md5Mismatch",
-                "The MD5 value specified in the request did not match with the MD5 value "
-                "calculated by the server.",
-            )
+        _check_md5(expected, upload.md5)
         saved, replaced = await svc.db.write(
             partial(
                 store.put_blob,
@@ -90,6 +78,33 @@ async def put_blob(
         raise
     if replaced is not None:
         await anyio.to_thread.run_sync(svc.files.remove, [replaced])
+    return _created(saved)
+
+
+def _check_blob_type(request: Request) -> None:
+    """The lab stores block blobs only: ``x-ms-blob-type`` must say ``BlockBlob``."""
+    blob_type = request.headers.get("x-ms-blob-type")
+    if blob_type is None:
+        raise StorageError(400, "MissingRequiredHeader", "The header x-ms-blob-type is required.")
+    if blob_type != "BlockBlob":
+        raise StorageError(
+            400, "InvalidHeaderValue", "The lab stores block blobs only (x-ms-blob-type)."
+        )
+
+
+def _check_md5(expected: list[bytes | None], received: bytes) -> None:
+    """Every MD5 the client declared (``None``: not declared) matches the received body."""
+    if any(md5 is not None and md5 != received for md5 in expected):
+        raise StorageError(
+            400,
+            "Md5Mismatch",
+            "The MD5 value specified in the request did not match with the MD5 value "
+            "calculated by the server.",
+        )
+
+
+def _created(saved: Blob) -> Response:
+    """201 for a committed upload, naming its new ETag and MD5."""
     return Response(
         status_code=201,
         headers={
