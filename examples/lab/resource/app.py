@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenguard import (
     IDENTITY_SCOPE_KEY,
+    ErrorRenderer,
     Identity,
     InsufficientScope,
     TokenGuardError,
@@ -229,7 +230,6 @@ def protected_app(
     """
     validator = resource.options["validator"]
     _check_validator(validator, resource.audience)
-    dialect = resource.dialect
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -237,6 +237,31 @@ def protected_app(
             yield
         finally:
             resource.db.close()
+
+    app = Starlette(
+        routes=list(routes),
+        middleware=[
+            headers,
+            Middleware(
+                TokenGuardMiddleware,
+                validator=validator,
+                realm=None,
+                challenge_params=resource.challenge_params,
+                on_error=_token_error_renderer(resource.dialect),
+                close_validator=False,
+            ),
+        ],
+        exception_handlers=_exception_handlers(resource.dialect),
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False
+    app.state.resource = resource
+    return app
+
+
+def _exception_handlers(dialect: Dialect) -> dict[Any, Callable[..., Any]]:
+    """Starlette's exception handlers, rendering in ``dialect``: a handler's
+    :class:`ServiceError`, the router's 404/405, and anything else as a 500."""
 
     async def service_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
@@ -251,6 +276,16 @@ def protected_app(
     async def server_error(request: Request, exc: Exception) -> Response:
         return dialect.render(dialect.server_error(), request)
 
+    return {
+        ServiceError: service_error,
+        HTTPException: route_error,
+        Exception: server_error,
+    }
+
+
+def _token_error_renderer(dialect: Dialect) -> ErrorRenderer:
+    """tokenguard's refusals in ``dialect``, carrying the middleware's challenge headers."""
+
     def token_error(
         conn: HTTPConnection, exc: TokenGuardError, challenge_headers: dict[str, str]
     ) -> Response:
@@ -258,27 +293,4 @@ def protected_app(
         error.headers.update(challenge_headers)
         return dialect.render(error, conn)
 
-    handlers: Mapping[Any, Callable[..., Any]] = {
-        ServiceError: service_error,
-        HTTPException: route_error,
-        Exception: server_error,
-    }
-    app = Starlette(
-        routes=list(routes),
-        middleware=[
-            headers,
-            Middleware(
-                TokenGuardMiddleware,
-                validator=validator,
-                realm=None,
-                challenge_params=resource.challenge_params,
-                on_error=token_error,
-                close_validator=False,
-            ),
-        ],
-        exception_handlers=dict(handlers),
-        lifespan=lifespan,
-    )
-    app.router.redirect_slashes = False
-    app.state.resource = resource
-    return app
+    return token_error
