@@ -436,32 +436,40 @@ def check_no_guests(stand_ins: StandIns) -> None:
             assert client.get(path, headers=bearer(member)).status_code == 200
 
 
-async def check_claim_layouts(stand_ins: StandIns) -> None:
-    servers = {
-        "keycloak": "https://keycloak.example.com/realms/orders",
-        "auth0": "https://orders.eu.auth0.com/",
-        "okta": "https://orders.okta.com/oauth2/default",
-    }
-    issuers = {
+#: The servers of the claim-layouts recipe, by name: their issuer URLs.
+LAYOUT_SERVERS: Final = {
+    "keycloak": "https://keycloak.example.com/realms/orders",
+    "auth0": "https://orders.eu.auth0.com/",
+    "okta": "https://orders.okta.com/oauth2/default",
+}
+
+
+def layout_issuers(stand_ins: StandIns) -> dict[str, LocalIssuer]:
+    """A stand-in for each of :data:`LAYOUT_SERVERS`, served at its discovery URL."""
+    return {
         name: stand_ins.add(
             iss.rstrip("/") + "/.well-known/openid-configuration",
             stand_in(f"layout-{name}", lambda iss=iss: LocalIssuer(issuer=iss)),  # type: ignore[misc]
         )
-        for name, iss in servers.items()
+        for name, iss in LAYOUT_SERVERS.items()
     }
+
+
+def layout_token(issuer: LocalIssuer, audience: str, **claims: Any) -> str:
+    """A token of ``issuer`` for ``audience``, valid for a minute, carrying ``claims``."""
+    now = int(time.time())
+    return issuer.sign(
+        {"iss": issuer.issuer, "aud": audience, "iat": now, "exp": now + 60, **claims}
+    )
+
+
+async def check_claim_layouts(stand_ins: StandIns) -> None:
+    issuers = layout_issuers(stand_ins)
     ns = stand_ins.run("claim-layouts")
     validator: TokenValidator = ns["validator"]
-
-    def token(name: str, audience: str, **claims: Any) -> str:
-        now = int(time.time())
-        issuer = issuers[name]
-        return issuer.sign(
-            {"iss": issuer.issuer, "aud": audience, "iat": now, "exp": now + 60, **claims}
-        )
-
     keycloak = await validator.validate(
-        token(
-            "keycloak",
+        layout_token(
+            issuers["keycloak"],
             "orders-api",
             sub="f2a1",
             azp="orders-web",
@@ -472,8 +480,8 @@ async def check_claim_layouts(stand_ins: StandIns) -> None:
     )
     assert keycloak.roles == {"orders.write"} and keycloak.scopes == {"openid", "profile"}
     auth0 = await validator.validate(
-        token(
-            "auth0",
+        layout_token(
+            issuers["auth0"],
             "https://orders.example.com",
             sub="AbC@clients",
             azp="AbC",
@@ -483,8 +491,8 @@ async def check_claim_layouts(stand_ins: StandIns) -> None:
     )
     assert auth0.kind == "app" and auth0.roles == {"read:orders"}
     okta = await validator.validate(
-        token(
-            "okta",
+        layout_token(
+            issuers["okta"],
             "api://default",
             sub="ada@example.org",
             cid="0oa1",
@@ -496,7 +504,7 @@ async def check_claim_layouts(stand_ins: StandIns) -> None:
     assert okta.scopes == {"orders.read"}
     with pytest.raises(InvalidToken) as info:  # Entra's layout in a Keycloak token
         await validator.validate(
-            token("keycloak", "orders-api", sub="f2a1", roles=["orders.write"])
+            layout_token(issuers["keycloak"], "orders-api", sub="f2a1", roles=["orders.write"])
         )
     assert info.value.reason == "no_permissions"
     await close_all(ns)

@@ -72,6 +72,22 @@ def inject(
 
 def build(requires: Decorator, issuer: LocalIssuer, threads: Threads) -> Starlette:
     """An app whose every route is guarded by ``requires(PERMISSION)``."""
+    return Starlette(
+        routes=[*http_routes(requires, threads), *websocket_routes(requires)],
+        middleware=[
+            Middleware(
+                TokenGuardMiddleware,
+                validator=issuer.validator(VAULT),
+                allow_anonymous=True,
+                challenge_params={"resource": VAULT},
+            )
+        ],
+    )
+
+
+def http_routes(requires: Decorator, threads: Threads) -> list[Route]:
+    """Async and sync endpoints, an ``HTTPEndpoint``'s methods, and an endpoint given the
+    request as a keyword; three record in ``threads`` where they ran."""
 
     @requires(PERMISSION)
     async def dashboard(request: Request) -> JSONResponse:
@@ -98,6 +114,17 @@ def build(requires: Decorator, issuer: LocalIssuer, threads: Threads) -> Starlet
     async def decorated(request: Request, additional: str) -> JSONResponse:
         return JSONResponse({**who(request), "additional": additional})
 
+    return [
+        Route("/dashboard", dashboard),
+        Route("/dashboard/sync", dashboard_sync),
+        Route("/dashboard/class", Dashboard),
+        Route("/dashboard/decorated", decorated),
+    ]
+
+
+def websocket_routes(requires: Decorator) -> list[WebSocketRoute]:
+    """A websocket endpoint, and one given the websocket as a keyword."""
+
     @requires(PERMISSION)
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -113,24 +140,10 @@ def build(requires: Decorator, issuer: LocalIssuer, threads: Threads) -> Starlet
         await websocket.send_json({**who(websocket), "additional": additional})
         await websocket.close()
 
-    return Starlette(
-        routes=[
-            Route("/dashboard", dashboard),
-            Route("/dashboard/sync", dashboard_sync),
-            Route("/dashboard/class", Dashboard),
-            Route("/dashboard/decorated", decorated),
-            WebSocketRoute("/ws", websocket_endpoint),
-            WebSocketRoute("/ws/decorated", inject_websocket),
-        ],
-        middleware=[
-            Middleware(
-                TokenGuardMiddleware,
-                validator=issuer.validator(VAULT),
-                allow_anonymous=True,
-                challenge_params={"resource": VAULT},
-            )
-        ],
-    )
+    return [
+        WebSocketRoute("/ws", websocket_endpoint),
+        WebSocketRoute("/ws/decorated", inject_websocket),
+    ]
 
 
 @pytest.fixture(params=sorted(LIBRARIES))
