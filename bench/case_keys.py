@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp
 
 from tokenguard import TokenValidator
 
 from ._asgi import bearer, call
-from ._context import Bench
-from ._http import Load, get_request, run_load
+from ._context import Bench, Settings
+from ._http import Load, ServerProcess, get_request, run_load
 from ._measure import progress
 from ._report import Row
 from ._tokens import AUDIENCE, unknown_kid_tokens
@@ -135,63 +136,93 @@ async def _flood_over_http(bench: Bench) -> list[Row]:
     alone: list[Load] = []
     fetches = allowed = 0
     for start in range(0, len(flood), share):
-        chunk = flood[start : start + share]
-        before = _hits(bench)
-        done = asyncio.Event()
+        outcome = await _flood_round(bench, server, valid, flood[start : start + share])
+        during.append(outcome.served)
+        alone.append(outcome.baseline)
+        fetches += outcome.fetches
+        allowed += outcome.allowed
+    # One p99 over all rounds on each side (~2 000 valid requests each): the whole
+    # flood, as the target reads, and a steadier figure than any round's 400.
+    return _flood_rows(settings, len(flood), fetches, allowed, _pooled(during), _pooled(alone))
 
-        async def attack(chunk: list[bytes] = chunk, done: asyncio.Event = done) -> Load:
-            try:
-                return await run_load(
-                    server.port,
-                    chunk,
-                    total=len(chunk),
-                    connections=1,
-                    max_seconds=120,
-                    rate=settings.flood_rate,
-                    server_pid=server.pid,
-                )
-            finally:
-                done.set()
 
-        attacked, served = await asyncio.gather(
-            attack(),
-            run_load(
+@dataclass
+class _FloodRound:
+    """One round of the HTTP flood."""
+
+    served: Load  # the valid traffic during the flood
+    baseline: Load  # the same valid traffic alone, right after
+    fetches: int  # JWKS fetches the flood caused
+    allowed: int  # fetches the cooldown allows in the flood's elapsed time
+
+
+async def _flood_round(
+    bench: Bench, server: ServerProcess, valid: list[bytes], chunk: list[bytes]
+) -> _FloodRound:
+    """``chunk`` of the flood with valid requests alongside, then the valid ones alone."""
+    settings = bench.settings
+    before = _hits(bench)
+    done = asyncio.Event()
+
+    async def attack() -> Load:
+        try:
+            return await run_load(
                 server.port,
-                valid,
-                total=10**9,
+                chunk,
+                total=len(chunk),
                 connections=1,
                 max_seconds=120,
-                rate=settings.valid_rate,
-                stop=done,
-            ),
-        )
-        fetches += (_hits(bench) - before)["jwks"]
-        allowed += int(attacked.seconds // settings.flood_cooldown) + 1
-        if attacked.statuses.keys() != {401} or served.statuses.keys() != {200}:
-            raise AssertionError(f"flood: {dict(attacked.statuses)} / {dict(served.statuses)}")
-        baseline = await run_load(
+                rate=settings.flood_rate,
+                server_pid=server.pid,
+            )
+        finally:
+            done.set()
+
+    attacked, served = await asyncio.gather(
+        attack(),
+        run_load(
             server.port,
             valid,
-            total=served.count,
+            total=10**9,
             connections=1,
             max_seconds=120,
             rate=settings.valid_rate,
-        )
-        during.append(served)
-        alone.append(baseline)
-        progress(
-            f"case 8: HTTP flood round: valid p99 {served.ms(0.99):.2f} ms during, "
-            f"{baseline.ms(0.99):.2f} ms alone; flood {attacked.rate:,.0f} req/s, "
-            f"server CPU {attacked.server_cpu:.2f}"
-        )
-    # One p99 over all rounds on each side (~2 000 valid requests each): the whole
-    # flood, as the target reads, and a steadier figure than any round's 400.
-    pooled_during = _pooled(during)
-    pooled_alone = _pooled(alone)
+            stop=done,
+        ),
+    )
+    fetches = (_hits(bench) - before)["jwks"]
+    allowed = int(attacked.seconds // settings.flood_cooldown) + 1
+    if attacked.statuses.keys() != {401} or served.statuses.keys() != {200}:
+        raise AssertionError(f"flood: {dict(attacked.statuses)} / {dict(served.statuses)}")
+    baseline = await run_load(
+        server.port,
+        valid,
+        total=served.count,
+        connections=1,
+        max_seconds=120,
+        rate=settings.valid_rate,
+    )
+    progress(
+        f"case 8: HTTP flood round: valid p99 {served.ms(0.99):.2f} ms during, "
+        f"{baseline.ms(0.99):.2f} ms alone; flood {attacked.rate:,.0f} req/s, "
+        f"server CPU {attacked.server_cpu:.2f}"
+    )
+    return _FloodRound(served, baseline, fetches, allowed)
+
+
+def _flood_rows(
+    settings: Settings,
+    flood_size: int,
+    fetches: int,
+    allowed: int,
+    pooled_during: Load,
+    pooled_alone: Load,
+) -> list[Row]:
+    """8d-8e: the HTTP flood's JWKS fetches and the valid requests' p99 during it."""
     return [
         Row(
             "8d",
-            f"Flood of {len(flood)} unknown kids over HTTP (cooldown "
+            f"Flood of {flood_size} unknown kids over HTTP (cooldown "
             f"{settings.flood_cooldown:g} s): JWKS fetches",
             fetches,
             "fetches",

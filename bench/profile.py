@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import cProfile
 import hashlib
 import math
 import pstats
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -122,6 +123,41 @@ async def _profile(scenarios: list[Scenario], tool: str, top: int) -> list[str]:
     return out
 
 
+def _signing_inputs(tokens: list[str]) -> list[tuple[bytes, bytes]]:
+    """Each token's signing input and decoded signature, split before any timing."""
+    pairs = []
+    for token in tokens:
+        head, payload, signature = token.encode().split(b".")
+        pairs.append((head + b"." + payload, signature))
+    return [(data, base64.urlsafe_b64decode(sig + b"==")) for data, sig in pairs]
+
+
+async def _warm_validator(issuer: LocalIssuer) -> tuple[TokenValidator, VerificationKey]:
+    """A warmed-up validator for the bench audience, and its loaded signing key."""
+    validator = issuer.validator(AUDIENCE)
+    await validator.warm_up()
+    key = validator._states[0].keys.get(issuer.signing_kid)
+    if key is None:
+        raise AssertionError("the signing key is not loaded")
+    return validator, key
+
+
+@contextlib.contextmanager
+def _rsa_removed(key: VerificationKey) -> Iterator[None]:
+    """Inside the block, ``key``'s RS256 check is replaced by the SHA-256 it also computes."""
+    verifiers = key._verifiers
+    real = verifiers["RS256"]
+
+    def hash_only(signature: bytes, data: bytes) -> None:
+        hashlib.sha256(data).digest()
+
+    verifiers["RS256"] = hash_only
+    try:
+        yield
+    finally:
+        verifiers["RS256"] = real
+
+
 async def _rsa_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
     """A unique token's time, with and without the RSA operation (no profiler).
 
@@ -130,16 +166,8 @@ async def _rsa_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
     operation removed (the key's RS256 check replaced by the SHA-256 it also computes;
     a diagnostic reach into the key's private table, never done outside this report).
     """
-    validator = issuer.validator(AUDIENCE)
-    await validator.warm_up()
-    key = validator._states[0].keys.get(issuer.signing_kid)
-    if key is None:
-        raise AssertionError("the signing key is not loaded")
-    pairs = []
-    for token in tokens:
-        head, payload, signature = token.encode().split(b".")
-        pairs.append((head + b"." + payload, signature))
-    decoded = [(data, base64.urlsafe_b64decode(sig + b"==")) for data, sig in pairs]
+    validator, key = await _warm_validator(issuer)
+    decoded = _signing_inputs(tokens)
 
     async def best(run: Callable[[], Awaitable[None]]) -> float:
         fastest = math.inf
@@ -161,21 +189,17 @@ async def _rsa_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
 
     alone = await best(check_alone)
     full = await best(validate_all)
-    verifiers = key._verifiers
-    real = verifiers["RS256"]
-
-    def hash_only(signature: bytes, data: bytes) -> None:
-        hashlib.sha256(data).digest()
-
-    verifiers["RS256"] = hash_only
-    try:
+    with _rsa_removed(key):
         without = await best(validate_all)
-    finally:
-        verifiers["RS256"] = real
+    return _rsa_table(len(tokens), alone, full, without)
+
+
+def _rsa_table(count: int, alone: float, full: float, without: float) -> list[str]:
+    """The report of :func:`_rsa_split` (µs per token)."""
     return [
         "## A unique token: the RSA operation and the rest",
         "",
-        f"{len(tokens):,} tokens, best of 5, µs per token.",
+        f"{count:,} tokens, best of 5, µs per token.",
         "",
         "| Measure | µs |",
         "|---|---:|",
@@ -201,6 +225,9 @@ _STEP_SITES: Final = (
     (TokenCache, "put", 1, "cache insert"),
 )
 
+#: ``timed(index, step)``: ``step`` wrapped so that its time adds up in ``spent[index]``.
+_Timed = Callable[[int, Callable[..., object]], Callable[..., object]]
+
 
 async def _step_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
     """Each step of a unique token alone (tight loop) and inside ``validate``.
@@ -209,12 +236,30 @@ async def _step_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
     looks it up, for this measurement only, less what the wrapper's timer adds to a call
     (measured around a no-op). What no step accounts for is the validator's own code.
     """
-    validator = issuer.validator(AUDIENCE)
-    await validator.warm_up()
+    validator, key = await _warm_validator(issuer)
+    alone_us = _steps_alone(validator, key, tokens)
+    plain, timer, inside = await _steps_inside(validator, tokens)
+    return _step_table(len(tokens), timer, alone_us, inside, plain)
+
+
+def _best_alone(
+    run: Callable[[int], object], count: int, setup: Callable[[], None] | None = None
+) -> float:
+    """µs per call of ``run(i)`` for ``i`` in ``range(count)``, best of 5 rounds."""
+    fastest = math.inf
+    for _ in range(5):
+        if setup is not None:
+            setup()
+        started = time.perf_counter()
+        for i in range(count):
+            run(i)
+        fastest = min(fastest, (time.perf_counter() - started) / count * 1e6)
+    return fastest
+
+
+def _steps_alone(validator: TokenValidator, key: VerificationKey, tokens: list[str]) -> list[float]:
+    """Each step of :data:`_STEP_SITES` in a tight loop over the tokens' own inputs."""
     state = validator._states[0]
-    key = state.keys.get(issuer.signing_kid)
-    if key is None:
-        raise AssertionError("the signing key is not loaded")
     raws = [t.encode("ascii") for t in tokens]
     parts = [split_token(raw) for raw in raws]
     payloads = [b64url_decode(p[2]) for p in parts]
@@ -225,32 +270,25 @@ async def _step_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
     identity = identity_from_claims(claims[0], audience=checked[0][0])
     cache = TokenCache(len(tokens))
     authorizations = [b"Bearer " + raw for raw in raws]
-
-    def alone(run: Callable[[int], object], setup: Callable[[], None] | None = None) -> float:
-        fastest = math.inf
-        for _ in range(5):
-            if setup is not None:
-                setup()
-            started = time.perf_counter()
-            for i in range(len(tokens)):
-                run(i)
-            fastest = min(fastest, (time.perf_counter() - started) / len(tokens) * 1e6)
-        return fastest
-
-    alone_us = [
-        alone(lambda i: split_token(raws[i])),
-        alone(lambda i: (b64url_decode(parts[i][2]), b64url_decode(parts[i][3]))),
-        alone(lambda i: parse_json_object(payloads[i])),
-        alone(lambda i: key.verify("RS256", parts[i][0], signatures[i])),
-        alone(lambda i: validator._check_claims(state, claims[i], now)),
-        alone(lambda i: identity_from_claims(claims[i], audience=checked[i][0])),
-        alone(lambda i: cache.get(raws[i], now)),
-        alone(
+    count = len(tokens)
+    return [
+        _best_alone(lambda i: split_token(raws[i]), count),
+        _best_alone(lambda i: (b64url_decode(parts[i][2]), b64url_decode(parts[i][3])), count),
+        _best_alone(lambda i: parse_json_object(payloads[i]), count),
+        _best_alone(lambda i: key.verify("RS256", parts[i][0], signatures[i]), count),
+        _best_alone(lambda i: validator._check_claims(state, claims[i], now), count),
+        _best_alone(lambda i: identity_from_claims(claims[i], audience=checked[i][0]), count),
+        _best_alone(lambda i: cache.get(raws[i], now), count),
+        _best_alone(
             lambda i: cache.put(authorizations[i], identity, key, *checked[i][1:]),
+            count,
             cache.clear,
         ),
     ]
-    spent = [0] * (len(_STEP_SITES) + 1)  # the last one calibrates the wrapper
+
+
+def _timing(spent: list[int]) -> _Timed:
+    """A ``timed`` that adds each wrapped call's nanoseconds to ``spent[index]``."""
     clock = time.perf_counter_ns
 
     def timed(index: int, step: Callable[..., object]) -> Callable[..., object]:
@@ -263,6 +301,44 @@ async def _step_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
 
         return wrapper
 
+    return timed
+
+
+def _wrapper_cost(timed: _Timed, spent: list[int], count: int) -> float:
+    """µs a ``timed`` wrapper's timer adds to one call: around a no-op, best of 5 rounds
+    (the no-op's time adds up in ``spent``'s last slot)."""
+    noop = timed(len(_STEP_SITES), lambda *args, **kwargs: None)
+    timer = math.inf
+    for _ in range(5):
+        spent[-1] = 0
+        for _ in range(count):
+            noop(None, None)
+        timer = min(timer, spent[-1] / count / 1000)
+    return timer
+
+
+@contextlib.contextmanager
+def _steps_wrapped(timed: _Timed) -> Iterator[None]:
+    """Inside the block, each step of :data:`_STEP_SITES` is timed where it is looked up."""
+    originals = [getattr(site, name) for site, name, _, _ in _STEP_SITES]
+    try:
+        for index, (site, name, _, _) in enumerate(_STEP_SITES):
+            setattr(site, name, timed(index, originals[index]))
+        yield
+    finally:
+        for (site, name, _, _), original in zip(_STEP_SITES, originals, strict=True):
+            setattr(site, name, original)
+
+
+async def _steps_inside(
+    validator: TokenValidator, tokens: list[str]
+) -> tuple[float, float, list[float]]:
+    """``validate``'s µs per token unwrapped, the wrapper's own µs per call, and each
+    step's µs per token inside ``validate`` (its wrappers' cost taken off), in the
+    least disturbed of 5 rounds."""
+    spent = [0] * (len(_STEP_SITES) + 1)  # the last one calibrates the wrapper
+    timed = _timing(spent)
+
     async def validate_all() -> float:
         validator.cache.clear()
         started = time.perf_counter()
@@ -271,18 +347,9 @@ async def _step_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
         return (time.perf_counter() - started) / len(tokens) * 1e6
 
     plain = min([await validate_all() for _ in range(5)])
-    noop = timed(len(_STEP_SITES), lambda *args, **kwargs: None)
-    timer = math.inf
-    for _ in range(5):
-        spent[-1] = 0
-        for _ in range(len(tokens)):
-            noop(None, None)
-        timer = min(timer, spent[-1] / len(tokens) / 1000)
-    originals = [getattr(site, name) for site, name, _, _ in _STEP_SITES]
+    timer = _wrapper_cost(timed, spent, len(tokens))
     fastest, inside = math.inf, [0.0] * len(_STEP_SITES)
-    try:
-        for index, (site, name, _, _) in enumerate(_STEP_SITES):
-            setattr(site, name, timed(index, originals[index]))
+    with _steps_wrapped(timed):
         for _ in range(5):
             spent[:] = [0] * len(spent)
             total = await validate_all()
@@ -292,9 +359,13 @@ async def _step_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
                     ns / len(tokens) / 1000 - timer * calls
                     for ns, (_, _, calls, _) in zip(spent, _STEP_SITES, strict=False)
                 ]
-    finally:
-        for (site, name, _, _), original in zip(_STEP_SITES, originals, strict=True):
-            setattr(site, name, original)
+    return plain, timer, inside
+
+
+def _step_table(
+    count: int, timer: float, alone_us: list[float], inside: list[float], plain: float
+) -> list[str]:
+    """The report of :func:`_step_split` (µs per token)."""
     rows = [
         f"| {label} | {a:.1f} | {b:.1f} |"
         for (_, _, _, label), a, b in zip(_STEP_SITES, alone_us, inside, strict=True)
@@ -302,7 +373,7 @@ async def _step_split(issuer: LocalIssuer, tokens: list[str]) -> list[str]:
     return [
         "## A unique token, step by step: alone and inside `validate`",
         "",
-        f"{len(tokens):,} tokens, best of 5, µs per token. Alone: the step in a tight loop",
+        f"{count:,} tokens, best of 5, µs per token. Alone: the step in a tight loop",
         "over the same tokens' inputs. Inside: timed by a wrapper where `validate` calls",
         f"it, less the wrapper's own {timer:.2f} µs per call (measured around a no-op). The",
         "rest is `validate` unwrapped less the steps inside: the validator's own code.",
