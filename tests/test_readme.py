@@ -436,26 +436,44 @@ def check_no_guests(stand_ins: StandIns) -> None:
             assert client.get(path, headers=bearer(member)).status_code == 200
 
 
-#: The servers of the claim-layouts recipe, by name: their issuer URLs.
-LAYOUT_SERVERS: Final = {
-    "keycloak": "https://keycloak.example.com/realms/orders",
-    "auth0": "https://orders.eu.auth0.com/",
-    "okta": "https://orders.okta.com/oauth2/default",
+#: The servers of the claim-layouts recipe, by name: their issuer URL, the audience
+#: the recipe configures, and a token's claims in that server's layout.
+LAYOUTS: Final[dict[str, tuple[str, str, dict[str, Any]]]] = {
+    "keycloak": (
+        "https://keycloak.example.com/realms/orders",
+        "orders-api",
+        {
+            "sub": "f2a1",
+            "azp": "orders-web",
+            "scope": "openid profile",
+            "realm_access": {"roles": ["offline_access"]},
+            "resource_access": {"orders-api": {"roles": ["orders.write"]}},
+        },
+    ),
+    "auth0": (
+        "https://orders.eu.auth0.com/",
+        "https://orders.example.com",
+        {
+            "sub": "AbC@clients",
+            "azp": "AbC",
+            "scope": "read:orders",
+            "permissions": ["read:orders"],
+        },
+    ),
+    "okta": (
+        "https://orders.okta.com/oauth2/default",
+        "api://default",
+        {
+            "sub": "ada@example.org",
+            "cid": "0oa1",
+            "scp": ["orders.read"],
+            "groups": ["Orders Admins"],
+        },
+    ),
 }
 
 
-def layout_issuers(stand_ins: StandIns) -> dict[str, LocalIssuer]:
-    """A stand-in for each of :data:`LAYOUT_SERVERS`, served at its discovery URL."""
-    return {
-        name: stand_ins.add(
-            iss.rstrip("/") + "/.well-known/openid-configuration",
-            stand_in(f"layout-{name}", lambda iss=iss: LocalIssuer(issuer=iss)),  # type: ignore[misc]
-        )
-        for name, iss in LAYOUT_SERVERS.items()
-    }
-
-
-def layout_token(issuer: LocalIssuer, audience: str, **claims: Any) -> str:
+def layout_token(issuer: LocalIssuer, audience: str, claims: dict[str, Any]) -> str:
     """A token of ``issuer`` for ``audience``, valid for a minute, carrying ``claims``."""
     now = int(time.time())
     return issuer.sign(
@@ -464,48 +482,27 @@ def layout_token(issuer: LocalIssuer, audience: str, **claims: Any) -> str:
 
 
 async def check_claim_layouts(stand_ins: StandIns) -> None:
-    issuers = layout_issuers(stand_ins)
+    issuers = {
+        name: stand_ins.add(
+            iss.rstrip("/") + "/.well-known/openid-configuration",
+            stand_in(f"layout-{name}", lambda iss=iss: LocalIssuer(issuer=iss)),  # type: ignore[misc]
+        )
+        for name, (iss, _, _) in LAYOUTS.items()
+    }
     ns = stand_ins.run("claim-layouts")
     validator: TokenValidator = ns["validator"]
-    keycloak = await validator.validate(
-        layout_token(
-            issuers["keycloak"],
-            "orders-api",
-            sub="f2a1",
-            azp="orders-web",
-            scope="openid profile",
-            realm_access={"roles": ["offline_access"]},
-            resource_access={"orders-api": {"roles": ["orders.write"]}},
-        )
-    )
-    assert keycloak.roles == {"orders.write"} and keycloak.scopes == {"openid", "profile"}
-    auth0 = await validator.validate(
-        layout_token(
-            issuers["auth0"],
-            "https://orders.example.com",
-            sub="AbC@clients",
-            azp="AbC",
-            scope="read:orders",
-            permissions=["read:orders"],
-        )
-    )
-    assert auth0.kind == "app" and auth0.roles == {"read:orders"}
-    okta = await validator.validate(
-        layout_token(
-            issuers["okta"],
-            "api://default",
-            sub="ada@example.org",
-            cid="0oa1",
-            scp=["orders.read"],
-            groups=["Orders Admins"],
-        )
-    )
-    assert okta.kind == "user" and okta.roles == {"Orders Admins"}
-    assert okta.scopes == {"orders.read"}
-    with pytest.raises(InvalidToken) as info:  # Entra's layout in a Keycloak token
-        await validator.validate(
-            layout_token(issuers["keycloak"], "orders-api", sub="f2a1", roles=["orders.write"])
-        )
+    seen = {
+        name: await validator.validate(layout_token(issuers[name], audience, claims))
+        for name, (_, audience, claims) in LAYOUTS.items()
+    }
+    assert seen["keycloak"].roles == {"orders.write"}
+    assert seen["keycloak"].scopes == {"openid", "profile"}
+    assert seen["auth0"].kind == "app" and seen["auth0"].roles == {"read:orders"}
+    assert seen["okta"].kind == "user" and seen["okta"].roles == {"Orders Admins"}
+    assert seen["okta"].scopes == {"orders.read"}
+    entra_layout = {"sub": "f2a1", "roles": ["orders.write"]}  # in a Keycloak token
+    with pytest.raises(InvalidToken) as info:
+        await validator.validate(layout_token(issuers["keycloak"], "orders-api", entra_layout))
     assert info.value.reason == "no_permissions"
     await close_all(ns)
 
