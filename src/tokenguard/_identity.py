@@ -322,11 +322,8 @@ def identity_from_claims(
     list of strings; ``None`` reads Entra's ``roles`` and ``scp`` (else ``scope``).
     """
     get = claims.get
-    # Written out rather than a helper per field: this runs once per new token.
-    oid = get("oid")
-    oid = oid if type(oid) is str and oid else None
-    sub = get("sub")
-    sub = sub if type(sub) is str and sub else None
+    oid = _text(claims, ("oid",))
+    sub = _text(claims, ("sub",))
     scopes, roles = _permissions(claims, scopes_path, roles_path)
     idtyp = get("idtyp")
     if idtyp is not None:
@@ -335,17 +332,12 @@ def identity_from_claims(
         app_only = not scopes and oid == sub
     else:
         app_only = sub is not None and _without_user(get, sub)
-    mirid = get("xms_mirid")
-    mirid = mirid if type(mirid) is str and mirid else None
+    mirid = _text(claims, ("xms_mirid",))
     kind: IdentityKind = ("managed_identity" if mirid else "app") if app_only else "user"
-    tid = get("tid")
-    tid = tid if type(tid) is str and tid else None
+    tid = _text(claims, ("tid",))
     iss = claims["iss"]
     is_guest = False if app_only else _is_guest(get, tid, iss)
-    app_id = get("appid")
-    if not (type(app_id) is str and app_id):
-        app_id = get("azp")
-        app_id = app_id if type(app_id) is str and app_id else None
+    app_id = _text(claims, ("appid", "azp"))
     nbf = get("nbf")
     # See _IdentityBuilder: plain slot stores, then the object becomes an Identity.
     identity = _new_builder(_IdentityBuilder)
