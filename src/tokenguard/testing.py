@@ -172,6 +172,16 @@ def encode_jws(
     return signing_input.decode("ascii") + "." + _b64(signature)
 
 
+def _managed_identity_claims(resource_id: str | None) -> dict[str, Any]:
+    """What Entra adds to a managed identity's token: its Azure resource id (a VM's, by
+    default) and the tenant's creation time."""
+    default = (
+        f"/subscriptions/{uuid.uuid4()}/resourcegroups/tokenguard-rg/providers/"
+        "Microsoft.Compute/virtualMachines/tokenguard-vm"
+    )
+    return {"xms_mirid": resource_id or default, "xms_tcdt": 1_600_000_000}
+
+
 class LocalIssuer:
     """An Entra-like token issuer for tests: keys, minting, discovery and JWKS.
 
@@ -335,11 +345,7 @@ class LocalIssuer:
             claims["roles"] = roles
         claims.update({"tid": tid, "uti": _b64(secrets.token_bytes(16)), "ver": version})
         if kind == "managed_identity":
-            claims["xms_mirid"] = mi_resource_id or (
-                f"/subscriptions/{uuid.uuid4()}/resourcegroups/tokenguard-rg/providers/"
-                "Microsoft.Compute/virtualMachines/tokenguard-vm"
-            )
-            claims["xms_tcdt"] = 1_600_000_000
+            claims.update(_managed_identity_claims(mi_resource_id))
         return claims
 
     def sign(
