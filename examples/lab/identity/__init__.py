@@ -18,6 +18,7 @@ from .imds import create_imds_app
 from .issuer import ADMIN_HEADER, IssuedToken, LabIssuer
 from .keys import KeyRing
 from .rbac import KNOWN_ROLES, RoleAssignment, RoleAssignments
+from .signin import CODE_LIFETIME, MAX_FORM_BODY
 from .tenant import (
     ImdsSettings,
     IssuerSettings,
@@ -30,8 +31,10 @@ from .tokens import MAX_CACHED_TOKENS, MAX_RESOURCE_LENGTH, REUSE_MARGIN, TokenS
 
 __all__ = [
     "ADMIN_HEADER",
+    "CODE_LIFETIME",
     "KNOWN_ROLES",
     "MAX_CACHED_TOKENS",
+    "MAX_FORM_BODY",
     "MAX_RESOURCE_LENGTH",
     "REUSE_MARGIN",
     "TOKEN_PATH",

@@ -7,8 +7,7 @@ import dataclasses
 import httpx
 import jwt
 import pytest
-from examples.lab.identity import AppRegistration, LabConfig
-from examples.lab.identity.signin import CODE_LIFETIME, MAX_FORM_BODY
+from examples.lab.identity import CODE_LIFETIME, MAX_FORM_BODY, AppRegistration, LabConfig
 
 from tokenguard import Issuer, TokenValidator
 
