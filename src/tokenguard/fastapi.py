@@ -398,13 +398,19 @@ class _GuardDependency(SecurityBase):
     def scheme_name(self) -> str:  # type: ignore[override]
         return self.guard.scheme_name
 
-    async def _identity(self, conn: HTTPConnection, scopes: SecurityScopes) -> Identity:
+    async def _identity(
+        self, conn: HTTPConnection, scopes: SecurityScopes, *, required: bool = True
+    ) -> Identity | None:
+        """The verified caller meeting this dependency's conditions; without a bearer
+        token ``None`` unless ``required`` (then 401)."""
         guard = self.guard
         identity = None
         try:
             identity = await guard.authenticate(conn)
             if identity is None:
-                raise MissingToken
+                if required:
+                    raise MissingToken
+                return None
             _check_security_scopes(identity, scopes.scopes)
             self._check(identity)
         except TokenGuardError as exc:
@@ -419,7 +425,9 @@ class IdentityDependency(_GuardDependency):
     """Returns the verified :class:`Identity`; 401 with the challenge when absent."""
 
     async def __call__(self, conn: HTTPConnection, security_scopes: SecurityScopes) -> Identity:
-        return await self._identity(conn, security_scopes)
+        identity = await self._identity(conn, security_scopes)
+        assert identity is not None  # required: no token is a 401
+        return identity
 
 
 class OptionalIdentityDependency(_GuardDependency):
@@ -428,18 +436,10 @@ class OptionalIdentityDependency(_GuardDependency):
     async def __call__(
         self, conn: HTTPConnection, security_scopes: SecurityScopes
     ) -> Identity | None:
-        guard = self.guard
-        identity = None
-        try:
-            identity = await guard.authenticate(conn)
-            if identity is not None:
-                _check_security_scopes(identity, security_scopes.scopes)
-        except TokenGuardError as exc:
-            raise guard.reject(conn, exc, identity) from None
-        return identity
+        return await self._identity(conn, security_scopes, required=False)
 
 
-class RequirementDependency(_GuardDependency):
+class RequirementDependency(IdentityDependency):
     """Returns the :class:`Identity` when it meets a :class:`Requirement`; else 401/403."""
 
     def __init__(self, guard: TokenGuard, requirement: Requirement) -> None:
@@ -448,9 +448,6 @@ class RequirementDependency(_GuardDependency):
 
     def _check(self, identity: Identity) -> None:
         self.requirement.check(identity)
-
-    async def __call__(self, conn: HTTPConnection, security_scopes: SecurityScopes) -> Identity:
-        return await self._identity(conn, security_scopes)
 
 
 # -- OpenAPI ----------------------------------------------------------------------------
@@ -545,11 +542,7 @@ def _document_scopes(operation: dict[str, Any], dependant: Any) -> None:
         if oauth2 is None:
             continue
         flows[call.guard.scheme_name] = oauth2
-        names = list(
-            getattr(dependency, "own_oauth_scopes", None)
-            or getattr(dependency, "security_scopes", None)  # FastAPI before 0.120
-            or []
-        )
+        names = _declared_scopes(dependency)
         if isinstance(call, RequirementDependency):
             need = call.requirement
             names += sorted(need.scopes)
@@ -577,6 +570,15 @@ def _guard_dependencies(dependant: Any) -> Iterator[tuple[Any, "_GuardDependency
             yield dependency, dependency.call
 
 
+def _declared_scopes(dependency: Any) -> list[str]:
+    """The scopes of ``Security(..., scopes=[...])`` on this dependency itself."""
+    return list(
+        getattr(dependency, "own_oauth_scopes", None)
+        or getattr(dependency, "security_scopes", None)  # FastAPI before 0.120
+        or []
+    )
+
+
 def _refusal(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -590,17 +592,9 @@ def _guard_needs(dependant: Any) -> list[str] | None:
     verified caller is enough); ``None`` when no guard protects it."""
     needs: list[str] = []
     guarded = False
-    pending = list(dependant.dependencies)
-    while pending:
-        dependency = pending.pop()
-        pending.extend(dependency.dependencies)
-        call = dependency.call
-        if not isinstance(call, _GuardDependency):
-            continue
+    for dependency, call in _guard_dependencies(dependant):
         guarded = True
-        scopes = getattr(dependency, "own_oauth_scopes", None) or getattr(
-            dependency, "security_scopes", None
-        )
+        scopes = _declared_scopes(dependency)
         if scopes:
             needs.append("each of " + ", ".join(sorted(scopes)) + " as a role or scope")
         if isinstance(call, RequirementDependency):
