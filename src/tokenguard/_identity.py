@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from starlette.authentication import AuthCredentials, BaseUser
 
@@ -170,7 +170,7 @@ class Identity:
         names = {"type": "array", "items": text, "uniqueItems": True}
         properties: dict[str, Any] = {
             "display_name": text,
-            "kind": {"enum": ["managed_identity", "app", "user"], "type": "string"},
+            "kind": {"enum": list(get_args(IdentityKind)), "type": "string"},
             "object_id": maybe_text,
             "tenant_id": maybe_text,
             "app_id": maybe_text,
