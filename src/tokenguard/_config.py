@@ -70,6 +70,7 @@ _STRING_COLLECTIONS: Final = (
     "tenants",
     "required_claims",
     "token_types",
+    "discovery_urls",
 )
 #: The settings that are durations in seconds.
 _SECONDS: Final = (
@@ -201,7 +202,6 @@ class Issuer:
         set_ = object.__setattr__
         for name in _STRING_COLLECTIONS:
             refuse_lone_string(name, getattr(self, name))
-        refuse_lone_string("discovery_urls", self.discovery_urls)
         set_(self, "discovery_urls", tuple(self.discovery_urls))
         set_(self, "audiences", tuple(self.audiences))
         set_(self, "algorithms", tuple(self.algorithms))
@@ -270,8 +270,14 @@ class Issuer:
                 raise ValueError(f"{name} must be finite")
         if self.leeway < 0:
             raise ValueError("leeway must not be negative")
-        positive = ("min_cache_ttl", "max_cache_ttl", "default_cache_ttl", "fetch_timeout")
-        for name in (*positive, "tenant_cache_ttl", "tenant_check_timeout"):
+        for name in (
+            "min_cache_ttl",
+            "max_cache_ttl",
+            "default_cache_ttl",
+            "fetch_timeout",
+            "tenant_cache_ttl",
+            "tenant_check_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("refresh_cooldown", "max_stale", "error_backoff"):
