@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -36,7 +36,7 @@ from ._errors import InvalidToken, KeysUnavailable
 from ._fetch import FetchError, FetchResult, fetch_json, retry_after_seconds
 from ._keys import VerificationKey, load_jwks
 
-__all__ = ["FetchObserver", "KeySet", "KeySetStatus", "PolicyKeySets"]
+__all__ = ["FetchObserver", "KeySet", "KeySetStatus", "PolicyKeySets", "load_all"]
 
 logger = logging.getLogger("tokenguard")
 
@@ -477,22 +477,7 @@ class PolicyKeySets:
 
     async def load(self) -> None:
         """Load every set concurrently; :class:`KeysUnavailable` if any has none."""
-        failures: list[KeysUnavailable] = []
-
-        async def load_one(keys: KeySet) -> None:
-            try:
-                await keys.load()
-            except KeysUnavailable as exc:
-                failures.append(exc)
-
-        async with anyio.create_task_group() as group:
-            for keys in self.sets:
-                group.start_soon(load_one, keys)
-        if failures:
-            raise KeysUnavailable(
-                "; ".join(str(e) for e in failures),
-                retry_after=min(e.retry_after for e in failures),
-            )
+        await load_all(self.sets)
 
     async def aclose(self) -> None:
         """Stop every set's background work."""
@@ -519,4 +504,28 @@ class PolicyKeySets:
             age=None if None in ages else max(a for a in ages if a is not None),
             since_change=min(changes) if changes else None,
             last_error=next((p.last_error for p in parts if p.last_error), None),
+        )
+
+
+async def load_all(key_sets: Sequence[KeySet | PolicyKeySets]) -> None:
+    """Load ``key_sets`` concurrently, then raise :class:`KeysUnavailable` for those
+    that have no usable keys: a lone failure as it is, several as one error naming each
+    (in the order given) with the soonest ``retry_after``."""
+    failures: dict[int, KeysUnavailable] = {}
+
+    async def load(index: int, keys: KeySet | PolicyKeySets) -> None:
+        try:
+            await keys.load()
+        except KeysUnavailable as exc:
+            failures[index] = exc
+
+    async with anyio.create_task_group() as group:
+        for index, keys in enumerate(key_sets):
+            group.start_soon(load, index, keys)
+    errors = [failures[index] for index in sorted(failures)]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise KeysUnavailable(
+            "; ".join(str(e) for e in errors), retry_after=min(e.retry_after for e in errors)
         )

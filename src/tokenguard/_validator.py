@@ -32,10 +32,17 @@ from ._claims import (
     check_times,
 )
 from ._config import TENANT_PLACEHOLDER, Issuer, _fold_typ
-from ._errors import InvalidToken, KeysUnavailable, Reason, TokenGuardError
+from ._errors import InvalidToken, Reason, TokenGuardError
 from ._identity import Identity, identity_from_claims
 from ._keys import MAX_KID_LENGTH, VerificationKey
-from ._keyset import FetchOutcome, KeyDocument, KeySet, KeySetStatus, PolicyKeySets
+from ._keyset import (
+    FetchOutcome,
+    KeyDocument,
+    KeySet,
+    KeySetStatus,
+    PolicyKeySets,
+    load_all,
+)
 from ._responses import log_rejection
 from ._tenants import TenantDecisions
 from ._token import (
@@ -373,25 +380,7 @@ class TokenValidator:
         """Load every issuer's keys now (concurrently) and keep them refreshed in the
         background; then raise :class:`KeysUnavailable` naming each issuer whose keys
         could not be had (the others are loaded, and the failed ones retried)."""
-        failures: dict[int, KeysUnavailable] = {}
-
-        async def load(index: int, keys: KeySet | PolicyKeySets) -> None:
-            try:
-                await keys.load()
-            except KeysUnavailable as exc:
-                failures[index] = exc
-
-        async with anyio.create_task_group() as group:
-            for index, state in enumerate(self._states):
-                group.start_soon(load, index, state.keys)
-        if len(failures) == 1:
-            raise next(iter(failures.values()))
-        if failures:
-            errors = [failures[i] for i in sorted(failures)]
-            raise KeysUnavailable(
-                "; ".join(str(e) for e in errors),
-                retry_after=min(e.retry_after for e in errors),
-            )
+        await load_all([state.keys for state in self._states])
 
     def status(self) -> list[KeySetStatus]:
         """Key-set snapshots, one per issuer."""
