@@ -45,6 +45,9 @@ def test_verify_prints_identity(served: LocalIssuer, capsys: pytest.CaptureFixtu
     assert (
         out["kind"] == "managed_identity" and out["object_id"] == "oid-9" and out["roles"] == ["R"]
     )
+    # Identity.to_dict(), as a FastAPI route returning the identity answers it.
+    assert out["display_name"] == "tokenguard-vm" and out["is_guest"] is False
+    assert "claims" not in out
 
 
 def test_verify_with_jwks_uri_and_stdin(

@@ -37,7 +37,6 @@ from . import __version__
 from ._config import DEFAULT_LEEWAY, Issuer
 from ._errors import InvalidToken, KeysUnavailable, TokenGuardError
 from ._fetch import lifetime_from_headers
-from ._identity import Identity
 from ._keyset import KeySet
 from ._token import parse_token
 from ._validator import TokenValidator
@@ -114,23 +113,6 @@ def _read_token(value: str) -> str:
     return sys.stdin.readline().strip() if value == "-" else value.strip()
 
 
-def identity_json(identity: Identity) -> dict[str, Any]:
-    """An :class:`Identity` as JSON-ready data."""
-    return {
-        "kind": identity.kind,
-        "object_id": identity.object_id,
-        "tenant_id": identity.tenant_id,
-        "app_id": identity.app_id,
-        "subject": identity.subject,
-        "issuer": identity.issuer,
-        "audience": identity.audience,
-        "mi_resource_id": identity.mi_resource_id,
-        "roles": sorted(identity.roles),
-        "scopes": sorted(identity.scopes),
-        "expires_at": identity.expires_at,
-    }
-
-
 def _issuer(args: argparse.Namespace, **options: Any) -> Issuer:
     return Issuer(
         issuer=args.issuer,
@@ -188,7 +170,7 @@ async def _verify(args: argparse.Namespace) -> int:
                 answer["detail"] = detail
             print(json.dumps(answer))
             return EXIT_REJECTED
-    print(json.dumps(identity_json(identity), indent=2))
+    print(json.dumps(identity.to_dict(), indent=2))
     return EXIT_OK
 
 
