@@ -248,3 +248,38 @@ async def test_managed_validator_closes_on_error(
         await run()
     assert seen == [validator]
     assert closed == [True]
+
+
+# -- two lifespans, one validator -------------------------------------------------------
+
+
+def test_middleware_and_fastapi_lifespans_fetch_the_keys_once(issuer: LocalIssuer) -> None:
+    from tokenguard.fastapi import TokenGuard
+
+    server = SwitchableIssuer(issuer)
+    validator = server.validator(VAULT, {})
+    guard = TokenGuard(validator)
+    app = FastAPI(lifespan=guard.lifespan)
+    app.add_middleware(TokenGuardMiddleware, validator=validator)
+    with TestClient(app):
+        # Both warm the validator at startup; the second finds the keys loaded and kept
+        # refreshed in the background.
+        assert (server.count("openid-configuration"), server.count("keys")) == (1, 1)
+    assert validator.is_ready()
+
+
+@pytest.mark.anyio
+async def test_warm_up_fetches_again_when_due_or_after_close(issuer: LocalIssuer) -> None:
+    clock = FakeClock()
+    server = SwitchableIssuer(issuer)
+    validator = server.validator(VAULT, {}, monotonic=clock)
+    await validator.warm_up()
+    await validator.warm_up()  # fresh keys, refreshed in the background: nothing to do
+    assert server.count("keys") == 1
+    clock.advance(86_400)  # past the refresh point (the fake timer has not run)
+    await validator.warm_up()
+    assert server.count("keys") == 2
+    await validator.aclose()  # the background refresh stopped: warm-up starts it again
+    await validator.warm_up()
+    assert server.count("keys") == 3
+    await validator.aclose()

@@ -170,8 +170,17 @@ class KeySet:
 
     async def load(self) -> None:
         """Fetch keys now (warm-up) and keep them refreshed in the background; raise
-        :class:`KeysUnavailable` if none are usable (the background retries go on)."""
-        await self._shared_refresh()
+        :class:`KeysUnavailable` if none are usable (the background retries go on).
+
+        Usable keys that are not yet due for refresh and already kept refreshed on this
+        event loop are not fetched again: a second warm-up of the same validator (the
+        middleware's and a FastAPI lifespan's, say) has nothing to add.
+        """
+        now = self._clock()
+        timer = self._timer
+        fresh = now < self._usable_until and now < self._refresh_at
+        if not (fresh and timer is not None and timer.alive):
+            await self._shared_refresh()
         if self._clock() >= self._usable_until:
             raise self._unavailable(self._clock())
 
