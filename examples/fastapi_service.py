@@ -158,7 +158,7 @@ def create_app(
     )
     app.state.tokenguard_validator = validator  # also for servers that skip the lifespan
     add_error_handler(app)
-    _add_docs(app, guard, client_id=(settings or Settings.from_env({})).swagger_client_id)
+    _add_docs(app, guard, client_id=settings.swagger_client_id if settings else LAB_SWAGGER_CLIENT)
     _add_probes(app, validator, observer)
     app.include_router(_secrets_router(guard))
     add_openapi_responses(app)  # /docs lists each route's 401 and the roles behind its 403
