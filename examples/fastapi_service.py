@@ -15,7 +15,7 @@ caller into its ``roles`` claim, and the routes check them. A token without any 
 refused outright (``require_roles_or_scopes``: 401), one lacking a route's role gets 403.
 
 Users call it too: the API exposes the delegated scope ``Secrets.Read``, and ``/docs``
-(Swagger UI, served from the ``swagger-ui-bundle`` package, no CDN) signs a user in with
+(Swagger UI, served from the ``swagger-ui-py`` package, no CDN) signs a user in with
 the authorization code flow and PKCE as the lab's public client ``tokenguard-lab-swagger``.
 The issuer's endpoints come from its v2 discovery document at startup; the user's token
 carries ``scp`` instead of ``roles``, and the read routes accept either.
