@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tokenguard import TokenValidator
-from tokenguard.testing import KeyType, LocalIssuer
+from tokenguard.testing import LocalIssuer
 
 from ._asgi import LoopbackServer, loopback_socket
 from ._http import ServerProcess, get_request
@@ -17,8 +17,6 @@ from ._running import Running
 from ._tokens import AUDIENCE, mint_many, shaped
 
 __all__ = ["QUICK", "Bench", "Settings"]
-
-_KEY_TYPES: dict[str, KeyType] = {"RS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
 
 
 @dataclass(frozen=True)

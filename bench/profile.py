@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import cProfile
 import hashlib
@@ -125,11 +124,8 @@ async def _profile(scenarios: list[Scenario], tool: str, top: int) -> list[str]:
 
 def _signing_inputs(tokens: list[str]) -> list[tuple[bytes, bytes]]:
     """Each token's signing input and decoded signature, split before any timing."""
-    pairs = []
-    for token in tokens:
-        head, payload, signature = token.encode().split(b".")
-        pairs.append((head + b"." + payload, signature))
-    return [(data, base64.urlsafe_b64decode(sig + b"==")) for data, sig in pairs]
+    parts = [split_token(token) for token in tokens]
+    return [(signing_input, b64url_decode(signature)) for signing_input, _, _, signature in parts]
 
 
 async def _warm_validator(issuer: LocalIssuer) -> tuple[TokenValidator, VerificationKey]:

@@ -15,7 +15,7 @@ caller into its ``roles`` claim, and the routes check them. A token without any 
 refused outright (``require_roles_or_scopes``: 401), one lacking a route's role gets 403.
 
 Users call it too: the API exposes the delegated scope ``Secrets.Read``, and ``/docs``
-(Swagger UI, served from the ``swagger-ui-bundle`` package, no CDN) signs a user in with
+(Swagger UI, served from the ``swagger-ui-py`` package, no CDN) signs a user in with
 the authorization code flow and PKCE as the lab's public client ``tokenguard-lab-swagger``.
 The issuer's endpoints come from its v2 discovery document at startup; the user's token
 carries ``scp`` instead of ``roles``, and the read routes accept either.
@@ -158,7 +158,7 @@ def create_app(
     )
     app.state.tokenguard_validator = validator  # also for servers that skip the lifespan
     add_error_handler(app)
-    _add_docs(app, guard, client_id=(settings or Settings.from_env({})).swagger_client_id)
+    _add_docs(app, guard, client_id=settings.swagger_client_id if settings else LAB_SWAGGER_CLIENT)
     _add_probes(app, validator, observer)
     app.include_router(_secrets_router(guard))
     add_openapi_responses(app)  # /docs lists each route's 401 and the roles behind its 403

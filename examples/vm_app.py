@@ -38,6 +38,7 @@ from examples.lab.demo import (
     STORAGE,
     VAULT,
     Report,
+    bearer,
     describe_token,
     lab_location,
     roles_in,
@@ -62,11 +63,6 @@ async def imds_token(
         params=params,
         headers={"Metadata": "true"},
     )
-
-
-def bearer(token: str) -> dict[str, str]:
-    """The Authorization header."""
-    return {"Authorization": f"Bearer {token}"}
 
 
 def refusal(response: httpx.Response) -> str:

@@ -35,7 +35,7 @@ from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobServiceClient
 
 from examples.fastapi_service import API_AUDIENCE, Settings, create_app
-from examples.lab.demo import MODEL, VAULT, Report, describe_token, lab_location, roles_in
+from examples.lab.demo import MODEL, VAULT, Report, bearer, describe_token, lab_location, roles_in
 from examples.lab.resource import CALLER_HEADER
 from examples.lab.runtime import ConfigError, Lab, LabError, LabThread
 
@@ -140,18 +140,14 @@ def step_api(runner: LabThread, report: Report, credential: ManagedIdentityCrede
         ManagedIdentityCredential(client_id=reader_id) as reader,
         httpx.Client(base_url=api, trust_env=False) as http,
     ):
-        put = http.put("/secrets/demo", json={"value": "v"}, headers=_bearer(token))
+        put = http.put("/secrets/demo", json={"value": "v"}, headers=bearer(token))
         report.check("PUT /secrets/demo (Secrets.Write)", "200", str(put.status_code))
         reader_token = reader.get_token(API_AUDIENCE + "/.default").token
         report.check("roles in reader-id's API token", "Secrets.Read", roles_in(reader_token))
-        got = http.get("/secrets/demo", headers=_bearer(reader_token))
+        got = http.get("/secrets/demo", headers=bearer(reader_token))
         report.check("reader-id GET /secrets/demo (Secrets.Read)", "200", str(got.status_code))
-        denied = http.put("/secrets/demo", json={"value": "x"}, headers=_bearer(reader_token))
+        denied = http.put("/secrets/demo", json={"value": "x"}, headers=bearer(reader_token))
         report.check("reader-id PUT /secrets/demo", "403", str(denied.status_code))
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def step_refusals(lab: Lab, report: Report) -> None:

@@ -29,7 +29,7 @@ from tokenguard import fingerprint
 from .identity import LabConfig
 from .runtime import DEFAULT_PORT, config_from_env, port_from_env
 
-__all__ = ["MODEL", "Report", "describe_token", "lab_location", "roles_in"]
+__all__ = ["MODEL", "Report", "bearer", "describe_token", "lab_location", "roles_in"]
 
 VAULT: Final = "https://vault.azure.net"
 STORAGE: Final = "https://storage.azure.com/"
@@ -94,6 +94,11 @@ def describe_token(token: str) -> list[str]:
         value = claims[name]
         lines.append(f"  {name:<{width}}  {value if isinstance(value, str) else json.dumps(value)}")
     return lines
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header carrying ``token``."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def roles_in(token: str) -> str:

@@ -40,7 +40,6 @@ from .service import (
     STORAGE_RESOURCE,
     Storage,
     StorageErrors,
-    storage_of,
     unsupported,
 )
 from .store import BlobFiles, StorageError
@@ -59,7 +58,7 @@ DEFAULT_VERSION: Final = "2026-10-06"
 
 async def account_endpoint(request: Request) -> Response:
     """List containers, or account information."""
-    svc = storage_of(request)
+    svc = Storage.of(request)
     account, _, _ = svc.names(request)
     query = request.query_params
     if query.get("comp") == "list" and "restype" not in query and request.method == "GET":
@@ -92,7 +91,7 @@ async def account_endpoint(request: Request) -> Response:
 
 async def container_endpoint(request: Request) -> Response:
     """Create, delete, get properties of, or list the blobs of a container."""
-    svc = storage_of(request)
+    svc = Storage.of(request)
     account, container, _ = svc.names(request)
     assert container is not None
     query, method = request.query_params, request.method
@@ -156,7 +155,7 @@ async def _list_blobs(request: Request, svc: Storage, account: str, container: s
 
 async def blob_endpoint(request: Request) -> Response:
     """Upload, download, get properties of, or delete a blob."""
-    svc = storage_of(request)
+    svc = Storage.of(request)
     account, container, name = svc.names(request)
     assert container is not None
     assert name is not None

@@ -30,7 +30,6 @@ __all__ = [
     "WRITE_ROLES",
     "Storage",
     "StorageErrors",
-    "storage_of",
     "unsupported",
 ]
 
@@ -152,9 +151,3 @@ class Storage(Resource):
             self.authorize(request, WRITE_ROLES, scope, "blobs/write")
         else:
             self.authorize(request, READ_ROLES, scope, "blobs/read")
-
-
-def storage_of(request: Request) -> Storage:
-    """The :class:`Storage` of the app serving ``request``."""
-    storage: Storage = request.app.state.resource
-    return storage

@@ -109,7 +109,6 @@ class _Authorization:
 
     client: AppRegistration
     redirect_uri: str
-    state: str | None
     params: dict[str, str]
     api: AppRegistration
     scopes: tuple[str, ...]
@@ -211,9 +210,7 @@ class SignIn:
         if not _CHALLENGE.fullmatch(challenge):
             raise OAuthError("invalid_request", "code_challenge is not a base64url SHA-256 digest.")
         api, scopes = self._scopes(params.get("scope", ""))
-        return _Authorization(
-            client, redirect_uri, params.get("state"), params, api, scopes, challenge
-        )
+        return _Authorization(client, redirect_uri, params, api, scopes, challenge)
 
     def _scopes(self, text: str) -> tuple[AppRegistration, tuple[str, ...]]:
         """The API and its scopes the request names (one API per request, as in Entra)."""

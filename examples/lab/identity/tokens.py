@@ -35,10 +35,10 @@ __all__ = [
     "select_identity",
 ]
 
-#: A cached token is handed out again while it has more than this many seconds left
-#: (MSAL treats a token with under 300 s left as expired; stay well clear of that).
 #: Every method: the identity endpoints route them all and answer 405 themselves.
 ALL_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: A cached token is handed out again while it has more than this many seconds left
+#: (MSAL treats a token with under 300 s left as expired; stay well clear of that).
 REUSE_MARGIN: Final = 600
 #: Tokens kept for reuse, across identities and resources.
 MAX_CACHED_TOKENS: Final = 256

@@ -199,7 +199,7 @@ class _Vault(Resource):
 
 async def set_secret(request: Request) -> Response:
     """``PUT /secrets/{name}``: a new version; 409 while a deleted secret holds the name."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request, write=True)
     name = parse.name(request)
     body = await parse.json_body(request)
@@ -210,7 +210,7 @@ async def set_secret(request: Request) -> Response:
 
 async def get_secret(request: Request) -> Response:
     """``GET /secrets/{name}/[{version}]``: the value; 403 ``SecretDisabled`` when disabled."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request)
     name, version = parse.name(request), parse.version(request)
     found = await vault.db.read(partial(store.get_version, name=name, version=version))
@@ -226,7 +226,7 @@ async def get_secret(request: Request) -> Response:
 
 async def update_secret(request: Request) -> Response:
     """``PATCH /secrets/{name}/[{version}]``: attributes, content type, tags (not the value)."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request, write=True)
     name, version = parse.name(request), parse.version(request)
     body = await parse.json_body(request)
@@ -240,7 +240,7 @@ async def secret_root(request: Request) -> Response:
         return await set_secret(request)
     if request.method != "DELETE":
         return await get_secret(request)
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request, write=True)
     name = parse.name(request)
     latest, deleted = await vault.write(
@@ -258,7 +258,7 @@ async def one_version(request: Request) -> Response:
 
 async def list_secrets(request: Request) -> Response:
     """``GET /secrets``: the latest version of each secret, without values."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request)
     size = parse.page_size(request)
     after = parse.skip_token(request, str)
@@ -273,7 +273,7 @@ async def list_secrets(request: Request) -> Response:
 
 async def list_versions(request: Request) -> Response:
     """``GET /secrets/{name}/versions``: every version, oldest first, without values."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request)
     name = parse.name(request)
     size = parse.page_size(request)
@@ -293,7 +293,7 @@ async def list_versions(request: Request) -> Response:
 
 async def list_deleted(request: Request) -> Response:
     """``GET /deletedsecrets``: deleted secrets (needs the write role, as in Azure)."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request, write=True)
     size = parse.page_size(request)
     after = parse.skip_token(request, str)
@@ -310,7 +310,7 @@ async def list_deleted(request: Request) -> Response:
 
 async def deleted_secret(request: Request) -> Response:
     """``/deletedsecrets/{name}``: GET reads the deleted secret, DELETE purges it (204)."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request, write=True)
     name = parse.name(request)
     if request.method == "DELETE":
@@ -322,7 +322,7 @@ async def deleted_secret(request: Request) -> Response:
 
 async def recover_deleted(request: Request) -> Response:
     """``POST /deletedsecrets/{name}/recover``: the secret is live again."""
-    vault: _Vault = request.app.state.resource
+    vault = _Vault.of(request)
     vault.begin(request, write=True)
     name = parse.name(request)
     recovered = await vault.write(store.recover, name=name)

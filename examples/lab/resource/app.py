@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NotRequired, TypedDict
+from typing import Any, Final, NotRequired, Self, TypedDict
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -166,6 +166,12 @@ class Resource:
     db: Database
     dialect: Dialect
 
+    @classmethod
+    def of(cls, request: Request) -> Self:
+        """The resource of the app serving ``request`` (:func:`protected_app` keeps it)."""
+        resource: Self = request.app.state.resource
+        return resource
+
     @property
     def rbac(self) -> RoleAssignments:
         """The role assignments, asked by the caller's object id."""
@@ -224,7 +230,7 @@ def protected_app(
 ) -> Starlette:
     """A toy resource: ``headers`` outermost, then tokenguard (Azure's bare challenge,
     no realm; the lab closes the validator, not the app), then the routes, with every
-    error rendered by ``resource.dialect``. ``resource`` is at ``app.state.resource``;
+    error rendered by ``resource.dialect``. Handlers find ``resource`` with :meth:`Resource.of`;
     its database is closed when the app stops. The validator is checked first
     (:func:`_check_validator`).
     """
