@@ -300,3 +300,34 @@ def test_middleware_requirement_refuses_a_cached_guest(issuer: LocalIssuer) -> N
         assert client.get("/whoami", headers=bearer(member)).json() == {"aud": ADMIN}
     # Verified once, refused twice more on the cache hit path by the same requirement.
     assert [c for *_, c in observer.validations] == [False, True, True, False]
+
+
+def test_exclude_paths_of_a_mounted_apps_middleware_behind_root_path(
+    issuer: LocalIssuer, admin: TokenValidator
+) -> None:
+    # The middleware is on the mounted app: its paths are relative to that app, whatever
+    # the Mount and the server's root_path put in front of them.
+    api = admin_app(admin)
+
+    @api.get("/health")
+    def health() -> Any:
+        return {"ok": True}
+
+    @api.get("/public/{name}")
+    def public_page(name: str) -> Any:
+        return {"page": name}
+
+    api.add_middleware(
+        TokenGuardMiddleware, validator=admin, exclude_paths=["/health", "/public/*"]
+    )
+    outer = Starlette(routes=[Mount("/api", app=api)])
+    for root in ("", "/service"):
+        with TestClient(outer, root_path=root) as client:
+            assert client.get(f"{root}/api/health").json() == {"ok": True}
+            assert client.get(f"{root}/api/public/faq").json() == {"page": "faq"}
+            for protected in ("/api/whoami", "/api/admin", "/api/healthz", "/api/publicity"):
+                assert client.get(f"{root}{protected}").status_code == 401, (root, protected)
+            assert admin_status(client, issuer, ADMIN) == 404  # no /admin outside /api
+            token = bearer(issuer.mint(ADMIN, roles=["Admin"]))
+            assert client.get(f"{root}/api/admin", headers=token).json() == {"aud": ADMIN}
+            assert client.get(f"{root}/api/whoami", headers=token).json() == {"aud": ADMIN}
