@@ -27,6 +27,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -46,7 +47,7 @@ from tokenguard import (
 )
 from tokenguard.testing import LocalIssuer
 
-from .helpers import bearer
+from .helpers import FakeClock, RecordingObserver, bearer
 
 TENANT = "contosob2c"
 TENANT_ID = "775527ff-9a37-4307-8b3d-cc311f58d925"
@@ -313,11 +314,12 @@ async def test_unknown_kids_refresh_each_policy_once_per_cooldown(b2c: B2CTenant
         assert sum(b2c.hits.values()) - before == len(POLICIES)
 
 
-def test_through_the_middleware(b2c: B2CTenant) -> None:
-    async def orders(request: Request) -> JSONResponse:
-        identity = require_identity(request)
-        return JSONResponse({"user": identity.object_id, "flow": identity.claims["tfp"]})
+async def orders(request: Request) -> JSONResponse:
+    identity = require_identity(request)
+    return JSONResponse({"user": identity.object_id, "flow": identity.claims["tfp"]})
 
+
+def test_through_the_middleware(b2c: B2CTenant) -> None:
     validator = TokenValidator([b2c_issuer(*POLICIES)], http_client=b2c.client())
     app = Starlette(
         routes=[Route("/orders", orders)],
@@ -329,3 +331,62 @@ def test_through_the_middleware(b2c: B2CTenant) -> None:
             assert answer.status_code == 200
             assert answer.json()["flow"] == policy
         assert client.get("/orders").status_code == 401
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_a_policy_rotating_its_key_stops_only_its_cached_tokens_without_traffic() -> None:
+    # The custom policy's key container rolls over while the service is idle: the
+    # background refresh of that policy's key set drops the old key and the tokens it
+    # verified; the user flows' cached tokens keep being served.
+    clock = FakeClock(time.time())
+    b2c = B2CTenant(LocalIssuer(issuer=ISSUER), LocalIssuer(issuer=ISSUER))
+    observer = RecordingObserver()
+    validator = TokenValidator(
+        [b2c_issuer(*POLICIES)],
+        http_client=b2c.client(),
+        observer=observer,
+        jitter=lambda: 0.5,
+        **clock.validator_clocks(),
+    )
+    app = Starlette(
+        routes=[Route("/orders", orders)],
+        middleware=[Middleware(TokenGuardMiddleware, validator=validator)],
+    )
+    day = int(clock.now) + 86_400
+    user_flow, custom = b2c.access_token(SIGN_IN, exp=day), b2c.access_token(CUSTOM, exp=day)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        await validator.warm_up()
+        for _ in range(2):
+            for token in (user_flow, custom):
+                assert (await http.get("/orders", headers=bearer(token))).status_code == 200
+        old_kid = b2c.custom.signing_kid
+        b2c.custom.rotate("RSA")
+        b2c.custom.retire(old_kid)
+        assert (await http.get("/orders", headers=bearer(custom))).status_code == 200  # cached
+        fetched = b2c.hits[f"{CUSTOM}/keys"]
+        for _ in range(48):  # at most 8 idle hours, 10 minutes at a time
+            clock.advance(600)
+            await anyio.wait_all_tasks_blocked()  # whatever the timers started is done
+            if b2c.hits[f"{CUSTOM}/keys"] > fetched:
+                break
+        assert b2c.hits[f"{CUSTOM}/keys"] == fetched + 1  # the timer did it, once
+        assert validator.cached(custom) is None
+        assert validator.cached(user_flow) is not None  # its key set dropped nothing
+        refused = await http.get("/orders", headers=bearer(custom))
+        assert refused.status_code == 401
+        assert "signing key is unknown" in refused.headers["www-authenticate"]
+        assert (await http.get("/orders", headers=bearer(user_flow))).status_code == 200
+        fresh = b2c.access_token(CUSTOM, exp=day)
+        assert (await http.get("/orders", headers=bearer(fresh))).json()["flow"] == CUSTOM
+    await validator.aclose()
+    # Verified once each, hits until the rotation (validator.cached's hit counts too);
+    # then the custom token verified again (refused), the user flow's still a hit, the
+    # new custom token verified.
+    outcomes = [(outcome, cached) for outcome, _, _, cached in observer.validations]
+    assert outcomes == [("valid", False)] * 2 + [("valid", True)] * 4 + [
+        ("invalid", False),
+        ("valid", True),
+        ("valid", False),
+    ]

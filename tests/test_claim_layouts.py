@@ -11,10 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import Depends, FastAPI, Request
 
-from tokenguard import InvalidToken, Issuer, Requirement
+from tokenguard import InvalidToken, Issuer, Requirement, TokenGuardMiddleware
+from tokenguard.fastapi import TokenGuard
 from tokenguard.testing import LocalIssuer
+
+from .helpers import bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -238,3 +243,58 @@ def test_claim_paths_are_kept_as_given_and_hashable() -> None:
     default = Issuer(**base)
     assert (default.roles_claim, default.scopes_claim) == (None, None)
     assert (default._roles_path, default._scopes_path) == (None, None)
+
+
+async def test_mapped_claims_through_the_middleware_and_a_fastapi_guard(
+    keycloak: LocalIssuer,
+) -> None:
+    # The integrations read roles and scopes from the Identity, never from "roles"/"scp":
+    # a Keycloak token's realm roles open the guard's route and request.auth.scopes,
+    # on first validation and on the middleware's cache hit path alike.
+    validator = keycloak.validator(
+        "orders-api", roles_claim="realm_access.roles", scopes_claim="scope"
+    )
+    guard = TokenGuard(validator)
+    app = FastAPI()
+
+    @app.get("/admin", dependencies=[Depends(guard.requires(roles=["orders-admin"]))])
+    def admin() -> str:
+        return "ok"
+
+    @app.get("/profile", dependencies=[Depends(guard.requires(scopes=["profile"]))])
+    def profile() -> str:
+        return "ok"
+
+    @app.get("/granted")
+    def granted(request: Request) -> list[str]:
+        return sorted(request.auth.scopes)
+
+    app.add_middleware(TokenGuardMiddleware, validator=validator)
+    ada = token(
+        keycloak,
+        "orders-api",
+        sub="u-ada",
+        azp="orders-web",
+        realm_access={"roles": ["orders-admin"]},
+        scope="openid profile",
+    )
+    reader = token(
+        keycloak, "orders-api", sub="u-bob", azp="orders-web", realm_access={"roles": ["r"]}
+    )
+    entra_shaped = token(
+        keycloak, "orders-api", sub="u", azp="w", roles=["orders-admin"], scp="profile"
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with validator, httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        for _ in range(2):  # verified, then cache hits
+            for path in ("/admin", "/profile"):
+                assert (await http.get(path, headers=bearer(ada))).status_code == 200
+                refused = await http.get(path, headers=bearer(reader))
+                assert refused.status_code == 403, path
+                assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+            scopes = await http.get("/granted", headers=bearer(ada))
+            assert scopes.json() == ["openid", "orders-admin", "profile"]
+            assert (await http.get("/granted", headers=bearer(reader))).json() == ["r"]
+            unmapped = await http.get("/admin", headers=bearer(entra_shaped))
+            assert unmapped.status_code == 401  # no_permissions: roles/scp mean nothing here
+    assert validator.cache.hits >= 6

@@ -237,3 +237,97 @@ def test_guard_requires_takes_every_requirement_option(
         assert (
             client.get("/admin", headers=bearer(issuer.mint(ADMIN, roles=["x"]))).status_code == 403
         )
+
+
+#: A B2B guest's home tenant, as Entra names it in the guest's ``idp`` claim.
+GUEST_HOME = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+
+
+def guest_token(issuer: LocalIssuer, **claims: Any) -> str:
+    """An Entra v2 user token of a B2B guest holding Admin (``idp`` names the home tenant)."""
+    idp = {"idp": f"https://sts.windows.net/{GUEST_HOME}/"}
+    return issuer.mint(ADMIN, kind="user", roles=["Admin"], claims={**idp, **claims})
+
+
+def test_guard_refuses_guests_the_middleware_admits_on_every_cache_hit(
+    issuer: LocalIssuer,
+) -> None:
+    observer = RecordingObserver()
+    validator = issuer.validator([ADMIN], observer=observer)
+    members_only = TokenGuard(validator).requires(roles=["Admin"], allow_guest_users=False)
+    app = FastAPI()
+
+    @app.get("/admin")
+    def route(who: Annotated[Identity, Depends(members_only)]) -> Any:
+        return {"oid": who.object_id}
+
+    @app.get("/whoami")
+    def whoami(request: Request) -> Any:
+        identity = get_identity(request)
+        return {"guest": None if identity is None else identity.is_guest}
+
+    app.add_middleware(TokenGuardMiddleware, validator=validator)
+    guest, by_acct = guest_token(issuer), guest_token(issuer, acct=1)
+    member = issuer.mint(ADMIN, kind="user", roles=["Admin"], object_id="oid-member")
+    with TestClient(app) as client:
+        for _ in range(2):  # verified, then every token from the middleware's cache
+            for token in (guest, by_acct):
+                refused = client.get("/admin", headers=bearer(token))
+                assert refused.status_code == 403
+                assert "Guest users are not allowed" in refused.headers["www-authenticate"]
+                assert client.get("/whoami", headers=bearer(token)).json() == {"guest": True}
+            assert client.get("/admin", headers=bearer(member)).json() == {"oid": "oid-member"}
+    # One validation per request, by the middleware (the guard reused its identity): each
+    # token verified once, then cache hits, and the guard still refused both guests.
+    cached = [c for *_, c in observer.validations]
+    assert cached == [False, True, False, True, False] + [True] * 5, cached
+
+
+def test_middleware_requirement_refuses_a_cached_guest(issuer: LocalIssuer) -> None:
+    observer = RecordingObserver()
+    validator = issuer.validator([ADMIN], observer=observer)
+    app = admin_app(validator)
+    app.add_middleware(
+        TokenGuardMiddleware, validator=validator, require=Requirement(allow_guest_users=False)
+    )
+    guest = guest_token(issuer)
+    with TestClient(app) as client:
+        for _ in range(3):
+            refused = client.get("/whoami", headers=bearer(guest))
+            assert refused.status_code == 403
+            assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+        member = issuer.mint(ADMIN, kind="user", roles=["Admin"])
+        assert client.get("/whoami", headers=bearer(member)).json() == {"aud": ADMIN}
+    # Verified once, refused twice more on the cache hit path by the same requirement.
+    assert [c for *_, c in observer.validations] == [False, True, True, False]
+
+
+def test_exclude_paths_of_a_mounted_apps_middleware_behind_root_path(
+    issuer: LocalIssuer, admin: TokenValidator
+) -> None:
+    # The middleware is on the mounted app: its paths are relative to that app, whatever
+    # the Mount and the server's root_path put in front of them.
+    api = admin_app(admin)
+
+    @api.get("/health")
+    def health() -> Any:
+        return {"ok": True}
+
+    @api.get("/public/{name}")
+    def public_page(name: str) -> Any:
+        return {"page": name}
+
+    api.add_middleware(
+        TokenGuardMiddleware, validator=admin, exclude_paths=["/health", "/public/*"]
+    )
+    outer = Starlette(routes=[Mount("/api", app=api)])
+    for root in ("", "/service"):
+        with TestClient(outer, root_path=root) as client:
+            assert client.get(f"{root}/api/health").json() == {"ok": True}
+            assert client.get(f"{root}/api/public/faq").json() == {"page": "faq"}
+            for protected in ("/api/whoami", "/api/admin", "/api/healthz", "/api/publicity"):
+                assert client.get(f"{root}{protected}").status_code == 401, (root, protected)
+            assert admin_status(client, issuer, ADMIN) == 404  # no /admin outside /api
+            token = bearer(issuer.mint(ADMIN, roles=["Admin"]))
+            assert client.get(f"{root}/api/admin", headers=token).json() == {"aud": ADMIN}
+            assert client.get(f"{root}/api/whoami", headers=token).json() == {"aud": ADMIN}

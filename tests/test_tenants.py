@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
@@ -404,3 +405,56 @@ def test_through_a_fastapi_guard(multi: LocalIssuer) -> None:
         assert down.status_code == 503
         assert down.headers["retry-after"] == str(TENANT_RETRY_AFTER)
     assert directory.calls == {ONBOARDED: 1, OTHER: 1, THIRD: 1}
+
+
+@pytest.mark.anyio
+async def test_an_offboarded_tenants_cached_token_is_refused_once_its_decision_expires(
+    multi: LocalIssuer,
+) -> None:
+    # A cache-only service: the same two tokens for hours, the middleware and a FastAPI
+    # guard on one validator. A tenant offboarded in the database keeps its cached token
+    # only until its decision expires; the onboarded one is asked once per lifetime.
+    monotonic, wall = FakeClock(), FakeClock(time.time())
+    directory = Directory({ONBOARDED, OTHER})
+    validator = validator_for(multi, directory, monotonic, tenant_cache_ttl=600, clock=wall)
+    guard = TokenGuard(validator)
+    app = FastAPI()
+
+    @app.get("/guarded")
+    async def guarded(identity: Identity = Depends(guard.identity)) -> dict[str, Any]:  # noqa: B008
+        return {"tenant": identity.tenant_id}
+
+    app.add_middleware(TokenGuardMiddleware, validator=validator)
+    stays = mint(multi, ONBOARDED, lifetime=86_400)
+    leaves = mint(multi, OTHER, lifetime=86_400)
+
+    def advance(seconds: float) -> None:
+        monotonic.advance(seconds)
+        wall.advance(seconds)
+
+    transport = httpx.ASGITransport(app=app)
+    async with validator, httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+
+        async def tenant_of(token: str) -> Any:
+            return (await http.get("/guarded", headers=bearer(token))).json()
+
+        for _ in range(2):  # verified and decided, then cache hits
+            assert await tenant_of(stays) == {"tenant": ONBOARDED}
+            assert await tenant_of(leaves) == {"tenant": OTHER}
+        advance(599)
+        directory.onboarded.discard(OTHER)  # offboarded: the cached decision still says yes
+        assert await tenant_of(leaves) == {"tenant": OTHER}
+        assert directory.calls == {ONBOARDED: 1, OTHER: 1}
+        advance(1)
+        refused = await http.get("/guarded", headers=bearer(leaves))
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+        for hour in range(1, 4):  # three idle hours, one request every ten minutes
+            for _ in range(6):
+                assert await tenant_of(stays) == {"tenant": ONBOARDED}
+                assert (await http.get("/guarded", headers=bearer(leaves))).status_code == 401
+                advance(600)
+            assert directory.calls[ONBOARDED] == 1 + 6 * hour
+    # The denial is remembered like a grant: decided at 600 s, then asked once per
+    # lifetime (1200 s ... 10800 s), as the onboarded tenant is.
+    assert directory.calls == {ONBOARDED: 19, OTHER: 19}
