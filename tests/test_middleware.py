@@ -722,3 +722,18 @@ async def test_cache_hit_adds_only_starlettes_keys_and_the_identity(
         assert messages[0]["status"] == 200
         assert scope["user"].verified_by is validator
     assert added == [{"tokenguard.identity", "user", "auth"}] * 2
+
+
+@pytest.mark.parametrize(
+    ("paths", "error"),
+    [
+        ("/healthz", TypeError),  # a lone str would be a set of its characters
+        (["healthz"], ValueError),  # route paths start with "/": it could never match
+        ([""], ValueError),
+    ],
+)
+def test_exclude_paths_are_checked_when_built(
+    validator: TokenValidator, paths: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="exclude_paths"):
+        TokenGuardMiddleware(build(validator), validator=validator, exclude_paths=paths)

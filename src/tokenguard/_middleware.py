@@ -82,6 +82,9 @@ class TokenGuardMiddleware:
         #: The cache-hit lookup (the validator's cache is fixed for its lifetime).
         self._match = validator.cache.match_authorization
         excluded = list(exclude_paths)
+        for entry in excluded:
+            if not isinstance(entry, str) or not entry.startswith("/"):
+                raise ValueError(f"exclude_paths entries are paths starting with '/': {entry!r}")
         self.exclude_paths = tuple(excluded)
         self._exclude_exact = frozenset(p for p in excluded if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in excluded if p.endswith("*"))
@@ -157,9 +160,10 @@ class TokenGuardMiddleware:
     def _excluded(self, scope: Scope) -> bool:
         # Matched as routes are: relative to the app's root_path (a server's --root-path,
         # a Mount), so "/healthz" means the app's /healthz wherever it is deployed.
+        # As Starlette strips it: only at a "/" boundary ("/api" is not a root of "/apix").
         path: str = scope["path"]
         root = scope.get("root_path")
-        if root and path.startswith(root):
+        if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
             path = path[len(root) :]
         return path in self._exclude_exact or (
             bool(self._exclude_prefixes) and path.startswith(self._exclude_prefixes)
